@@ -1,0 +1,125 @@
+//! The element type of every tensor: `f32` for training, `f64` for gradient checks.
+//!
+//! Everything numeric in the crate is generic over [`Float`]. The trait adds to `num_traits::Float`
+//! the two things the engine needs that the standard traits do not give: a GEMM entry point
+//! (dispatching to `matrixmultiply::sgemm` / `dgemm`) and lossless-enough conversion from `f64`
+//! constants written in the source.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+use ndarray::{LinalgScalar, ScalarOperand};
+
+/// A floating-point element type the engine can train with.
+pub trait Float:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + LinalgScalar
+    + ScalarOperand
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + Sum
+    + Default
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + 'static
+{
+    /// Name used in checkpoints and error messages (`"f32"` / `"f64"`).
+    const DTYPE: &'static str;
+
+    /// Converts an `f64` constant (rounding to nearest for `f32`).
+    fn c(x: f64) -> Self;
+
+    /// Widens to `f64` (exact for both types).
+    fn f64(self) -> f64;
+
+    /// `C <- alpha * A B + beta * C` on raw strided storage (row/column strides in elements).
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid `m x k`, `k x n` and `m x n` matrices, and `c`
+    /// must not alias `a` or `b`. This is exactly `matrixmultiply`'s contract.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Float for f32 {
+    const DTYPE: &'static str = "f32";
+    fn c(x: f64) -> Self {
+        x as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded contract, see the trait method.
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}
+
+impl Float for f64 {
+    const DTYPE: &'static str = "f64";
+    fn c(x: f64) -> Self {
+        x
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f64,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        beta: f64,
+        c: *mut f64,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded contract, see the trait method.
+        unsafe {
+            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}

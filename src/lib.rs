@@ -1,0 +1,33 @@
+//! sparsegrad: sparse neural-network training on CPUs.
+//!
+//! A tape-based reverse-mode autodiff engine over `ndarray`, the layers and optimisers needed to
+//! train real networks, and the math of sparsity as gradient-checked primitives.
+//!
+//! ```
+//! use sparsegrad::prelude::*;
+//! use ndarray::array;
+//!
+//! let tape = Tape::<f64>::new();
+//! let x = tape.leaf(array![1.0, -2.0, 3.0].into_dyn());
+//! let w = tape.leaf(array![0.5, 0.5, 0.5].into_dyn());
+//! let loss = (x * w).relu().sum(); // relu(x * w) summed
+//! let grads = loss.backward();
+//! // d loss / d w = x where x * w > 0, else 0
+//! assert_eq!(grads.wrt(w).unwrap(), &array![1.0, 0.0, 3.0].into_dyn());
+//! ```
+
+pub mod check;
+pub mod float;
+pub mod grads;
+pub mod kernels;
+pub mod ops;
+pub mod param;
+pub mod tape;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::float::Float;
+    pub use crate::grads::Grads;
+    pub use crate::param::Param;
+    pub use crate::tape::{Tape, Tensor, Var};
+}

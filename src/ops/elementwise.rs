@@ -1,0 +1,294 @@
+//! Elementwise ops. Two helpers do the work once: [`unary`] (forward map and derivative from
+//! `(x, y)`) and [`binary`] (numpy broadcasting, partial derivatives from `(a, b, y)`); every op
+//! below is one line of math on top of them.
+//!
+//! Conventions at kinks (each has its own test in `tests/kinks.rs`): relu'(0) = 0, abs'(0) = 0,
+//! sign' = 0 everywhere, leaky_relu'(0) = slope, clamp passes the gradient on the closed interval
+//! [lo, hi] (PyTorch `clamp`), max(a, b) sends the gradient to `a` on ties.
+
+use std::sync::Arc;
+
+use ndarray::{IxDyn, Zip};
+
+use crate::float::Float;
+use crate::tape::{Tensor, Var, broadcast_shape};
+
+/// Records `y = f(x)` elementwise with derivative `dy/dx = df(x, y)`.
+pub fn unary<'t, F: Float>(
+    op: &'static str,
+    a: Var<'t, F>,
+    f: impl Fn(F) -> F,
+    df: impl Fn(F, F) -> F + 'static,
+) -> Var<'t, F> {
+    let x = a.value();
+    let y = Arc::new(x.mapv(f));
+    let y_saved = y.clone();
+    a.tape().record(op, y, &[a], move |g, _| {
+        vec![Some(
+            Zip::from(g)
+                .and(&*x)
+                .and(&*y_saved)
+                .map_collect(|&g, &x, &y| g * df(x, y)),
+        )]
+    })
+}
+
+/// Records `y = f(a, b)` elementwise with numpy broadcasting and partial derivatives
+/// `dy/da = da(a, b, y)`, `dy/db = db(a, b, y)`; the engine reduces broadcast gradients.
+pub fn binary<'t, F: Float>(
+    op: &'static str,
+    a: Var<'t, F>,
+    b: Var<'t, F>,
+    f: impl Fn(F, F) -> F,
+    da: impl Fn(F, F, F) -> F + 'static,
+    db: impl Fn(F, F, F) -> F + 'static,
+) -> Var<'t, F> {
+    let (av, bv) = (a.value(), b.value());
+    let shape = IxDyn(&broadcast_shape(op, av.shape(), bv.shape()));
+    let y = {
+        let (ab, bb) = (
+            av.broadcast(shape.clone()).unwrap(),
+            bv.broadcast(shape.clone()).unwrap(),
+        );
+        Arc::new(Zip::from(&ab).and(&bb).map_collect(|&x, &z| f(x, z)))
+    };
+    let y_saved = y.clone();
+    a.tape().record(op, y, &[a, b], move |g, needs| {
+        let (ab, bb) = (
+            av.broadcast(shape.clone()).unwrap(),
+            bv.broadcast(shape).unwrap(),
+        );
+        let partial = |d: &dyn Fn(F, F, F) -> F| -> Tensor<F> {
+            Zip::from(g)
+                .and(&ab)
+                .and(&bb)
+                .and(&*y_saved)
+                .map_collect(|&g, &a, &b, &y| g * d(a, b, y))
+        };
+        vec![
+            needs[0].then(|| partial(&da)),
+            needs[1].then(|| partial(&db)),
+        ]
+    })
+}
+
+fn sigmoid_scalar<F: Float>(x: F) -> F {
+    // Two branches so that exp never overflows.
+    if x >= F::zero() {
+        F::one() / (F::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (F::one() + e)
+    }
+}
+
+#[allow(clippy::should_implement_trait)]
+impl<'t, F: Float> Var<'t, F> {
+    pub fn add(self, b: Self) -> Self {
+        binary(
+            "add",
+            self,
+            b,
+            |a, b| a + b,
+            |_, _, _| F::one(),
+            |_, _, _| F::one(),
+        )
+    }
+
+    pub fn sub(self, b: Self) -> Self {
+        binary(
+            "sub",
+            self,
+            b,
+            |a, b| a - b,
+            |_, _, _| F::one(),
+            |_, _, _| -F::one(),
+        )
+    }
+
+    pub fn mul(self, b: Self) -> Self {
+        binary("mul", self, b, |a, b| a * b, |_, b, _| b, |a, _, _| a)
+    }
+
+    /// a / b; d/db = -a / b^2 = -y / b.
+    pub fn div(self, b: Self) -> Self {
+        binary(
+            "div",
+            self,
+            b,
+            |a, b| a / b,
+            |_, b, _| F::one() / b,
+            |_, b, y| -y / b,
+        )
+    }
+
+    /// a^b elementwise for a > 0; d/da = b a^(b-1), d/db = y ln a.
+    pub fn pow(self, b: Self) -> Self {
+        binary(
+            "pow",
+            self,
+            b,
+            |a, b| a.powf(b),
+            |a, b, _| b * a.powf(b - F::one()),
+            |a, _, y| y * a.ln(),
+        )
+    }
+
+    /// Elementwise maximum; on ties the gradient goes to `self`.
+    pub fn maximum(self, b: Self) -> Self {
+        let ge = |a: F, b: F| if a >= b { F::one() } else { F::zero() };
+        binary(
+            "maximum",
+            self,
+            b,
+            |a, b| if a >= b { a } else { b },
+            move |a, b, _| ge(a, b),
+            move |a, b, _| F::one() - ge(a, b),
+        )
+    }
+
+    pub fn neg(self) -> Self {
+        unary("neg", self, |x| -x, |_, _| -F::one())
+    }
+
+    pub fn add_scalar(self, c: f64) -> Self {
+        let c = F::c(c);
+        unary("add_scalar", self, move |x| x + c, |_, _| F::one())
+    }
+
+    pub fn mul_scalar(self, c: f64) -> Self {
+        let c = F::c(c);
+        unary("mul_scalar", self, move |x| x * c, move |_, _| c)
+    }
+
+    pub fn exp(self) -> Self {
+        unary("exp", self, |x| x.exp(), |_, y| y)
+    }
+
+    pub fn ln(self) -> Self {
+        unary("ln", self, |x| x.ln(), |x, _| F::one() / x)
+    }
+
+    /// d/dx sqrt(x) = 1 / (2 y).
+    pub fn sqrt(self) -> Self {
+        unary("sqrt", self, |x| x.sqrt(), |_, y| F::c(0.5) / y)
+    }
+
+    /// x^p for a constant exponent; d/dx = p x^(p-1).
+    pub fn powf(self, p: f64) -> Self {
+        let p = F::c(p);
+        unary(
+            "powf",
+            self,
+            move |x| x.powf(p),
+            move |x, _| p * x.powf(p - F::one()),
+        )
+    }
+
+    /// |x|, with abs'(0) = 0.
+    pub fn abs(self) -> Self {
+        unary("abs", self, |x| x.abs(), |x, _| sign_scalar(x))
+    }
+
+    /// sign(x) in {-1, 0, 1}; its gradient is 0 everywhere (use a straight-through op to pass one).
+    pub fn sign(self) -> Self {
+        unary("sign", self, sign_scalar, |_, _| F::zero())
+    }
+
+    /// max(x, 0), with relu'(0) = 0.
+    pub fn relu(self) -> Self {
+        unary(
+            "relu",
+            self,
+            |x| x.max(F::zero()),
+            |x, _| if x > F::zero() { F::one() } else { F::zero() },
+        )
+    }
+
+    /// x for x > 0, slope * x otherwise (derivative `slope` at 0, as PyTorch).
+    pub fn leaky_relu(self, slope: f64) -> Self {
+        let s = F::c(slope);
+        unary(
+            "leaky_relu",
+            self,
+            move |x| if x > F::zero() { x } else { s * x },
+            move |x, _| if x > F::zero() { F::one() } else { s },
+        )
+    }
+
+    /// 1 / (1 + e^-x); derivative y (1 - y).
+    pub fn sigmoid(self) -> Self {
+        unary("sigmoid", self, sigmoid_scalar, |_, y| y * (F::one() - y))
+    }
+
+    /// derivative 1 - y^2.
+    pub fn tanh(self) -> Self {
+        unary("tanh", self, |x| x.tanh(), |_, y| F::one() - y * y)
+    }
+
+    /// ln(1 + e^x), computed as max(x, 0) + ln(1 + e^-|x|) so it never overflows; derivative sigmoid(x).
+    pub fn softplus(self) -> Self {
+        unary(
+            "softplus",
+            self,
+            |x| x.max(F::zero()) + (-x.abs()).exp().ln_1p(),
+            |x, _| sigmoid_scalar(x),
+        )
+    }
+
+    /// min(max(x, lo), hi); gradient 1 on the closed interval [lo, hi], 0 outside.
+    pub fn clamp(self, lo: f64, hi: f64) -> Self {
+        assert!(lo <= hi, "clamp: lo {lo} > hi {hi}");
+        let (lo, hi) = (F::c(lo), F::c(hi));
+        unary(
+            "clamp",
+            self,
+            move |x| x.max(lo).min(hi),
+            move |x, _| {
+                if x >= lo && x <= hi {
+                    F::one()
+                } else {
+                    F::zero()
+                }
+            },
+        )
+    }
+
+    /// clamp(x, -1, 1).
+    pub fn hardtanh(self) -> Self {
+        self.clamp(-1.0, 1.0)
+    }
+}
+
+/// sign(x) in {-1, 0, 1} (sign(0) = 0, unlike `f32::signum`).
+pub fn sign_scalar<F: Float>(x: F) -> F {
+    if x > F::zero() {
+        F::one()
+    } else if x < F::zero() {
+        -F::one()
+    } else {
+        F::zero()
+    }
+}
+
+macro_rules! operator {
+    ($trait:ident, $method:ident) => {
+        impl<'t, F: Float> std::ops::$trait for Var<'t, F> {
+            type Output = Var<'t, F>;
+            fn $method(self, rhs: Self) -> Self {
+                Var::$method(self, rhs)
+            }
+        }
+    };
+}
+operator!(Add, add);
+operator!(Sub, sub);
+operator!(Mul, mul);
+operator!(Div, div);
+
+impl<'t, F: Float> std::ops::Neg for Var<'t, F> {
+    type Output = Var<'t, F>;
+    fn neg(self) -> Self {
+        Var::neg(self)
+    }
+}

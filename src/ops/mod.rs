@@ -1,0 +1,9 @@
+//! Differentiable ops, one file per family. Each op is a method on [`Var`](crate::tape::Var)
+//! whose forward and backward are written together in one function; see `docs/gradients.md`
+//! for the derivative table and the test of each op.
+
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod reduce;
+pub mod shape;

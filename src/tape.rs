@@ -1,0 +1,438 @@
+//! The tape: an eager Wengert list of every value computed in one training step.
+//!
+//! Each op computes its value immediately and pushes a [`Node`] holding the value, the ids of its
+//! inputs and a backward closure. Nodes are pushed in creation order, so walking the list backwards
+//! is a valid reverse topological order: no graph search is needed.
+//!
+//! The engine does three things once, for every op:
+//! - skips the backward closure (and frees what it captured) when no input needs a gradient,
+//! - reduces a gradient that came back in a broadcast shape to its input's shape ([`sum_to_shape`]),
+//! - sums the contributions of every use of a value.
+//!
+//! [`Var::backward`] drains the tape, freeing each node as soon as its gradient is propagated, and
+//! returns the gradients of the leaves in a [`Grads`] store. A tape is meant for one step: make a
+//! new one for the next step, so memory cannot grow across steps.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use crate::float::Float;
+use crate::grads::Grads;
+use crate::param::{Param, ParamId};
+
+/// The dense n-dimensional array every value is stored in.
+pub type Tensor<F> = ArrayD<F>;
+
+/// An op's backward: given the gradient of its output and which inputs need a gradient, returns
+/// one entry per input (`None` where not needed). A returned gradient may have the broadcast
+/// (output) shape; the engine reduces it to the input's shape.
+pub type BackwardFn<F> = Box<dyn FnOnce(&Tensor<F>, &[bool]) -> Vec<Option<Tensor<F>>>>;
+
+enum Origin {
+    /// A leaf created with [`Tape::leaf`]: its gradient is kept in [`Grads`].
+    Leaf,
+    /// A parameter leaf: its gradient is kept in [`Grads`] and also found by parameter id.
+    Param(ParamId),
+    /// A constant or an op output.
+    Computed,
+}
+
+struct Node<F: Float> {
+    op: &'static str,
+    value: Arc<Tensor<F>>,
+    inputs: Vec<usize>,
+    backward: Option<BackwardFn<F>>,
+    requires_grad: bool,
+    origin: Origin,
+}
+
+/// The recording of one forward pass. See the module documentation.
+pub struct Tape<F: Float = f32> {
+    nodes: RefCell<Vec<Node<F>>>,
+    params: RefCell<HashMap<ParamId, usize>>,
+    no_grad_depth: Cell<usize>,
+    consumed: Cell<bool>,
+}
+
+/// A handle to a value on a tape. Cheap to copy; valid for the tape's lifetime.
+pub struct Var<'t, F: Float = f32> {
+    tape: &'t Tape<F>,
+    id: usize,
+}
+
+impl<F: Float> Clone for Var<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F: Float> Copy for Var<'_, F> {}
+
+impl<F: Float> std::fmt::Debug for Var<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Var#{}{:?}", self.id, self.shape())
+    }
+}
+
+/// While alive, ops on its tape record values but no backward closures (evaluation, mask updates).
+pub struct NoGradGuard<'t> {
+    depth: &'t Cell<usize>,
+}
+
+impl Drop for NoGradGuard<'_> {
+    fn drop(&mut self) {
+        self.depth.set(self.depth.get() - 1);
+    }
+}
+
+impl<F: Float> Default for Tape<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: Float> Tape<F> {
+    pub fn new() -> Self {
+        Tape {
+            nodes: RefCell::new(Vec::new()),
+            params: RefCell::new(HashMap::new()),
+            no_grad_depth: Cell::new(0),
+            consumed: Cell::new(false),
+        }
+    }
+
+    /// Number of values recorded so far.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether ops currently record backward closures.
+    pub fn grad_enabled(&self) -> bool {
+        self.no_grad_depth.get() == 0
+    }
+
+    /// Records nothing differentiable until the guard is dropped.
+    pub fn no_grad(&self) -> NoGradGuard<'_> {
+        self.no_grad_depth.set(self.no_grad_depth.get() + 1);
+        NoGradGuard {
+            depth: &self.no_grad_depth,
+        }
+    }
+
+    /// A leaf whose gradient [`Var::backward`] returns (inputs of a gradient check, for example).
+    pub fn leaf(&self, value: Tensor<F>) -> Var<'_, F> {
+        let requires_grad = self.grad_enabled();
+        self.push(Node {
+            op: "leaf",
+            value: Arc::new(value),
+            inputs: Vec::new(),
+            backward: None,
+            requires_grad,
+            origin: Origin::Leaf,
+        })
+    }
+
+    /// A value that never receives a gradient (data, labels, masks).
+    pub fn constant(&self, value: Tensor<F>) -> Var<'_, F> {
+        self.constant_shared(Arc::new(value))
+    }
+
+    /// Like [`Tape::constant`], sharing an existing buffer instead of copying it.
+    pub fn constant_shared(&self, value: Arc<Tensor<F>>) -> Var<'_, F> {
+        self.push(Node {
+            op: "constant",
+            value,
+            inputs: Vec::new(),
+            backward: None,
+            requires_grad: false,
+            origin: Origin::Computed,
+        })
+    }
+
+    /// The parameter's current value as a leaf. The buffer is shared, not copied; asking twice for
+    /// the same parameter returns the same variable, so its gradient is accumulated once.
+    /// Frozen parameters (see [`Param::set_trainable`]) enter as constants.
+    pub fn param(&self, param: &Param<F>) -> Var<'_, F> {
+        if let Some(&id) = self.params.borrow().get(&param.id()) {
+            return Var { tape: self, id };
+        }
+        let requires_grad = self.grad_enabled() && param.trainable();
+        let var = self.push(Node {
+            op: "param",
+            value: param.shared(),
+            inputs: Vec::new(),
+            backward: None,
+            requires_grad,
+            origin: Origin::Param(param.id()),
+        });
+        self.params.borrow_mut().insert(param.id(), var.id);
+        var
+    }
+
+    /// Records an op's output. This is the one entry point every op uses; user-defined ops may use
+    /// it too. `backward` is dropped at once (freeing what it captured) if no input needs a gradient.
+    /// `value` may be an `Arc` the backward closure also holds (ops whose derivative uses their output).
+    pub fn record<B>(
+        &self,
+        op: &'static str,
+        value: impl Into<Arc<Tensor<F>>>,
+        inputs: &[Var<'_, F>],
+        backward: B,
+    ) -> Var<'_, F>
+    where
+        B: FnOnce(&Tensor<F>, &[bool]) -> Vec<Option<Tensor<F>>> + 'static,
+    {
+        let ids: Vec<usize> = inputs
+            .iter()
+            .map(|v| {
+                assert!(
+                    std::ptr::eq(v.tape, self),
+                    "op `{op}`: inputs come from different tapes"
+                );
+                v.id
+            })
+            .collect();
+        let requires_grad = self.grad_enabled() && {
+            let nodes = self.nodes.borrow();
+            ids.iter().any(|&i| nodes[i].requires_grad)
+        };
+        self.push(Node {
+            op,
+            value: value.into(),
+            inputs: ids,
+            backward: if requires_grad {
+                Some(Box::new(backward))
+            } else {
+                None
+            },
+            requires_grad,
+            origin: Origin::Computed,
+        })
+    }
+
+    fn push(&self, node: Node<F>) -> Var<'_, F> {
+        assert!(
+            !self.consumed.get(),
+            "this tape was consumed by backward(); make a new Tape for the next step"
+        );
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(node);
+        Var {
+            tape: self,
+            id: nodes.len() - 1,
+        }
+    }
+
+    fn node_value(&self, id: usize) -> Arc<Tensor<F>> {
+        let nodes = self.nodes.borrow();
+        assert!(
+            id < nodes.len(),
+            "variable #{id} is gone: its tape was consumed by backward()"
+        );
+        nodes[id].value.clone()
+    }
+
+    fn requires_grad(&self, id: usize) -> bool {
+        self.nodes.borrow()[id].requires_grad
+    }
+
+    /// Reverse pass from `root` seeded with `seed`. Drains the tape.
+    fn run_backward(&self, root: usize, seed: Tensor<F>) -> Grads<F> {
+        let mut nodes = std::mem::take(&mut *self.nodes.borrow_mut());
+        self.consumed.set(true);
+        self.params.borrow_mut().clear();
+        nodes.truncate(root + 1);
+        let mut pending: Vec<Option<Tensor<F>>> = Vec::with_capacity(nodes.len());
+        pending.resize_with(nodes.len(), || None);
+        let mut grads = Grads::new();
+        if nodes[root].requires_grad {
+            pending[root] = Some(seed);
+        }
+        while let Some(node) = nodes.pop() {
+            let id = nodes.len();
+            let Some(grad) = pending[id].take() else {
+                continue;
+            };
+            let backward = match node.origin {
+                Origin::Leaf => {
+                    grads.insert(id, None, grad);
+                    continue;
+                }
+                Origin::Param(pid) => {
+                    grads.insert(id, Some(pid), grad);
+                    continue;
+                }
+                Origin::Computed => match node.backward {
+                    Some(backward) => backward,
+                    None => continue,
+                },
+            };
+            let needs: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|&i| nodes[i].requires_grad)
+                .collect();
+            let input_grads = backward(&grad, &needs);
+            drop(grad);
+            assert_eq!(
+                input_grads.len(),
+                node.inputs.len(),
+                "op `{}` returned {} gradients for {} inputs",
+                node.op,
+                input_grads.len(),
+                node.inputs.len()
+            );
+            for (&input, input_grad) in node.inputs.iter().zip(input_grads) {
+                let Some(input_grad) = input_grad else {
+                    continue;
+                };
+                if !nodes[input].requires_grad {
+                    continue;
+                }
+                let input_grad = sum_to_shape(input_grad, nodes[input].value.shape());
+                assert_eq!(
+                    input_grad.shape(),
+                    nodes[input].value.shape(),
+                    "op `{}` returned a gradient of the wrong shape",
+                    node.op
+                );
+                match &mut pending[input] {
+                    Some(acc) => *acc += &input_grad,
+                    slot @ None => *slot = Some(input_grad),
+                }
+            }
+        }
+        grads
+    }
+}
+
+impl<'t, F: Float> Var<'t, F> {
+    /// The tape this variable lives on (ops use it to record their outputs).
+    pub fn tape(&self) -> &'t Tape<F> {
+        self.tape
+    }
+
+    /// Position on the tape; [`Grads`] is keyed by it.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The value, shared (no copy).
+    pub fn value(&self) -> Arc<Tensor<F>> {
+        self.tape.node_value(self.id)
+    }
+
+    pub fn shape(&self) -> Vec<usize> {
+        self.value().shape().to_vec()
+    }
+
+    pub fn ndim(&self) -> usize {
+        self.value().ndim()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.value().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The single element of a one-element value (a loss, for example).
+    pub fn item(&self) -> F {
+        let v = self.value();
+        assert_eq!(
+            v.len(),
+            1,
+            "item() needs a one-element value, got shape {:?}",
+            v.shape()
+        );
+        *v.iter().next().expect("one element")
+    }
+
+    /// Whether a gradient flows back through this value.
+    pub fn requires_grad(&self) -> bool {
+        self.tape.requires_grad(self.id)
+    }
+
+    /// Reverse-mode gradient of this one-element value with respect to every leaf and parameter
+    /// that contributed to it. Consumes the tape.
+    pub fn backward(self) -> Grads<F> {
+        let value = self.value();
+        assert_eq!(
+            value.len(),
+            1,
+            "backward() needs a one-element value (use backward_with for shape {:?})",
+            value.shape()
+        );
+        let seed = ArrayD::from_elem(value.raw_dim(), F::one());
+        self.backward_with(seed)
+    }
+
+    /// Vector-Jacobian product: backward seeded with `seed` (same shape as this value).
+    pub fn backward_with(self, seed: Tensor<F>) -> Grads<F> {
+        assert_eq!(
+            seed.shape(),
+            self.value().shape(),
+            "backward_with: seed shape differs from the value's"
+        );
+        self.tape.run_backward(self.id, seed)
+    }
+}
+
+/// Sums `grad` over the axes that broadcasting expanded, giving an array of `shape`
+/// (numpy rules: missing leading axes and axes of length 1 were broadcast).
+pub fn sum_to_shape<F: Float>(grad: Tensor<F>, shape: &[usize]) -> Tensor<F> {
+    if grad.shape() == shape {
+        return grad;
+    }
+    assert!(
+        grad.ndim() >= shape.len(),
+        "cannot reduce a gradient of shape {:?} to {:?}",
+        grad.shape(),
+        shape
+    );
+    let mut g = grad;
+    while g.ndim() > shape.len() {
+        g = g.sum_axis(Axis(0));
+    }
+    for (axis, &len) in shape.iter().enumerate() {
+        if len == 1 && g.shape()[axis] != 1 {
+            g = g.sum_axis(Axis(axis)).insert_axis(Axis(axis));
+        }
+    }
+    assert_eq!(
+        g.shape(),
+        shape,
+        "cannot reduce a gradient to shape {shape:?}"
+    );
+    g.into_shape_with_order(IxDyn(shape)).expect("same shape")
+}
+
+/// The numpy broadcast of two shapes (trailing axes aligned; each pair equal or one of them 1).
+/// Panics with both shapes named when they are incompatible (a programming error, like a shape bug).
+pub fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
+    let ndim = a.len().max(b.len());
+    let dim = |s: &[usize], i: usize| {
+        if i + s.len() >= ndim {
+            s[i + s.len() - ndim]
+        } else {
+            1
+        }
+    };
+    (0..ndim)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => panic!("op `{op}`: shapes {a:?} and {b:?} do not broadcast"),
+        })
+        .collect()
+}
