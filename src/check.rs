@@ -18,9 +18,7 @@
 //! ```
 
 use ndarray::{ArrayD, Dimension, IxDyn, Zip};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr_free::standard_normal;
+use crate::rng::{seeded, standard_normal};
 
 use crate::tape::{Tape, Tensor, Var};
 
@@ -266,7 +264,7 @@ fn projections<Func>(
 where
     Func: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
 {
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut rng = seeded(opts.seed);
     let mut out = Vec::new();
     for k in 0..opts.projections {
         let u = ArrayD::from_shape_simple_fn(out_shape.clone(), || standard_normal(&mut rng));
@@ -316,19 +314,6 @@ where
     let minus = evaluate(f, &moved);
     (plus - minus) / (2.0 * eps)
 }
-
-/// A standard normal sample without pulling in `rand_distr` (Box-Muller on two uniforms).
-mod rand_distr_free {
-    use rand::Rng;
-
-    pub fn standard_normal(rng: &mut impl Rng) -> f64 {
-        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-        let u2: f64 = rng.random();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
-pub use rand_distr_free::standard_normal as sample_standard_normal;
 
 /// `proptest` strategies for gradient checks: shapes, broadcast-compatible shape pairs, and
 /// tensors whose values keep a margin from an op's kinks.

@@ -17,17 +17,27 @@
 //! ```
 
 pub mod check;
+pub mod data;
+pub mod error;
 pub mod float;
 pub mod grads;
 pub mod kernels;
+pub mod metrics;
+pub mod models;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod param;
+pub mod rng;
 pub mod tape;
 
 /// The names most programs need.
 pub mod prelude {
+    pub use crate::error::{Error, Result};
     pub use crate::float::Float;
     pub use crate::grads::Grads;
+    pub use crate::nn::{Linear, Module};
+    pub use crate::optim::{Optimizer, Sgd, SgdConfig};
     pub use crate::param::Param;
     pub use crate::tape::{Tape, Tensor, Var};
 }

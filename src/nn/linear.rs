@@ -1,0 +1,67 @@
+//! Fully connected layer: y = x W^T + b with W of shape [out, in] (PyTorch layout).
+
+use crate::float::Float;
+use crate::nn::init::torch_default_layer;
+use crate::nn::module::{Module, join};
+use crate::nn::weight::Weight;
+use crate::param::Param;
+use crate::rng::Rng;
+use crate::tape::Var;
+
+pub struct Linear<F: Float> {
+    pub weight: Weight<F>,
+    pub bias: Option<Param<F>>,
+}
+
+impl<F: Float> Linear<F> {
+    /// PyTorch's default initialisation (see [`torch_default_layer`]).
+    pub fn new(in_features: usize, out_features: usize, bias: bool, rng: &mut Rng) -> Self {
+        let (w, b) = torch_default_layer::<F>(&[out_features, in_features], rng);
+        Linear {
+            weight: Weight::new(w),
+            bias: bias.then(|| Param::new(b)),
+        }
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weight.raw.shape()[1]
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.raw.shape()[0]
+    }
+}
+
+impl<F: Float> Module<F> for Linear<F> {
+    /// x: [N, in] -> [N, out].
+    fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
+        let tape = x.tape();
+        let y = x.matmul_nt(self.weight.on(tape));
+        match &self.bias {
+            Some(b) => y + tape.param(b),
+            None => y,
+        }
+    }
+
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
+        self.weight.visit(prefix, f);
+        if let Some(b) = &self.bias {
+            f(&join(prefix, "bias"), b);
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
+        self.weight.visit_mut(prefix, f);
+        if let Some(b) = &mut self.bias {
+            f(&join(prefix, "bias"), b);
+        }
+    }
+
+    fn visit_weights_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Weight<F>)) {
+        f(prefix, &mut self.weight);
+    }
+
+    fn visit_weights<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Weight<F>)) {
+        f(prefix, &self.weight);
+    }
+}

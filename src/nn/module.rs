@@ -1,0 +1,55 @@
+//! The [`Module`] trait: a forward pass plus a walk over named parameters.
+//!
+//! Names are PyTorch `state_dict` names (`features.0.weight`, `layer1.0.bn1.running_mean`), built
+//! by each container prefixing its children, so checkpoints load into the same PyTorch model.
+
+use crate::float::Float;
+use crate::nn::weight::Weight;
+use crate::param::Param;
+use crate::tape::Var;
+
+/// A layer or a model.
+pub trait Module<F: Float> {
+    /// The forward pass, recorded on the input's tape.
+    fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F>;
+
+    /// Calls `f` with the full name and value of every parameter and buffer, in a stable order.
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>));
+
+    /// Like [`Module::visit`], mutably (optimisers, checkpoint loading).
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>));
+
+    /// Calls `f` with every weight that sparsification methods may reparameterise (Linear, Conv2d
+    /// and recurrent weight matrices; not biases or batchnorm), named like its raw parameter
+    /// without the trailing `.weight` (for example `fc1`).
+    fn visit_weights_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Weight<F>)) {
+        let _ = (prefix, f);
+    }
+
+    /// Immutable counterpart of [`Module::visit_weights_mut`] (reports).
+    fn visit_weights<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Weight<F>)) {
+        let _ = (prefix, f);
+    }
+
+    /// Training mode (batch statistics, dropout) or evaluation mode.
+    fn set_training(&mut self, training: bool) {
+        let _ = training;
+    }
+}
+
+/// `prefix` + `name`, with a dot between them when `prefix` is not empty.
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}
+
+/// All parameters and buffers with their names.
+pub fn named_params<F: Float, M: Module<F> + ?Sized>(module: &M) -> Vec<(String, &Param<F>)> {
+    let mut out = Vec::new();
+    module.visit("", &mut |name, p| out.push((name.to_string(), p)));
+    out
+}
+
+/// Number of trainable scalars.
+pub fn count_trainable<F: Float, M: Module<F> + ?Sized>(module: &M) -> usize {
+    named_params(module).iter().filter(|(_, p)| p.trainable()).map(|(_, p)| p.len()).sum()
+}

@@ -1,0 +1,97 @@
+//! The reparameterisation hook: a weight-bearing layer never uses its raw weight directly but asks
+//! its [`Weight`] for the *effective* weight, which a [`WeightTransform`] (soft-threshold, mask,
+//! L0 gate, ...) may compute from the raw one. Sparsification methods attach transforms through
+//! [`Module::visit_weights_mut`](crate::nn::Module::visit_weights_mut) without touching layer code.
+
+use std::any::Any;
+
+use crate::float::Float;
+use crate::nn::module::join;
+use crate::param::Param;
+use crate::tape::{Tensor, Var};
+
+/// How a layer's effective weight is computed from its raw weight.
+pub trait WeightTransform<F: Float>: Any {
+    /// Short name for reports (`"str"`, `"mask"`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The effective weight, recorded on `raw`'s tape.
+    fn apply<'t>(&self, raw: Var<'t, F>) -> Var<'t, F>;
+
+    /// The effective weight as a plain array (no tape): reports and export.
+    fn effective(&self, raw: &Tensor<F>) -> Tensor<F>;
+
+    /// The transform's own parameters (e.g. STR's threshold), named relative to the layer.
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
+        let _ = (prefix, f);
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
+        let _ = (prefix, f);
+    }
+
+    /// Which raw-weight entries are pruned (1 kept, 0 pruned), if the transform is a fixed mask.
+    /// Optimisers zero the gradient and the state of pruned entries, and the raw weight is
+    /// re-masked after every step, so momentum and weight decay cannot revive them.
+    fn mask(&self) -> Option<&Tensor<F>> {
+        None
+    }
+
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// A prunable weight: the raw parameter and an optional transform.
+pub struct Weight<F: Float> {
+    pub raw: Param<F>,
+    pub transform: Option<Box<dyn WeightTransform<F>>>,
+}
+
+impl<F: Float> Weight<F> {
+    pub fn new(raw: Tensor<F>) -> Self {
+        Weight {
+            raw: Param::new(raw),
+            transform: None,
+        }
+    }
+
+    /// The weight the layer computes with, on `tape`.
+    pub fn on<'t>(&self, tape: &'t crate::tape::Tape<F>) -> Var<'t, F> {
+        let raw = tape.param(&self.raw);
+        match &self.transform {
+            Some(t) => t.apply(raw),
+            None => raw,
+        }
+    }
+
+    /// The effective weight as a plain array.
+    pub fn effective(&self) -> Tensor<F> {
+        match &self.transform {
+            Some(t) => t.effective(self.raw.value()),
+            None => self.raw.value().clone(),
+        }
+    }
+
+    /// Raw weight as `{prefix}.weight`, then the transform's parameters under `{prefix}`.
+    pub fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
+        f(&join(prefix, "weight"), &self.raw);
+        if let Some(t) = &self.transform {
+            t.visit(prefix, f);
+        }
+    }
+
+    pub fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
+        f(&join(prefix, "weight"), &mut self.raw);
+        if let Some(t) = &mut self.transform {
+            t.visit_mut(prefix, f);
+        }
+    }
+
+    /// Sets pruned raw entries back to exactly zero (after an optimiser step).
+    pub fn reapply_mask(&mut self) {
+        if let Some(mask) = self.transform.as_ref().and_then(|t| t.mask()) {
+            let mask = mask.clone();
+            *self.raw.value_mut() *= &mask;
+        }
+    }
+}
