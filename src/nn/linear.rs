@@ -44,24 +44,24 @@ impl<F: Float> Module<F> for Linear<F> {
     }
 
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
-        self.weight.visit(prefix, f);
+        self.weight.visit(&join(prefix, "weight"), f);
         if let Some(b) = &self.bias {
             f(&join(prefix, "bias"), b);
         }
     }
 
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
-        self.weight.visit_mut(prefix, f);
+        self.weight.visit_mut(&join(prefix, "weight"), f);
         if let Some(b) = &mut self.bias {
             f(&join(prefix, "bias"), b);
         }
     }
 
     fn visit_weights_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Weight<F>)) {
-        f(prefix, &mut self.weight);
+        f(&join(prefix, "weight"), &mut self.weight);
     }
 
     fn visit_weights<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Weight<F>)) {
-        f(prefix, &self.weight);
+        f(&join(prefix, "weight"), &self.weight);
     }
 }

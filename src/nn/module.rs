@@ -20,8 +20,8 @@ pub trait Module<F: Float> {
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>));
 
     /// Calls `f` with every weight that sparsification methods may reparameterise (Linear, Conv2d
-    /// and recurrent weight matrices; not biases or batchnorm), named like its raw parameter
-    /// without the trailing `.weight` (for example `fc1`).
+    /// and recurrent weight matrices; not biases or batchnorm), named by its raw parameter's full
+    /// name (for example `fc1.weight` or `rnn.weight_hh`).
     fn visit_weights_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Weight<F>)) {
         let _ = (prefix, f);
     }

@@ -6,7 +6,6 @@
 use std::any::Any;
 
 use crate::float::Float;
-use crate::nn::module::join;
 use crate::param::Param;
 use crate::tape::{Tensor, Var};
 
@@ -21,13 +20,15 @@ pub trait WeightTransform<F: Float>: Any {
     /// The effective weight as a plain array (no tape): reports and export.
     fn effective(&self, raw: &Tensor<F>) -> Tensor<F>;
 
-    /// The transform's own parameters (e.g. STR's threshold), named relative to the layer.
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
-        let _ = (prefix, f);
+    /// The transform's own parameters and buffers, named after the raw weight they belong to:
+    /// `{weight}_{suffix}`, e.g. `fc1.weight_threshold` or `fc1.weight_mask` (PyTorch's pruning
+    /// utilities use the same `weight_mask` convention).
+    fn visit<'a>(&'a self, weight: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
+        let _ = (weight, f);
     }
 
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
-        let _ = (prefix, f);
+    fn visit_mut(&mut self, weight: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
+        let _ = (weight, f);
     }
 
     /// Which raw-weight entries are pruned (1 kept, 0 pruned), if the transform is a fixed mask.
@@ -72,18 +73,18 @@ impl<F: Float> Weight<F> {
         }
     }
 
-    /// Raw weight as `{prefix}.weight`, then the transform's parameters under `{prefix}`.
-    pub fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
-        f(&join(prefix, "weight"), &self.raw);
+    /// The raw weight under `name` (its full parameter name), then the transform's parameters.
+    pub fn visit<'a>(&'a self, name: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
+        f(name, &self.raw);
         if let Some(t) = &self.transform {
-            t.visit(prefix, f);
+            t.visit(name, f);
         }
     }
 
-    pub fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
-        f(&join(prefix, "weight"), &mut self.raw);
+    pub fn visit_mut(&mut self, name: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
+        f(name, &mut self.raw);
         if let Some(t) = &mut self.transform {
-            t.visit_mut(prefix, f);
+            t.visit_mut(name, f);
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::float::Float;
 use crate::grads::Grads;
-use crate::nn::{Module, join};
+use crate::nn::Module;
 use crate::tape::Tensor;
 
 pub use sgd::{Sgd, SgdConfig};
@@ -32,7 +32,7 @@ pub fn step<F: Float, O: Optimizer<F> + ?Sized>(opt: &mut O, model: &mut dyn Mod
     let mut masks: HashMap<String, Tensor<F>> = HashMap::new();
     model.visit_weights("", &mut |name, w| {
         if let Some(mask) = w.transform.as_ref().and_then(|t| t.mask()) {
-            masks.insert(join(name, "weight"), mask.clone());
+            masks.insert(name.to_string(), mask.clone());
         }
     });
     model.visit_mut("", &mut |name, p| {
