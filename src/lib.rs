@@ -41,3 +41,8 @@ pub mod prelude {
     pub use crate::param::Param;
     pub use crate::tape::{Tape, Tensor, Var};
 }
+
+/// The README's code blocks run as doctests, so the tour cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
