@@ -21,6 +21,7 @@ pub mod data;
 pub mod error;
 pub mod float;
 pub mod grads;
+pub mod io;
 pub mod kernels;
 pub mod metrics;
 pub mod models;

@@ -1,0 +1,4 @@
+//! Files: checkpoints (safetensors), run logs (JSON), plots (SVG).
+
+pub mod atomic;
+pub mod checkpoint;
