@@ -30,6 +30,7 @@ pub mod ops;
 pub mod optim;
 pub mod param;
 pub mod rng;
+pub mod sparsity;
 pub mod tape;
 
 /// The names most programs need.

@@ -1,0 +1,3 @@
+//! Sparsification: transforms, methods, budgets and reports.
+
+pub mod report;
