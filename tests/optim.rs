@@ -694,7 +694,6 @@ fn load_state_names_every_bad_entry_and_changes_nothing() {
         momentum: 0.9,
         ..Default::default()
     });
-    let good = vec![("bias".to_string(), ArrayD::<f32>::zeros(IxDyn(&[4])))];
     let bad = vec![
         (
             "weight.exp_avg".to_string(),
@@ -716,7 +715,7 @@ fn load_state_names_every_bad_entry_and_changes_nothing() {
             "bias.momentum_buffer".to_string(),
             ArrayD::zeros(IxDyn(&[4])),
         ),
-        (good[0].0.clone(), good[0].1.clone()),
+        ("bias".to_string(), ArrayD::zeros(IxDyn(&[4]))),
     ];
     let err = optim::load_state(&mut sgd, &model, &bad).unwrap_err();
     assert_eq!(
@@ -730,8 +729,7 @@ fn load_state_names_every_bad_entry_and_changes_nothing() {
     );
     assert!(sgd.state().is_empty(), "a failed load changed the state");
 
-    let plain = Sgd::<f32>::new(SgdConfig::default());
-    let mut plain = plain;
+    let mut plain = Sgd::<f32>::new(SgdConfig::default());
     let err = optim::load_state(&mut plain, &model, &bad[3..4]).unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -204,7 +204,7 @@ fn chainable_main(s: &Schedule, base: f64, prev: f64, t: usize) -> f64 {
     match s {
         Schedule::Constant => prev,
         Schedule::Step { step_size, gamma } => {
-            if t % step_size == 0 {
+            if t.is_multiple_of(*step_size) {
                 prev * gamma
             } else {
                 prev

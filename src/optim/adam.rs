@@ -206,22 +206,21 @@ impl<F: Float> Optimizer<F> for Adam<F> {
             let keep = F::c(1.0 - hyper.lr * hyper.weight_decay); // param.mul_(1 - lr * wd)
             w.mapv_inplace(|v| v * keep);
         }
-        let moments = |w: &mut F, g: F, m: &mut F, v: &mut F| {
-            let g = g + l2 * *w; // grad.add(param, alpha=wd); l2 = 0 for AdamW
+        let moments = |w: F, g: F, m: &mut F, v: &mut F| {
+            let g = g + l2 * w; // grad.add(param, alpha=wd); l2 = 0 for AdamW
             *m = lerp(*m, g, one_minus_beta1); // exp_avg.lerp_(grad, 1 - beta1)
             *v = *v * beta2 + one_minus_beta2 * g * g; // exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2)
         };
         // param.addcdiv_(exp_avg, denom, value=-step_size): w + (-step_size * m) / denom
-        let apply = |w: &mut F, m: F, v: F| {
-            *w = *w - step_size * m / (v.sqrt() / bias_correction2_sqrt + eps)
-        };
+        let apply =
+            |w: &mut F, m: F, v: F| *w -= step_size * m / (v.sqrt() / bias_correction2_sqrt + eps);
         match &mut s.max_exp_avg_sq {
             None => Zip::from(w)
                 .and(g)
                 .and(&mut s.exp_avg)
                 .and(&mut s.exp_avg_sq)
                 .for_each(|w, &g, m, v| {
-                    moments(w, g, m, v);
+                    moments(*w, g, m, v);
                     apply(w, *m, *v);
                 }),
             Some(v_max) => Zip::from(w)
@@ -230,7 +229,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
                 .and(&mut s.exp_avg_sq)
                 .and(v_max)
                 .for_each(|w, &g, m, v, v_max| {
-                    moments(w, g, m, v);
+                    moments(*w, g, m, v);
                     *v_max = v_max.max(*v); // torch.maximum(max_exp_avg_sq, exp_avg_sq)
                     apply(w, *m, *v_max);
                 }),
