@@ -63,7 +63,8 @@ pub trait Optimizer<F: Float> {
         groups::resolve(self.groups(), name, shape, defaults)
     }
 
-    /// All per-parameter state as `{param}.{slot}` entries, sorted by name (see [`state`]).
+    /// All per-parameter state as `{param}.{slot}` entries, by parameter in name order, then by
+    /// slot name (see [`state`]).
     fn state(&self) -> Vec<(String, Tensor<F>)>;
 
     /// Replaces all state by `entries`, checked against `params` (the model's trainable
