@@ -1,4 +1,5 @@
-//! LeNet-300-100 on the bundled MNIST-10k with SGD + momentum: the engine's first real run.
+//! LeNet-300-100 on the bundled MNIST-10k with SGD + momentum and a per-epoch cosine learning-rate
+//! schedule (`CosineAnnealingLR(T_max = EPOCHS)`): the engine's first real run.
 //!
 //! cargo run --release --example mlp_mnist
 //! Prints the loss and test accuracy per epoch, then `test_accuracy=0.9xxx`.
@@ -43,9 +44,18 @@ fn main() -> Result<()> {
         weight_decay: 5e-4,
         ..Default::default()
     });
+    let schedule = LrSchedule::new(
+        opt.config.lr,
+        None,
+        Schedule::Cosine {
+            t_max: EPOCHS,
+            eta_min: 0.0,
+        },
+    );
     let all: Vec<usize> = (0..data.train.len()).collect();
     let mut test_accuracy = 0.0;
     for epoch in 0..EPOCHS {
+        schedule.apply(&mut opt, epoch);
         let (mut loss_sum, mut steps) = (0.0, 0);
         for batch in batches::<f32>(&data.train, &epoch_order(&all, SEED, epoch), BATCH, &norm) {
             let tape = Tape::new();
@@ -59,8 +69,9 @@ fn main() -> Result<()> {
         }
         test_accuracy = accuracy(&mut model, &data.test, &norm);
         println!(
-            "epoch {:2}  loss {:.4}  test_acc {:.4}  ({:.1}s)",
+            "epoch {:2}  lr {:.5}  loss {:.4}  test_acc {:.4}  ({:.1}s)",
             epoch + 1,
+            opt.config.lr,
             loss_sum / steps as f64,
             test_accuracy,
             start.elapsed().as_secs_f64()

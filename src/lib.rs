@@ -39,6 +39,9 @@ pub mod prelude {
     pub use crate::float::Float;
     pub use crate::grads::Grads;
     pub use crate::nn::{Linear, Module};
+    pub use crate::optim::{
+        Adam, AdamConfig, LrSchedule, ParamGroup, ParamMatch, Schedule, Warmup,
+    };
     pub use crate::optim::{Optimizer, Sgd, SgdConfig};
     pub use crate::param::Param;
     pub use crate::tape::{Tape, Tensor, Var};

@@ -1,30 +1,75 @@
 //! Optimisers. [`step`] is the one driver every optimiser goes through: it walks the model's
-//! trainable parameters in a stable order, hands each its gradient, and enforces mask hygiene
+//! trainable parameters in a stable order, resolves each one's [parameter group](groups) (its
+//! learning rate and weight decay, or frozen), hands it its gradient, and enforces mask hygiene
 //! (pruned entries get a zero gradient, zeroed optimiser state, and are re-zeroed after the
 //! update) so momentum and weight decay can never revive a pruned weight.
+//!
+//! Learning-rate [schedules](schedule) set the optimiser's base rate with [`Optimizer::set_lr`];
+//! group multipliers apply on top. Optimiser state round-trips through checkpoints with
+//! [`Optimizer::state`] and [`load_state`].
 
+pub mod adam;
+pub mod groups;
+pub mod schedule;
 pub mod sgd;
+pub mod state;
 
 use std::collections::HashMap;
 
+use crate::error::Result;
 use crate::float::Float;
 use crate::grads::Grads;
 use crate::nn::Module;
 use crate::tape::Tensor;
 
+pub use adam::{Adam, AdamConfig};
+pub use groups::{Hyper, ParamGroup, ParamMatch};
+pub use schedule::{LrSchedule, Schedule, Warmup};
 pub use sgd::{Sgd, SgdConfig};
+pub use state::ParamShapes;
 
-/// A per-parameter update rule.
+/// A per-parameter update rule with per-parameter state keyed by parameter name.
 pub trait Optimizer<F: Float> {
-    /// Updates `value` in place from its gradient. `name` keys the optimiser's state.
-    fn update(&mut self, name: &str, value: &mut Tensor<F>, grad: &Tensor<F>);
+    /// Updates `value` in place from its gradient with the hyper-parameters of its group.
+    fn update(&mut self, name: &str, value: &mut Tensor<F>, grad: &Tensor<F>, hyper: Hyper);
 
     /// Zeroes the state (momentum, moments) of the entries where `mask` is 0.
     fn mask_state(&mut self, name: &str, mask: &Tensor<F>);
 
-    /// Current learning rate (schedules set it every step or epoch).
+    /// Current base learning rate (schedules set it every step or epoch).
     fn lr(&self) -> f64;
     fn set_lr(&mut self, lr: f64);
+
+    /// Weight decay of parameters whose group does not set one.
+    fn weight_decay(&self) -> f64;
+
+    /// The parameter groups, first match wins (see [`groups`]).
+    fn groups(&self) -> &[ParamGroup];
+    fn groups_mut(&mut self) -> &mut Vec<ParamGroup>;
+
+    /// Replaces the parameter groups after checking their values.
+    fn set_groups(&mut self, groups: Vec<ParamGroup>) -> Result<()> {
+        groups::validate(&groups)?;
+        *self.groups_mut() = groups;
+        Ok(())
+    }
+
+    /// The hyper-parameters `name` is updated with, or `None` if its group is frozen.
+    fn hyper_for(&self, name: &str, shape: &[usize]) -> Option<Hyper> {
+        let defaults = Hyper {
+            lr: self.lr(),
+            weight_decay: self.weight_decay(),
+        };
+        groups::resolve(self.groups(), name, shape, defaults)
+    }
+
+    /// All per-parameter state as `{param}.{slot}` entries, by parameter in name order, then by
+    /// slot name (see [`state`]).
+    fn state(&self) -> Vec<(String, Tensor<F>)>;
+
+    /// Replaces all state by `entries`, checked against `params` (the model's trainable
+    /// parameters); on error nothing changes and the message names every bad entry.
+    fn load_state(&mut self, entries: &[(String, Tensor<F>)], params: &ParamShapes) -> Result<()>;
 }
 
 /// One optimisation step over every trainable parameter of `model` that has a gradient.
@@ -44,13 +89,51 @@ pub fn step<F: Float, O: Optimizer<F> + ?Sized>(
             return;
         }
         let Some(grad) = grads.of(p) else { return };
+        let Some(hyper) = opt.hyper_for(name, p.shape()) else {
+            return;
+        };
+        assert_eq!(
+            grad.shape(),
+            p.shape(),
+            "optim::step: gradient of `{name}` has the wrong shape"
+        );
         match masks.get(name) {
-            None => opt.update(name, p.value_mut(), grad),
+            None => opt.update(name, p.value_mut(), grad, hyper),
             Some(mask) => {
-                opt.update(name, p.value_mut(), &(grad * mask));
+                let mut grad = grad.clone();
+                zero_pruned(&mut grad, mask);
+                opt.update(name, p.value_mut(), &grad, hyper);
                 opt.mask_state(name, mask);
-                *p.value_mut() *= mask;
+                zero_pruned(p.value_mut(), mask);
             }
         }
     });
+}
+
+/// Sets the entries of `t` where `mask` is 0 to +0.0 (others are multiplied by the mask). A select,
+/// not `t * mask`: that would leave -0.0 for negative entries and NaN for infinite ones.
+pub fn zero_pruned<F: Float>(t: &mut Tensor<F>, mask: &Tensor<F>) {
+    ndarray::Zip::from(t).and(mask).for_each(|v, &m| {
+        *v = if m == F::zero() { F::zero() } else { *v * m };
+    });
+}
+
+/// The shapes of `model`'s trainable parameters, by name.
+pub fn param_shapes<F: Float, M: Module<F> + ?Sized>(model: &M) -> ParamShapes {
+    let mut shapes = ParamShapes::new();
+    model.visit("", &mut |name, p| {
+        if p.trainable() {
+            shapes.insert(name.to_string(), p.shape().to_vec());
+        }
+    });
+    shapes
+}
+
+/// Loads optimiser state saved by [`Optimizer::state`] for `model`'s parameters.
+pub fn load_state<F: Float, O: Optimizer<F> + ?Sized, M: Module<F> + ?Sized>(
+    opt: &mut O,
+    model: &M,
+    entries: &[(String, Tensor<F>)],
+) -> Result<()> {
+    opt.load_state(entries, &param_shapes(model))
 }

@@ -1,4 +1,5 @@
-//! Stochastic gradient descent with PyTorch's `torch.optim.SGD` semantics:
+//! Stochastic gradient descent with PyTorch's `torch.optim.SGD` semantics (lr and weight decay
+//! per parameter group):
 //!
 //! ```text
 //! d = g + wd * w                      (L2 weight decay; decoupled: w *= 1 - lr * wd instead)
@@ -6,16 +7,22 @@
 //! d = d + mu * b        (Nesterov)       or  d = b   (classic)
 //! w = w - lr * d
 //! ```
+//!
+//! Decoupled weight decay (SGDW, Loshchilov & Hutter 2019) is not in `torch.optim.SGD`; it scales
+//! the weight before the update exactly as `torch.optim.AdamW` does.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use ndarray::Zip;
 
+use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::optim::Optimizer;
+use crate::optim::groups::{Hyper, ParamGroup};
+use crate::optim::state::{ParamShapes, Slot, SlotKind, StateCheck};
+use crate::optim::{Optimizer, zero_pruned};
 use crate::tape::Tensor;
 
-/// Hyper-parameters of [`Sgd`].
+/// Default hyper-parameters of [`Sgd`] (PyTorch's `defaults`; groups may override lr and decay).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SgdConfig {
     pub lr: f64,
@@ -40,37 +47,87 @@ impl Default for SgdConfig {
     }
 }
 
+impl SgdConfig {
+    /// The checks `torch.optim.SGD` makes, plus finiteness.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, v: f64| {
+            Error::invalid(format!("SGD: {what} must be finite and >= 0, got {v}"))
+        };
+        for (what, v) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("weight_decay", self.weight_decay),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(what, v));
+            }
+        }
+        if !self.dampening.is_finite() {
+            return Err(Error::invalid(format!(
+                "SGD: dampening must be finite, got {}",
+                self.dampening
+            )));
+        }
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::invalid(format!(
+                "SGD: Nesterov momentum requires momentum > 0 and zero dampening (got momentum {}, dampening {})",
+                self.momentum, self.dampening
+            )));
+        }
+        Ok(())
+    }
+}
+
+const MOMENTUM_BUFFER: Slot = Slot {
+    name: "momentum_buffer",
+    kind: SlotKind::LikeParam,
+};
+
 /// SGD; momentum buffers are keyed by parameter name.
 pub struct Sgd<F: Float> {
     pub config: SgdConfig,
-    momentum: HashMap<String, Tensor<F>>,
+    groups: Vec<ParamGroup>,
+    momentum: BTreeMap<String, Tensor<F>>,
 }
 
 impl<F: Float> Sgd<F> {
+    /// Panics on an invalid configuration; use [`Sgd::try_new`] for user input.
     pub fn new(config: SgdConfig) -> Self {
-        assert!(
-            !config.nesterov || (config.momentum > 0.0 && config.dampening == 0.0),
-            "Nesterov momentum requires momentum > 0 and zero dampening (as PyTorch)"
-        );
-        Sgd {
+        Self::try_new(config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_new(config: SgdConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Sgd {
             config,
-            momentum: HashMap::new(),
-        }
+            groups: Vec::new(),
+            momentum: BTreeMap::new(),
+        })
     }
 
     /// The momentum buffer of a parameter, if one exists yet.
     pub fn momentum_buffer(&self, name: &str) -> Option<&Tensor<F>> {
         self.momentum.get(name)
     }
+
+    fn slots(&self) -> &'static [Slot] {
+        if self.config.momentum == 0.0 {
+            &[]
+        } else {
+            &[MOMENTUM_BUFFER]
+        }
+    }
 }
 
 impl<F: Float> Optimizer<F> for Sgd<F> {
-    fn update(&mut self, name: &str, w: &mut Tensor<F>, g: &Tensor<F>) {
+    fn update(&mut self, name: &str, w: &mut Tensor<F>, g: &Tensor<F>, hyper: Hyper) {
         let c = &self.config;
-        let (lr, mu, wd) = (F::c(c.lr), F::c(c.momentum), F::c(c.weight_decay));
+        let (lr, mu, wd) = (F::c(hyper.lr), F::c(c.momentum), F::c(hyper.weight_decay));
         let l2 = if c.decoupled { F::zero() } else { wd };
-        if c.decoupled && c.weight_decay != 0.0 {
-            w.mapv_inplace(|v| v * (F::one() - lr * wd));
+        if c.decoupled && hyper.weight_decay != 0.0 {
+            // As torch.optim.AdamW: param.mul_(1 - lr * weight_decay), the factor rounded once.
+            let keep = F::c(1.0 - hyper.lr * hyper.weight_decay);
+            w.mapv_inplace(|v| v * keep);
         }
         if c.momentum == 0.0 {
             Zip::from(w)
@@ -78,7 +135,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                 .for_each(|w, &g| *w -= lr * (g + l2 * *w));
             return;
         }
-        let damp = F::one() - F::c(c.dampening);
+        let damp = F::c(1.0 - c.dampening);
         let nesterov = c.nesterov;
         let first = !self.momentum.contains_key(name);
         let buf = self
@@ -87,7 +144,8 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
             .or_insert_with(|| Tensor::zeros(w.raw_dim()));
         Zip::from(w).and(g).and(buf).for_each(|w, &g, b| {
             let d = g + l2 * *w;
-            *b = if first { d } else { mu * *b + damp * d };
+            // PyTorch: buf = clone(d) on the first step, else buf.mul_(mu).add_(d, alpha=1-dampening).
+            *b = if first { d } else { *b * mu + damp * d };
             let step = if nesterov { d + mu * *b } else { *b };
             *w -= lr * step;
         });
@@ -95,7 +153,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
 
     fn mask_state(&mut self, name: &str, mask: &Tensor<F>) {
         if let Some(b) = self.momentum.get_mut(name) {
-            *b *= mask;
+            zero_pruned(b, mask);
         }
     }
 
@@ -105,5 +163,35 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
 
     fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
+    }
+
+    fn weight_decay(&self) -> f64 {
+        self.config.weight_decay
+    }
+
+    fn groups(&self) -> &[ParamGroup] {
+        &self.groups
+    }
+
+    fn groups_mut(&mut self) -> &mut Vec<ParamGroup> {
+        &mut self.groups
+    }
+
+    fn state(&self) -> Vec<(String, Tensor<F>)> {
+        self.momentum
+            .iter()
+            .map(|(p, b)| (format!("{p}.{}", MOMENTUM_BUFFER.name), b.clone()))
+            .collect()
+    }
+
+    fn load_state(&mut self, entries: &[(String, Tensor<F>)], params: &ParamShapes) -> Result<()> {
+        let mut check = StateCheck::new("SGD");
+        let sorted = check.sort(entries, self.slots(), params);
+        check.finish()?;
+        self.momentum = sorted
+            .into_iter()
+            .map(|(p, slots)| (p.to_string(), slots[MOMENTUM_BUFFER.name].clone()))
+            .collect();
+        Ok(())
     }
 }
