@@ -6,8 +6,8 @@
 //!
 //! - CIFAR-10: `data_batch_1.bin` .. `data_batch_5.bin` (training, 10 000 records each) and
 //!   `test_batch.bin`; record = label (0..10) + pixels.
-//! - CIFAR-100: `train.bin` and `test.bin`; record = coarse label (0..20) + fine label (0..100)
-//!   + pixels. The fine labels are used unless [`Cifar100Labels::Coarse`] is asked for; both are
+//! - CIFAR-100: `train.bin` and `test.bin`; record = coarse label (0..20), fine label (0..100),
+//!   pixels. The fine labels are used unless [`Cifar100Labels::Coarse`] is asked for; both are
 //!   validated either way.
 //!
 //! The files may also sit in the subdirectory the official archives unpack to
@@ -126,6 +126,12 @@ fn count_records(path: &Path, layout: &Layout) -> Result<usize> {
     let record = layout.record_bytes() as u64;
     if len == 0 {
         return Err(Error::format(path, "file is empty"));
+    }
+    if len < record {
+        return Err(Error::format(
+            path,
+            format!("length {len} is shorter than one {record}-byte record"),
+        ));
     }
     if len % record != 0 {
         return Err(Error::format(
