@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, Axis, array, s};
+use proptest::prelude::*;
 use sparsegrad::data::cifar::{CIFAR_IMAGE_BYTES, CIFAR10_TRAIN_FILES};
 use sparsegrad::data::{
     Augment, Cifar100Labels, CropFlip, DataKind, LoadOptions, Normalize, batches, detect_kind,
@@ -511,6 +512,38 @@ fn crop_and_flip_of_a_hand_made_image() {
         at(2, 0, true).index_axis(Axis(0), 1),
         array![[15, 14, 0], [18, 17, 0], [0, 0, 0]]
     );
+}
+
+/// The crop/flip spelled out: build the padded array, slice the window, reverse its columns.
+fn crop_flip_reference(image: &Array3<u8>, pad: usize, d: CropFlip) -> Array3<u8> {
+    let (c, h, w) = image.dim();
+    let mut padded = Array3::<u8>::zeros((c, h + 2 * pad, w + 2 * pad));
+    padded
+        .slice_mut(s![.., pad..pad + h, pad..pad + w])
+        .assign(image);
+    let window = padded.slice(s![.., d.dy..d.dy + h, d.dx..d.dx + w]);
+    if d.flip {
+        window.slice(s![.., .., ..;-1]).to_owned()
+    } else {
+        window.to_owned()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #[test]
+    fn crop_flip_matches_the_padded_window(
+        (c, h, w, pad) in (1usize..4, 1usize..7, 1usize..7, 0usize..5),
+        seed in any::<u64>(),
+        dy_frac in 0.0f64..1.0, dx_frac in 0.0f64..1.0, flip in any::<bool>(),
+    ) {
+        let image = Array3::from_shape_fn((c, h, w), |(ch, y, x)| {
+            (seed.wrapping_mul(2654435761).wrapping_add((ch * 64 + y * 8 + x) as u64 * 97) % 255 + 1) as u8
+        });
+        let pick = |frac: f64| ((frac * (2 * pad + 1) as f64) as usize).min(2 * pad);
+        let d = CropFlip { dy: pick(dy_frac), dx: pick(dx_frac), flip };
+        prop_assert_eq!(d.apply(image.view(), pad), crop_flip_reference(&image, pad, d));
+    }
 }
 
 #[test]

@@ -76,15 +76,37 @@ impl CropFlip {
             self.dy <= 2 * pad && self.dx <= 2 * pad,
             "crop offset {self:?} is outside the padding {pad}"
         );
-        Array3::from_shape_fn((c, h, w), |(ch, y, x)| {
-            let x = if self.flip { w - 1 - x } else { x };
-            // Position in the original image; `None` when it falls in the padding.
-            let sy = (y + self.dy).checked_sub(pad).filter(|&sy| sy < h);
-            let sx = (x + self.dx).checked_sub(pad).filter(|&sx| sx < w);
-            match (sy, sx) {
-                (Some(sy), Some(sx)) => image[(ch, sy, sx)],
-                _ => 0,
+        let image = image.as_standard_layout();
+        let image = image.as_slice().expect("standard layout");
+        let mut out = Array3::<u8>::zeros((c, h, w));
+        let out_slice = out.as_slice_mut().expect("fresh arrays are contiguous");
+        // Source columns x + dx - pad must lie in [0, w): x in [pad - dx, w + pad - dx).
+        let first = pad.saturating_sub(self.dx);
+        let end = (w + pad).saturating_sub(self.dx).min(w);
+        if first >= end {
+            return out; // the window lies entirely in the padding
+        }
+        let src_first = first + self.dx - pad;
+        let len = end - first;
+        for ch in 0..c {
+            for y in 0..h {
+                let Some(sy) = (y + self.dy).checked_sub(pad).filter(|&sy| sy < h) else {
+                    continue; // a padding row: stays 0
+                };
+                let src = &image[(ch * h + sy) * w + src_first..][..len];
+                let row = &mut out_slice[(ch * h + y) * w..][..w];
+                if self.flip {
+                    // Unflipped column x goes to w - 1 - x.
+                    row[w - end..w - first]
+                        .iter_mut()
+                        .rev()
+                        .zip(src)
+                        .for_each(|(d, &p)| *d = p);
+                } else {
+                    row[first..end].copy_from_slice(src);
+                }
             }
-        })
+        }
+        out
     }
 }

@@ -4,7 +4,7 @@
 //! exactly the batches an uninterrupted run would; augmentation (see [`crate::data::augment`]) is
 //! a pure function of `(seed, epoch, sample index)` for the same reason.
 
-use ndarray::{Array4, Axis, IxDyn};
+use ndarray::{Array4, Axis, CowArray, IxDyn};
 use rand::seq::SliceRandom;
 
 use crate::data::augment::Augment;
@@ -94,16 +94,31 @@ pub fn gather_augmented<F: Float>(
         norm.mean.len(),
         norm.std.len()
     );
-    let mut images = Array4::<F>::zeros((indices.len(), c, h, w));
-    for (mut dst, &i) in images.outer_iter_mut().zip(indices) {
-        let original = data.images.index_axis(Axis(0), i);
-        let augmented = augment.map(|a| a.draw(epoch, i).apply(original, a.pad));
-        let src = augmented.as_ref().map_or(original, |a| a.view());
-        for (ch, (mut dst, src)) in dst.outer_iter_mut().zip(src.outer_iter()).enumerate() {
+    // A byte has 256 values: normalise each once per channel, then look pixels up.
+    let tables: Vec<[F; 256]> = (0..c)
+        .map(|ch| {
             let (m, s) = (norm.mean[ch], norm.std[ch]);
-            ndarray::Zip::from(&mut dst)
-                .and(&src)
-                .for_each(|d, &p| *d = F::c((p as f64 / 255.0 - m) / s));
+            std::array::from_fn(|p| F::c((p as f64 / 255.0 - m) / s))
+        })
+        .collect();
+    let plane = h * w;
+    let mut images = Array4::<F>::zeros((indices.len(), c, h, w));
+    let out = images.as_slice_mut().expect("fresh arrays are contiguous");
+    for (dst, &i) in out.chunks_exact_mut(c * plane).zip(indices) {
+        let original = data.images.index_axis(Axis(0), i);
+        let src = match augment {
+            Some(a) => CowArray::from(a.draw(epoch, i).apply(original, a.pad)),
+            None => original.as_standard_layout(),
+        };
+        let src = src.as_slice().expect("standard layout");
+        for ((dst, src), table) in dst
+            .chunks_exact_mut(plane)
+            .zip(src.chunks_exact(plane))
+            .zip(&tables)
+        {
+            for (d, &p) in dst.iter_mut().zip(src) {
+                *d = table[p as usize];
+            }
         }
     }
     let images = images
