@@ -21,6 +21,7 @@ pub mod data;
 pub mod error;
 pub mod float;
 pub mod grads;
+pub mod io;
 pub mod kernels;
 pub mod metrics;
 pub mod models;
@@ -29,6 +30,7 @@ pub mod ops;
 pub mod optim;
 pub mod param;
 pub mod rng;
+pub mod sparsity;
 pub mod tape;
 
 /// The names most programs need.
@@ -41,3 +43,8 @@ pub mod prelude {
     pub use crate::param::Param;
     pub use crate::tape::{Tape, Tensor, Var};
 }
+
+/// The README's code blocks run as doctests, so the tour cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

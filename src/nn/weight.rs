@@ -4,6 +4,7 @@
 //! [`Module::visit_weights_mut`](crate::nn::Module::visit_weights_mut) without touching layer code.
 
 use std::any::Any;
+use std::cell::Cell;
 
 use crate::float::Float;
 use crate::param::Param;
@@ -31,6 +32,12 @@ pub trait WeightTransform<F: Float>: Any {
         let _ = (weight, f);
     }
 
+    /// The magnitude threshold the transform currently applies (STR's g(s), FCPTS's t), if any;
+    /// shown in per-layer reports.
+    fn threshold(&self) -> Option<f64> {
+        None
+    }
+
     /// Which raw-weight entries are pruned (1 kept, 0 pruned), if the transform is a fixed mask.
     /// Optimisers zero the gradient and the state of pruned entries, and the raw weight is
     /// re-masked after every step, so momentum and weight decay cannot revive them.
@@ -46,6 +53,10 @@ pub trait WeightTransform<F: Float>: Any {
 pub struct Weight<F: Float> {
     pub raw: Param<F>,
     pub transform: Option<Box<dyn WeightTransform<F>>>,
+    /// How many times per example each weight entry is multiplied in the last forward pass
+    /// (1 for a Linear layer on [N, in], H_out * W_out for a convolution, T for a recurrent
+    /// weight over T steps). Layers record it; FLOP counts use it.
+    uses_per_example: Cell<usize>,
 }
 
 impl<F: Float> Weight<F> {
@@ -53,7 +64,18 @@ impl<F: Float> Weight<F> {
         Weight {
             raw: Param::new(raw),
             transform: None,
+            uses_per_example: Cell::new(1),
         }
+    }
+
+    /// Records how often per example the weight was applied (see the field's documentation).
+    pub fn record_uses(&self, uses_per_example: usize) {
+        self.uses_per_example.set(uses_per_example);
+    }
+
+    /// Multiply-accumulates per example with every entry dense: entries x uses per example.
+    pub fn dense_macs(&self) -> usize {
+        self.raw.len() * self.uses_per_example.get()
     }
 
     /// The weight the layer computes with, on `tape`.

@@ -1,0 +1,6 @@
+//! Files: checkpoints (safetensors), run logs (JSON), plots (SVG).
+
+pub mod atomic;
+pub mod checkpoint;
+pub mod plot;
+pub mod runlog;

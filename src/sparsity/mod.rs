@@ -1,0 +1,4 @@
+//! Sparsification: transforms, methods, budgets and reports.
+
+pub mod budget;
+pub mod report;

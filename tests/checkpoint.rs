@@ -1,0 +1,151 @@
+//! Checkpoints: round trips, PyTorch naming, strict validation with exact messages, atomic writes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use sparsegrad::io::checkpoint::{
+    Checkpoint, export_tensors, load, load_into, save, state_tensors,
+};
+use sparsegrad::models::LeNet300;
+use sparsegrad::rng::seeded;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sparsegrad-ckpt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn model(seed: u64) -> LeNet300<f32> {
+    LeNet300::new(784, 10, &mut seeded(seed))
+}
+
+#[test]
+fn round_trip_is_bit_exact_with_metadata() {
+    let dir = temp_dir("roundtrip");
+    let path = dir.join("model.safetensors");
+    let m = model(1);
+    let mut meta = BTreeMap::new();
+    meta.insert("sparsegrad".to_string(), r#"{"epoch":3}"#.to_string());
+    save(&path, &state_tensors(&m), &meta).unwrap();
+    let ckpt: Checkpoint<f32> = load(&path).unwrap();
+    assert_eq!(ckpt.metadata.get("sparsegrad").unwrap(), r#"{"epoch":3}"#);
+    assert_eq!(ckpt.metadata.get("format").unwrap(), "pt");
+    let mut other = model(2);
+    load_into(&mut other, &ckpt, "", &path).unwrap();
+    for ((na, a), (nb, b)) in state_tensors(&m).iter().zip(state_tensors(&other).iter()) {
+        assert_eq!(na, nb);
+        assert_eq!(a, b, "{na} differs after the round trip");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "atomic write left temporary files: {leftovers:?}"
+    );
+}
+
+#[test]
+fn names_are_pytorch_state_dict_names() {
+    let names: Vec<String> = export_tensors(&model(0))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "fc3.weight",
+            "fc3.bias"
+        ]
+    );
+    let shapes: Vec<Vec<usize>> = export_tensors(&model(0))
+        .into_iter()
+        .map(|(_, t)| t.shape().to_vec())
+        .collect();
+    assert_eq!(shapes[0], [300, 784], "PyTorch Linear layout is [out, in]");
+}
+
+#[test]
+fn mismatches_are_all_reported_by_name() {
+    let dir = temp_dir("mismatch");
+    let path = dir.join("bad.safetensors");
+    let mut tensors = state_tensors(&model(0));
+    tensors.retain(|(n, _)| n != "fc2.bias");
+    tensors[0].1 = ndarray::ArrayD::zeros(ndarray::IxDyn(&[3, 3]));
+    tensors.push((
+        "extra.weight".to_string(),
+        ndarray::ArrayD::zeros(ndarray::IxDyn(&[1])),
+    ));
+    save(&path, &tensors, &BTreeMap::new()).unwrap();
+    let before = state_tensors(&model(5));
+    let mut target = model(5);
+    let err = load_into(&mut target, &load(&path).unwrap(), "", &path)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}: checkpoint does not match the model: fc1.weight: shape [3, 3] in file, model expects [300, 784]; \
+             missing fc2.bias; unexpected extra.weight",
+            path.display()
+        )
+    );
+    assert_eq!(
+        before,
+        state_tensors(&target),
+        "a failed load must not change the model"
+    );
+}
+
+#[test]
+fn dtype_mismatch_is_reported() {
+    let dir = temp_dir("dtype");
+    let path = dir.join("f64.safetensors");
+    let m64 = LeNet300::<f64>::new(784, 10, &mut seeded(0));
+    save(&path, &state_tensors(&m64), &BTreeMap::new()).unwrap();
+    let err = load_into(&mut model(0), &load(&path).unwrap(), "", &path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with(&format!("{}: checkpoint does not match the model: fc1.weight: dtype F64 in file, model expects F32", path.display())), "{err}");
+}
+
+#[test]
+fn truncated_and_corrupt_files_are_errors_not_panics() {
+    let dir = temp_dir("corrupt");
+    let path = dir.join("model.safetensors");
+    save(&path, &state_tensors(&model(0)), &BTreeMap::new()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load::<f32>(&truncated).err().unwrap().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: not a valid safetensors file (",
+            truncated.display()
+        )),
+        "{err}"
+    );
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot json").unwrap();
+    let err = load::<f32>(&garbage).err().unwrap().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: not a valid safetensors file (",
+            garbage.display()
+        )),
+        "{err}"
+    );
+    let missing = dir.join("missing.safetensors");
+    let err = load::<f32>(&missing).err().unwrap().to_string();
+    assert!(
+        err.starts_with(&format!("{}: ", missing.display())),
+        "{err}"
+    );
+}
