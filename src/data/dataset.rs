@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array4;
 
+use crate::data::augment::Augment;
 use crate::data::idx::read_idx;
+use crate::data::loader::Normalize;
 use crate::error::{Error, Result};
 
 /// Images as bytes `[N, C, H, W]` with one label each.
@@ -24,16 +26,7 @@ impl Dataset {
                 format!("{} images but {} labels", images.shape()[0], labels.len()),
             ));
         }
-        if let Some((i, &l)) = labels
-            .iter()
-            .enumerate()
-            .find(|&(_, &l)| l as usize >= classes)
-        {
-            return Err(Error::format(
-                source,
-                format!("label {l} at index {i} is out of range for {classes} classes"),
-            ));
-        }
+        check_labels(source, &labels, classes, "label")?;
         Ok(Dataset {
             images,
             labels,
@@ -73,12 +66,72 @@ impl Dataset {
     }
 }
 
+/// Every label in `labels` is below `classes`; otherwise an error naming `source`, the label
+/// (`what`, e.g. "fine label") and its record index.
+pub(crate) fn check_labels(source: &Path, labels: &[u8], classes: usize, what: &str) -> Result<()> {
+    match labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| l as usize >= classes)
+    {
+        Some((i, &l)) => Err(Error::format(
+            source,
+            format!("{what} {l} of record {i} is out of range for {classes} classes"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Which file format a data set came from; it decides the standard preprocessing
+/// ([`TrainTest::default_normalize`], [`DataKind::default_augment`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataKind {
+    /// MNIST-style IDX files (MNIST, Fashion-MNIST, the bundled MNIST-10k).
+    Idx,
+    Cifar10,
+    Cifar100,
+}
+
+impl DataKind {
+    /// Short lowercase name for logs and run summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataKind::Idx => "idx",
+            DataKind::Cifar10 => "cifar10",
+            DataKind::Cifar100 => "cifar100",
+        }
+    }
+
+    /// The usual training augmentation: for CIFAR the pad-4 random crop and horizontal flip of
+    /// He et al. (2016); none for the digit/clothing IDX sets, where flips change the class.
+    pub fn default_augment(self, seed: u64) -> Option<Augment> {
+        match self {
+            DataKind::Idx => None,
+            DataKind::Cifar10 | DataKind::Cifar100 => Some(Augment::cifar(seed)),
+        }
+    }
+}
+
 /// Training and test sets of one directory.
 #[derive(Clone, Debug)]
 pub struct TrainTest {
     pub train: Dataset,
     pub test: Dataset,
+    /// The directory the files were read from.
     pub source: PathBuf,
+    pub kind: DataKind,
+}
+
+impl TrainTest {
+    /// The usual normalisation: the published CIFAR-10 training-set constants for CIFAR-10, the
+    /// statistics of this training set otherwise (an IDX directory may be MNIST or
+    /// Fashion-MNIST, whose constants differ; for full CIFAR-100 the fit is its standard values).
+    pub fn default_normalize(&self) -> Normalize {
+        match self.kind {
+            DataKind::Cifar10 => Normalize::cifar10(),
+            DataKind::Idx | DataKind::Cifar100 => Normalize::fit(&self.train),
+        }
+    }
 }
 
 /// `name` or `name.gz` inside `dir`.
@@ -127,6 +180,15 @@ fn load_split(dir: &Path, images: &str, labels: &str, classes: usize) -> Result<
     Dataset::new(images, y.data, classes, &label_path)
 }
 
+/// The four files of an MNIST-format directory (each raw or with `.gz`): training images and
+/// labels, test images and labels.
+pub const IDX_FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
 /// An MNIST-format directory (MNIST, Fashion-MNIST, the bundled MNIST-10k): the four standard
 /// IDX files, raw or gzip-compressed, 10 classes.
 pub fn load_mnist_dir(dir: &Path) -> Result<TrainTest> {
@@ -134,13 +196,9 @@ pub fn load_mnist_dir(dir: &Path) -> Result<TrainTest> {
         return Err(Error::format(dir, "data directory does not exist"));
     }
     Ok(TrainTest {
-        train: load_split(
-            dir,
-            "train-images-idx3-ubyte",
-            "train-labels-idx1-ubyte",
-            10,
-        )?,
-        test: load_split(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10)?,
+        train: load_split(dir, IDX_FILES[0], IDX_FILES[1], 10)?,
+        test: load_split(dir, IDX_FILES[2], IDX_FILES[3], 10)?,
         source: dir.to_path_buf(),
+        kind: DataKind::Idx,
     })
 }

@@ -42,15 +42,15 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 /// the header before anything is allocated.
 pub fn parse_idx(path: &Path, mut reader: impl Read, stored_len: Option<u64>) -> Result<IdxArray> {
     let fail = |msg: String| Error::format(path, msg);
-    let io = |e: std::io::Error| {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
-        ) {
+    // Decoding errors only arise from the gzip layer (a raw file reader never reports them).
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
             Error::format(path, format!("not a valid gzip stream ({e})"))
-        } else {
-            Error::io(path, e)
         }
+        std::io::ErrorKind::UnexpectedEof => {
+            Error::format(path, format!("gzip stream is truncated ({e})"))
+        }
+        _ => Error::io(path, e),
     };
     let mut magic = [0u8; 4];
     if read_up_to(&mut reader, &mut magic).map_err(io)? < 4 {
@@ -66,13 +66,13 @@ pub fn parse_idx(path: &Path, mut reader: impl Read, stored_len: Option<u64>) ->
     }
     if magic[2] != 0x08 {
         return Err(fail(format!(
-            "IDX element type 0x{:02x} is not supported (only unsigned bytes, 0x08)",
+            "element type 0x{:02x} is not supported (only unsigned bytes, 0x08)",
             magic[2]
         )));
     }
     let ndim = magic[3] as usize;
     if ndim == 0 {
-        return Err(fail("IDX header declares 0 dimensions".into()));
+        return Err(fail("header declares 0 dimensions".into()));
     }
     let mut raw_dims = vec![0u8; 4 * ndim];
     if read_up_to(&mut reader, &mut raw_dims).map_err(io)? < raw_dims.len() {
@@ -84,13 +84,16 @@ pub fn parse_idx(path: &Path, mut reader: impl Read, stored_len: Option<u64>) ->
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
+    if dims.contains(&0) {
+        return Err(fail(format!("dimensions {dims:?} include a zero size")));
+    }
     let expected = dims
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
         .filter(|&n| n <= MAX_IDX_BYTES)
         .ok_or_else(|| {
             fail(format!(
-                "IDX dimensions {dims:?} describe more than {MAX_IDX_BYTES} bytes"
+                "dimensions {dims:?} describe more than {MAX_IDX_BYTES} bytes"
             ))
         })?;
     let header_len = 4 + 4 * ndim as u64;
@@ -98,23 +101,30 @@ pub fn parse_idx(path: &Path, mut reader: impl Read, stored_len: Option<u64>) ->
         let present = len.saturating_sub(header_len);
         if present != expected {
             return Err(fail(format!(
-                "IDX header {dims:?} needs {expected} data bytes but the file has {present}"
+                "dimensions {dims:?} need {expected} data bytes but the file has {present}"
             )));
         }
     }
-    // Read at most one byte more than declared, into a buffer that grows only as data arrives.
-    let mut data = Vec::with_capacity(expected.min(1 << 26) as usize);
+    // Read at most one byte more than declared. A raw file's length was checked above, so its
+    // buffer is sized exactly; a gzip stream's decoded length is unknown until read, so its buffer
+    // starts small and grows only as data arrives.
+    let reserve = if stored_len.is_some() {
+        expected
+    } else {
+        expected.min(1 << 20)
+    };
+    let mut data = Vec::with_capacity(reserve as usize);
     reader
         .take(expected + 1)
         .read_to_end(&mut data)
         .map_err(io)?;
     match (data.len() as u64).cmp(&expected) {
         std::cmp::Ordering::Less => Err(fail(format!(
-            "truncated: IDX header {dims:?} needs {expected} data bytes, found {}",
+            "truncated: dimensions {dims:?} need {expected} data bytes, found {}",
             data.len()
         ))),
         std::cmp::Ordering::Greater => Err(fail(format!(
-            "trailing bytes after the {expected} data bytes declared by IDX header {dims:?}"
+            "trailing bytes after the {expected} data bytes of dimensions {dims:?}"
         ))),
         std::cmp::Ordering::Equal => Ok(IdxArray { dims, data }),
     }
