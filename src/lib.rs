@@ -32,6 +32,7 @@ pub mod param;
 pub mod rng;
 pub mod sparsity;
 pub mod tape;
+pub mod train;
 
 /// The names most programs need.
 pub mod prelude {

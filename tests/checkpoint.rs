@@ -149,3 +149,25 @@ fn truncated_and_corrupt_files_are_errors_not_panics() {
         "{err}"
     );
 }
+
+#[test]
+fn the_same_checkpoint_is_the_same_bytes() {
+    // safetensors keeps metadata in a HashMap (random order per instance); the header is sorted.
+    let dir = temp_dir("canonical");
+    let m = model(3);
+    let meta: BTreeMap<String, String> = (0..8)
+        .map(|i| (format!("key{i}"), format!("value{i}")))
+        .collect();
+    let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    save(&a, &state_tensors(&m), &meta).unwrap();
+    save(&b, &state_tensors(&m), &meta).unwrap();
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+        "two saves of one checkpoint differ"
+    );
+    assert_eq!(
+        load::<f32>(&a).unwrap().metadata.len(),
+        9,
+        "8 keys plus format"
+    );
+}

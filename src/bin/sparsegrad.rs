@@ -1,3 +1,328 @@
-fn main() {
-    println!("sparsegrad: the command line arrives with issue 4; see README.md");
+//! The `sparsegrad` command line: train, eval, report.
+//!
+//! Every failure prints one line `error: ...` naming the flag or file and exits non-zero.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sparsegrad::data::detect::load_dir;
+use sparsegrad::error::{Error, Result};
+use sparsegrad::io::checkpoint::{self, Checkpoint};
+use sparsegrad::models;
+use sparsegrad::sparsity::report::{SparsityReport, format_table, sparsity_report};
+use sparsegrad::train::evaluate::accuracy;
+use sparsegrad::train::trainer::{CheckpointMeta, INIT_STREAM, read_summary};
+use sparsegrad::train::{
+    Outcome, Progress, RunOptions, SparsityConfig, TrainConfig, methods, train,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "sparsegrad",
+    version,
+    about = "Sparse neural-network training on CPUs",
+    allow_negative_numbers = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (defaults: LeNet-300-100 on the bundled MNIST-10k, dense, 10 epochs).
+    Train(Box<TrainArgs>),
+    /// Test accuracy and sparsity of a checkpoint or exported model.
+    Eval(EvalArgs),
+    /// Per-layer table of a finished run: shape, params, nonzero, sparsity, FLOPs.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+#[command(allow_negative_numbers = true)]
+struct TrainArgs {
+    /// lenet300 | lenet5 | resnet20 | resnet32 | resnet56 | mobilenet | fastgrnn
+    #[arg(long, default_value = "lenet300")]
+    model: String,
+    /// `mnist-10k` (bundled) or a directory of MNIST-format IDX files or CIFAR-10/100 binaries.
+    #[arg(long, default_value = "mnist-10k")]
+    data: String,
+    /// dense | str | gmp | magnitude
+    #[arg(long, default_value = "dense")]
+    method: String,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// sgd | adam | adamw
+    #[arg(long, default_value = "sgd")]
+    optimizer: String,
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Nesterov momentum (SGD).
+    #[arg(long)]
+    nesterov: bool,
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f64,
+    /// Weight decay of biases and batchnorm parameters (default: --weight-decay).
+    #[arg(long)]
+    bias_decay: Option<f64>,
+    /// constant | step:N:GAMMA | multistep:M1,M2:GAMMA | cosine | cosine:ETA_MIN
+    #[arg(long, default_value = "cosine")]
+    schedule: String,
+    /// Linear warm-up: LENGTH or LENGTH:START_FACTOR, in schedule units.
+    #[arg(long)]
+    warmup: Option<String>,
+    /// epoch | step: what the schedule counts.
+    #[arg(long, default_value = "epoch")]
+    schedule_unit: String,
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f64,
+    /// Fraction of the training set held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    val_split: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (results are identical for any count).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run directory (default runs/MODEL-METHOD).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Overwrite a run already in --out.
+    #[arg(long)]
+    force: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    sparsity: SparsityArgs,
+}
+
+#[derive(Args)]
+struct SparsityArgs {
+    /// Global sparsity to reach (STR controller, GMP, magnitude).
+    #[arg(long)]
+    target_sparsity: Option<f64>,
+    /// Keep the first layer dense.
+    #[arg(long)]
+    first_layer_dense: bool,
+    /// Keep the last layer dense.
+    #[arg(long)]
+    last_layer_dense: bool,
+    /// STR: initial threshold parameter s.
+    #[arg(long, default_value_t = SparsityConfig::default().s_init)]
+    s_init: f64,
+    /// STR: layer | channel | global | weight.
+    #[arg(long, default_value = "layer")]
+    str_granularity: String,
+    /// STR: sigmoid | exp.
+    #[arg(long, default_value = "sigmoid")]
+    str_g: String,
+    /// STR: weight decay of the thresholds (default: --weight-decay).
+    #[arg(long)]
+    threshold_decay: Option<f64>,
+    /// GMP: first optimiser step of the pruning schedule.
+    #[arg(long)]
+    prune_start: Option<usize>,
+    /// GMP: last optimiser step of the pruning schedule.
+    #[arg(long)]
+    prune_end: Option<usize>,
+    /// GMP: optimiser steps between prunings.
+    #[arg(long, default_value_t = 100)]
+    prune_every: usize,
+    /// Magnitude: prune after this many epochs, then fine-tune.
+    #[arg(long)]
+    prune_epoch: Option<usize>,
+}
+
+impl TrainArgs {
+    fn config(&self) -> TrainConfig {
+        let s = &self.sparsity;
+        TrainConfig {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            method: self.method.clone(),
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer: self.optimizer.clone(),
+            lr: self.lr,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            bias_decay: self.bias_decay,
+            schedule: self.schedule.clone(),
+            warmup: self.warmup.clone(),
+            schedule_unit: self.schedule_unit.clone(),
+            label_smoothing: self.label_smoothing,
+            val_split: self.val_split,
+            seed: self.seed,
+            threads: self.threads,
+            out: self
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("runs/{}-{}", self.model, self.method))),
+            sparsity: SparsityConfig {
+                target_sparsity: s.target_sparsity,
+                first_layer_dense: s.first_layer_dense,
+                last_layer_dense: s.last_layer_dense,
+                s_init: s.s_init,
+                str_granularity: s.str_granularity.clone(),
+                str_g: s.str_g.clone(),
+                threshold_decay: s.threshold_decay,
+                prune_start: s.prune_start,
+                prune_end: s.prune_end,
+                prune_every: s.prune_every,
+                prune_epoch: s.prune_epoch,
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A `model.safetensors` or `checkpoint.safetensors` written by `sparsegrad train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Data to evaluate on (default: the data the model was trained on).
+    #[arg(long)]
+    data: Option<String>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A run directory written by `sparsegrad train`.
+    run: PathBuf,
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(Error::invalid("--threads must be at least 1"));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::invalid(format!("--threads: {e}")))?;
+    }
+    Ok(())
+}
+
+fn run_train(args: &TrainArgs) -> Result<()> {
+    let config = args.config();
+    config.validate()?;
+    set_threads(config.threads)?;
+    let options = RunOptions {
+        resume: args.resume,
+        force: args.force,
+        stop_after: None,
+    };
+    let Outcome::Finished(summary) = train(&config, options, &mut Progress::new(args.quiet))?
+    else {
+        unreachable!("train stops early only when asked to")
+    };
+    println!(
+        "test_accuracy={:.4} best_test_accuracy={:.4} sparsity={:.4} params={}/{} flops={}/{} wall_seconds={:.1}",
+        summary.test_accuracy,
+        summary.best_test_accuracy,
+        summary.overall_sparsity,
+        summary.params_nonzero,
+        summary.params_total,
+        summary.flops_sparse,
+        summary.flops_dense,
+        summary.wall_seconds
+    );
+    println!("run written to {}", config.out.display());
+    Ok(())
+}
+
+fn run_eval(args: &EvalArgs) -> Result<()> {
+    let path = &args.checkpoint;
+    let ckpt: Checkpoint<f32> = checkpoint::load(path)?;
+    let meta = CheckpointMeta::from_checkpoint(&ckpt, path)?;
+    let info = &meta.info;
+    let data_name = args
+        .data
+        .clone()
+        .unwrap_or_else(|| meta.config.data.clone());
+    let data = load_dir(Path::new(&data_name))?;
+    if data.test.image_shape() != info.input || data.test.classes != info.classes {
+        return Err(Error::invalid(format!(
+            "--data {data_name}: images {:?} in {} classes, but the model was trained on {:?} in {} classes",
+            data.test.image_shape(),
+            data.test.classes,
+            info.input,
+            info.classes
+        )));
+    }
+    let mut rng = sparsegrad::rng::derived(meta.config.seed, INIT_STREAM);
+    let mut model = models::build(&info.model, info.input, info.classes, &mut rng)?;
+    let prefix = if meta.state.is_some() {
+        // A training checkpoint stores raw weights and the method's transform parameters.
+        methods::build(&meta.config)?.prepare(model.as_mut())?;
+        "model."
+    } else {
+        ""
+    };
+    checkpoint::load_into(model.as_mut(), &ckpt, prefix, path)?;
+    let indices: Vec<usize> = (0..data.test.len()).collect();
+    let acc = accuracy(model.as_mut(), &data.test, &indices, &info.normalize());
+    let report = sparsity_report(model.as_ref());
+    println!(
+        "{} ({} / {}) on {}: test_accuracy={acc:.4} sparsity={:.4} ({} test images)",
+        path.display(),
+        info.model,
+        info.method,
+        data.source.display(),
+        report.overall_sparsity,
+        data.test.len()
+    );
+    Ok(())
+}
+
+fn run_report(args: &ReportArgs) -> Result<()> {
+    let s = read_summary(&args.run)?;
+    println!(
+        "{}: {} / {}, {} epochs, test accuracy {:.2}% (best {:.2}% at epoch {}), {:.1}s",
+        args.run.display(),
+        s.model,
+        s.method,
+        s.epochs,
+        100.0 * s.test_accuracy,
+        100.0 * s.best_test_accuracy,
+        s.best_test_epoch,
+        s.wall_seconds
+    );
+    let report = SparsityReport {
+        layers: s.layers.clone(),
+        params_total: s.params_total,
+        params_nonzero: s.params_nonzero,
+        overall_sparsity: s.overall_sparsity,
+        flops_dense: s.flops_dense,
+        flops_sparse: s.flops_sparse,
+    };
+    print!("{}", format_table(&report));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Train(args) => run_train(args),
+        Command::Eval(args) => run_eval(args),
+        Command::Report(args) => run_report(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -127,7 +127,37 @@ pub fn save<F: Float>(
             path.display()
         ))
     })?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &canonical_header(bytes))
+}
+
+/// Rewrites the JSON header with its keys (and the metadata's keys) in sorted order, padded to
+/// the same length. safetensors keeps metadata in a `HashMap`, whose order differs from process to
+/// process; sorting makes the same checkpoint the same bytes, which the resume guarantee relies on.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    use serde_json::Value;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let header: BTreeMap<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors writes a JSON object");
+    let sorted: BTreeMap<String, Value> = header
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::Object(map) => {
+                let inner: BTreeMap<String, Value> = map.into_iter().collect();
+                (
+                    k,
+                    serde_json::to_value(inner).expect("JSON values serialise"),
+                )
+            }
+            v => (k, v),
+        })
+        .collect();
+    let text = serde_json::to_string(&sorted).expect("JSON values serialise");
+    assert!(
+        text.len() <= n,
+        "canonical header is longer than the original"
+    );
+    bytes[8..8 + n].copy_from_slice(format!("{text:<n$}").as_bytes());
+    bytes
 }
 
 /// The contents of a safetensors file.

@@ -1,0 +1,233 @@
+//! The command line's bad-input paths: one exact `error: ...` line on stderr and a non-zero exit,
+//! never a panic; and nothing lost when a command is refused.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sparsegrad-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn assert_error(args: &[&str], message: &str) {
+    let (code, _, stderr) = run(args);
+    assert_eq!(stderr, format!("error: {message}\n"), "args {args:?}");
+    assert_eq!(code, 1, "args {args:?}");
+}
+
+#[test]
+fn unknown_model_and_method() {
+    assert_error(
+        &["train", "--model", "vgg16"],
+        "unknown --model `vgg16` (expected one of: lenet300, lenet5, resnet20, resnet32, resnet56, mobilenet, fastgrnn)",
+    );
+    assert_error(
+        &["train", "--method", "magic"],
+        "unknown --method `magic` (expected one of: dense, str, gmp, magnitude)",
+    );
+}
+
+#[test]
+fn bad_numbers() {
+    assert_error(
+        &["train", "--batch-size", "0"],
+        "--batch-size must be at least 1",
+    );
+    assert_error(
+        &["train", "--lr", "-0.1"],
+        "--lr must be a positive number, got -0.1",
+    );
+    assert_error(&["train", "--epochs", "0"], "--epochs must be at least 1");
+    assert_error(
+        &["train", "--val-split", "1"],
+        "--val-split must be in [0, 1), got 1",
+    );
+    assert_error(
+        &["train", "--target-sparsity", "1.5"],
+        "--target-sparsity must be in (0, 1), got 1.5",
+    );
+    assert_error(&["train", "--threads", "0"], "--threads must be at least 1");
+    assert_error(
+        &["train", "--schedule", "step:0:0.1"],
+        "--schedule `step:0:0.1`: STEP_SIZE `0` is not a whole number >= 1",
+    );
+}
+
+#[test]
+fn missing_and_malformed_data_dirs() {
+    let dir = temp_dir("data");
+    let missing = dir.join("nope");
+    assert_error(
+        &[
+            "train",
+            "--data",
+            missing.to_str().unwrap(),
+            "--out",
+            dir.join("run").to_str().unwrap(),
+        ],
+        &format!("{}: data directory does not exist", missing.display()),
+    );
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, _, stderr) = run(&[
+        "train",
+        "--data",
+        empty.to_str().unwrap(),
+        "--out",
+        dir.join("run").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with(&format!("error: {}: ", empty.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let bad = dir.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    for f in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::write(bad.join(f), b"\x00\x00\x08\x01\x00\x00\x00\x05abc").unwrap();
+    }
+    assert_error(
+        &[
+            "train",
+            "--data",
+            bad.to_str().unwrap(),
+            "--out",
+            dir.join("run").to_str().unwrap(),
+        ],
+        &format!(
+            "{}: dimensions [5] need 5 data bytes but the file has 3",
+            bad.join("train-images-idx3-ubyte").display()
+        ),
+    );
+    assert!(
+        !dir.join("run").exists(),
+        "a refused run must not create its directory"
+    );
+}
+
+#[test]
+fn existing_run_is_refused_and_kept() {
+    let dir = temp_dir("existing");
+    let out = dir.join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("config.json"), "{}").unwrap();
+    assert_error(
+        &["train", "--out", out.to_str().unwrap()],
+        &format!(
+            "{} already holds a run; pass --force to overwrite it or --resume to continue it",
+            out.display()
+        ),
+    );
+    // --force with bad input elsewhere must not delete the old run either.
+    assert_error(
+        &[
+            "train",
+            "--out",
+            out.to_str().unwrap(),
+            "--force",
+            "--data",
+            "/nonexistent",
+        ],
+        "/nonexistent: data directory does not exist",
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("config.json")).unwrap(),
+        "{}"
+    );
+    assert_error(
+        &[
+            "train",
+            "--out",
+            dir.join("fresh").to_str().unwrap(),
+            "--resume",
+        ],
+        &format!(
+            "--resume: {} holds no checkpoint.safetensors to resume from",
+            dir.join("fresh").display()
+        ),
+    );
+}
+
+#[test]
+fn resume_refuses_other_settings_and_other_models() {
+    let dir = temp_dir("resume-model");
+    let out = dir.join("run");
+    let (code, _, stderr) = run(&[
+        "train",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_error(
+        &[
+            "train",
+            "--epochs",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "--resume",
+            "--model",
+            "lenet5",
+            "--lr",
+            "0.1",
+        ],
+        &format!(
+            "--resume: the run in {} was started with other settings: --lr was 0.05, now 0.1; --model was \"lenet300\", now \"lenet5\"",
+            out.display()
+        ),
+    );
+}
+
+#[test]
+fn eval_rejects_bad_checkpoints() {
+    let dir = temp_dir("eval");
+    let bogus = dir.join("bogus.safetensors");
+    std::fs::write(&bogus, b"not a checkpoint").unwrap();
+    let (code, _, stderr) = run(&["eval", "--checkpoint", bogus.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}: not a valid safetensors file (",
+            bogus.display()
+        )),
+        "{stderr}"
+    );
+    let missing = dir.join("missing.safetensors");
+    assert_error(
+        &["eval", "--checkpoint", missing.to_str().unwrap()],
+        &format!(
+            "{}: no such file or directory (os error 2)",
+            missing.display()
+        ),
+    );
+    assert_error(
+        &["report", dir.to_str().unwrap()],
+        &format!(
+            "{} holds no summary.json (not a finished sparsegrad run)",
+            dir.display()
+        ),
+    );
+}
