@@ -256,7 +256,7 @@ proptest! {
     /// the mask, which is the true derivative away from |w| = t.
     #[test]
     fn grad_sign_mask_weight((w, t) in sign_mask_case(vec![0.0], 0.01)) {
-        let y = forward(|v| v[0].sign_mask(v[0].tape().constant(scalar(t)), Surrogate::ClippedIdentity), &[w.clone()]);
+        let y = forward(|v| v[0].sign_mask(v[0].tape().constant(scalar(t)), Surrogate::ClippedIdentity), std::slice::from_ref(&w));
         assert_close(&y, &w.mapv(|w| if w.abs() > t { w } else { 0.0 }), 0.0);
         assert_grad(
             |v| v[0].sign_mask(v[0].tape().constant(scalar(t)), Surrogate::Sigmoid { temperature: 0.1 }),
@@ -502,7 +502,7 @@ proptest! {
     #[test]
     fn grad_hard_concrete_sample((log_alpha, u) in hard_concrete_case()) {
         let hc = HardConcrete::default();
-        let z = forward(|v| v[0].hard_concrete(&u, &hc), &[log_alpha.clone()]);
+        let z = forward(|v| v[0].hard_concrete(&u, &hc), std::slice::from_ref(&log_alpha));
         let expected = Zip::from(&log_alpha).and(&u).map_collect(|&la, &u| hard_concrete_reference(la, u, &hc));
         assert_close(&z, &expected, 1e-12);
         assert_grad(|v| v[0].hard_concrete(&u, &hc), &[log_alpha]);
@@ -512,7 +512,7 @@ proptest! {
     #[test]
     fn grad_hard_concrete_eval(log_alpha in shape(3, 4).prop_flat_map(|sh| tensor(sh, -2.2, 2.2))) {
         let hc = HardConcrete::default();
-        let z = forward(|v| v[0].hard_concrete_eval(&hc), &[log_alpha.clone()]);
+        let z = forward(|v| v[0].hard_concrete_eval(&hc), std::slice::from_ref(&log_alpha));
         assert_close(&z, &log_alpha.mapv(|a| (sigmoid(a) * 1.2 - 0.1).clamp(0.0, 1.0)), 1e-12);
         assert_grad(|v| v[0].hard_concrete_eval(&hc), &[log_alpha]);
     }
@@ -520,7 +520,7 @@ proptest! {
     #[test]
     fn grad_l0_penalty(log_alpha in shape(3, 4).prop_flat_map(|sh| tensor(sh, -6.0, 6.0))) {
         let hc = HardConcrete::default();
-        let p = forward(|v| v[0].l0_penalty(&hc), &[log_alpha.clone()]);
+        let p = forward(|v| v[0].l0_penalty(&hc), std::slice::from_ref(&log_alpha));
         let expected: f64 = log_alpha.iter().map(|&a| sigmoid(a - (2.0 / 3.0) * (0.1f64 / 1.1).ln())).sum();
         prop_assert!(close(p[[]], expected, 1e-12));
         assert_grad(|v| v[0].l0_penalty(&hc), &[log_alpha]);
@@ -593,7 +593,10 @@ fn hard_concrete_broadcasts_noise_over_gates() {
     let log_alpha = array![[0.3, -0.4, 1.0]].into_dyn();
     let mut rng = seeded(3);
     let u = ArrayD::from_shape_simple_fn(IxDyn(&[5, 3]), || uniform(&mut rng, 0.05, 0.95));
-    let z = forward(|v| v[0].hard_concrete(&u, &hc), &[log_alpha.clone()]);
+    let z = forward(
+        |v| v[0].hard_concrete(&u, &hc),
+        std::slice::from_ref(&log_alpha),
+    );
     assert_eq!(
         z.shape(),
         broadcast_shape("test", log_alpha.shape(), u.shape())

@@ -204,7 +204,7 @@ fn silverman(sorted: &[f64]) -> f64 {
 fn histogram(values: &[f64], bins: usize) -> DensityEstimate {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if values.is_empty() || !(max > min) || !(max - min).is_finite() {
+    if values.is_empty() || max <= min || !(max - min).is_finite() {
         return DensityEstimate::Degenerate;
     }
     let mut counts = vec![0usize; bins];
