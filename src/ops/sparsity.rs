@@ -194,28 +194,41 @@ impl<'t, F: Float> Var<'t, F> {
         let g = g.clone();
         self.tape()
             .record("soft_threshold", y, &[self, s], move |grad, needs| {
-                let thr = thr.broadcast(w.raw_dim()).expect("checked in forward");
                 let alive = |w: F, t: F| w.abs() > t;
+                // d/ds of one entry, given g'(s): -g'(s) g sign(w) where alive.
+                let ds_entry = |g: F, w: F, t: F, dg: F| {
+                    if alive(w, t) {
+                        -dg * g * sign_scalar(w)
+                    } else {
+                        F::zero()
+                    }
+                };
+                let thr_b = thr.broadcast(w.raw_dim()).expect("checked in forward");
                 let dw = needs[0].then(|| {
                     Zip::from(grad)
                         .and(&*w)
-                        .and(&thr)
+                        .and(&thr_b)
                         .map_collect(|&g, &w, &t| if alive(w, t) { g } else { F::zero() })
                 });
-                let ds =
-                    needs[1].then(|| {
-                        let dg = sv.mapv(|s| F::c(g.derivative(s.f64())));
-                        let dg = dg.broadcast(w.raw_dim()).expect("checked in forward");
-                        Zip::from(grad).and(&*w).and(&thr).and(&dg).map_collect(
-                            |&g, &w, &t, &dg| {
-                                if alive(w, t) {
-                                    -dg * g * sign_scalar(w)
-                                } else {
-                                    F::zero()
-                                }
-                            },
-                        )
-                    });
+                let ds = needs[1].then(|| {
+                    let dg = sv.mapv(|s| F::c(g.derivative(s.f64())));
+                    if let ([t], [dg]) =
+                        (thr.as_slice().unwrap_or(&[]), dg.as_slice().unwrap_or(&[]))
+                    {
+                        // One threshold for the layer: reduce here, in f64, rather than build
+                        // a weight-sized gradient for the engine to sum.
+                        let sum = Zip::from(grad)
+                            .and(&*w)
+                            .fold(0.0, |acc, &g, &w| acc + ds_entry(g, w, *t, *dg).f64());
+                        return Tensor::from_elem(sv.raw_dim(), F::c(sum));
+                    }
+                    let dg = dg.broadcast(w.raw_dim()).expect("checked in forward");
+                    Zip::from(grad)
+                        .and(&*w)
+                        .and(&thr_b)
+                        .and(&dg)
+                        .map_collect(|&g, &w, &t, &dg| ds_entry(g, w, t, dg))
+                });
                 vec![dw, ds]
             })
     }

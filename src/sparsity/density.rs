@@ -60,6 +60,12 @@ impl Density {
     /// Fits the estimator to `w` (all entries, any shape).
     pub fn estimate<F: Float>(&self, w: &Tensor<F>) -> DensityEstimate {
         let values: Vec<f64> = w.iter().map(|x| x.f64()).collect();
+        // Equal weights (no spread) are a point mass; checked exactly, since a computed standard
+        // deviation of equal values is rounding noise, not zero.
+        let first = values.first().copied();
+        if values.iter().all(|&v| Some(v) == first) {
+            return DensityEstimate::Degenerate;
+        }
         match *self {
             Density::Kde { bandwidth, samples } => {
                 assert!(samples > 0, "Density::Kde needs at least one sample");
