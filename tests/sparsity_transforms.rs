@@ -9,9 +9,10 @@ use sparsegrad::ops::sparsity::{Density, Surrogate, ThresholdFn};
 use sparsegrad::optim::{Sgd, SgdConfig, step};
 use sparsegrad::param::Param;
 use sparsegrad::rng::{Rng, seeded, standard_normal, uniform};
+use sparsegrad::sparsity::report::{LayerReport, sparsity_report};
 use sparsegrad::sparsity::{
     FcptsVariant, GateAxis, Granularity, HardConcreteGate, Mask, SoftThreshold, ThresholdMask,
-    count_zeros, layer_sparsities,
+    count_zeros,
 };
 use sparsegrad::tape::{Tape, Tensor, Var};
 
@@ -108,6 +109,10 @@ fn assert_gradient_reaches<M: Module<f64>>(
     }
 }
 
+fn layers(model: &Mlp) -> Vec<LayerReport> {
+    sparsity_report(model).layers
+}
+
 fn names<M: Module<f64>>(model: &M) -> Vec<(String, Vec<usize>, bool)> {
     named_params(model)
         .into_iter()
@@ -182,11 +187,8 @@ fn mask_keeps_pruned_weights_and_momentum_zero_through_sgd() {
             assert_ne!(w, w0, "kept weight {i:?} never trained");
         }
     }
-    assert_eq!(
-        layer_sparsities(&layer)[0].zeros,
-        pruned,
-        "effective sparsity"
-    );
+    let report = &sparsity_report(&layer).layers[0];
+    assert_eq!(report.params - report.nonzero, pruned, "effective sparsity");
 }
 
 #[test]
@@ -282,13 +284,20 @@ fn soft_threshold_per_granularity_names_gradients_effective() {
 }
 
 #[test]
-fn soft_threshold_value_is_g_of_s() {
+fn threshold_values_and_report_hook() {
     let st = SoftThreshold::<f64>::new(&[3, 2], Granularity::Channel, 0.5, ThresholdFn::Exp);
     assert_eq!(
         st.threshold_value(),
         ArrayD::from_elem(IxDyn(&[3, 1]), 0.5f64.exp())
     );
     assert_eq!(st.s(), ArrayD::from_elem(IxDyn(&[3, 1]), 0.5));
+    // The report hook: one value per layer only.
+    assert_eq!(WeightTransform::threshold(&st), None);
+    let st = SoftThreshold::<f64>::new(&[3, 2], Granularity::Layer, 0.5, ThresholdFn::Exp);
+    assert_eq!(WeightTransform::threshold(&st), Some(0.5f64.exp()));
+    let tm = ThresholdMask::<f32>::new(-1.0, FcptsVariant::Code);
+    assert_eq!(WeightTransform::threshold(&tm), Some(tm.threshold() as f64));
+    assert!((tm.threshold() as f64 - 1.0 / (1.0 + 1f64.exp())).abs() < 1e-7);
 }
 
 /// Three layers, the first owning a global threshold the other two share.
@@ -390,8 +399,12 @@ fn global_threshold_is_visited_once_and_its_gradient_sums_over_layers() {
         .collect();
     assert_eq!(thresholds, vec!["fc1.weight_threshold".to_string()]);
     // Each layer is really thresholded (the sharing layers prune too).
-    for layer in layer_sparsities(&global) {
-        assert!(layer.zeros > 0, "{} prunes nothing", layer.name);
+    for layer in layers(&global) {
+        assert!(
+            layer.nonzero < layer.params,
+            "{} prunes nothing",
+            layer.name
+        );
     }
     let shared = gradient_of(&mut global, "fc1.weight_threshold", &x, &labels).unwrap();
     let mut separate = mlp_with_layer_thresholds(7);
@@ -445,8 +458,8 @@ fn global_threshold_is_updated_once_and_seen_by_every_layer() {
         }
     });
     // g(5) = 0.993 exceeds every |w|: all three layers are now fully pruned.
-    for layer in layer_sparsities(&mlp) {
-        assert_eq!(layer.zeros, layer.params, "{}", layer.name);
+    for layer in layers(&mlp) {
+        assert_eq!(layer.nonzero, 0, "{}", layer.name);
     }
 }
 

@@ -162,6 +162,11 @@ impl<F: Float> WeightTransform<F> for ThresholdMask<F> {
         }
     }
 
+    /// t = sigmoid(score).
+    fn threshold(&self) -> Option<f64> {
+        Some(ThresholdMask::threshold(self).f64())
+    }
+
     fn effective(&self, raw: &Tensor<F>) -> Tensor<F> {
         // The same op as the forward pass, on a throwaway tape that records no gradients.
         let tape = Tape::new();

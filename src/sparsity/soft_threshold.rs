@@ -194,6 +194,13 @@ impl<F: Float> WeightTransform<F> for SoftThreshold<F> {
         raw.soft_threshold(self.s_on(raw.tape()), &self.g)
     }
 
+    /// g(s) for a one-element s (per layer or global); per-channel and per-weight thresholds
+    /// have no single value (use [`SoftThreshold::threshold_value`]).
+    fn threshold(&self) -> Option<f64> {
+        let s = self.s();
+        (s.len() == 1).then(|| self.g.value(s.iter().next().expect("one element").f64()))
+    }
+
     fn effective(&self, raw: &Tensor<F>) -> Tensor<F> {
         let tape = Tape::new();
         let _no_grad = tape.no_grad();
