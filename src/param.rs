@@ -90,6 +90,19 @@ impl<F: Float> Param<F> {
         self.value = Arc::new(value);
     }
 
+    /// A second handle to this parameter: the same identity and the same value buffer (no copy).
+    /// On a tape both handles are one variable, so gradients from every use accumulate in one
+    /// place. Used for a parameter shared by several layers (STR's global threshold): the owner
+    /// keeps the real parameter and re-publishes an alias after each update.
+    pub(crate) fn alias(&self) -> Param<F> {
+        Param {
+            id: self.id,
+            value: self.value.clone(),
+            buffer: self.buffer,
+            frozen: self.frozen,
+        }
+    }
+
     pub(crate) fn shared(&self) -> Arc<Tensor<F>> {
         self.value.clone()
     }

@@ -7,3 +7,4 @@ pub mod loss;
 pub mod matmul;
 pub mod reduce;
 pub mod shape;
+pub mod sparsity;

@@ -1,0 +1,327 @@
+//! Sparsity primitives: the differentiable (or surrogate-differentiable) pieces every
+//! sparsification method is built from. Each is a method on [`Var`] with its forward and backward
+//! in one function; `docs/gradients.md` ("Sparsity primitives") lists every derivative, its kink
+//! convention and its test, and `docs/methods.md` ties them to the papers' equations.
+//!
+//! - [`Var::soft_threshold`]: STR's S_g(W, s) = sign(W) relu(|W| - g(s)) (Kusupati et al. 2020).
+//!   Exact gradients, no straight-through estimator.
+//! - [`Var::sign_mask`]: FCPTS's M W with M = 0.5 sgn(|W| - t) + 0.5 (Gong et al. 2024, eqs. 1-2);
+//!   the threshold gradient (eq. 14) goes through a [`Surrogate`] for dM/dt.
+//! - [`Var::sparsity_rate`]: FCPTS's bridge r(t) = fraction of |w| <= t (eq. 10), exact forward,
+//!   backward dr/dt = p(t) + p(-t) (eq. 11) with p a [`Density`] estimate (eq. 12).
+//! - [`Var::hard_concrete`], [`Var::hard_concrete_eval`], [`Var::l0_penalty`]: the L0 gates of
+//!   Louizos et al. 2018, composed from gradient-checked elementwise ops.
+
+use std::sync::Arc;
+
+use ndarray::Zip;
+
+use crate::float::Float;
+use crate::ops::elementwise::sign_scalar;
+pub use crate::sparsity::density::{Bandwidth, Density, DensityEstimate};
+use crate::tape::{Tensor, Var, broadcast_shape};
+
+/// A scalar function with its derivative, shared by reference.
+pub type ScalarFn = Arc<dyn Fn(f64) -> f64 + Send + Sync>;
+
+/// STR's threshold function g: the pruning threshold is g(s) for a learnable s.
+#[derive(Clone)]
+pub enum ThresholdFn {
+    /// g = sigmoid: the paper's choice for unstructured sparsity.
+    Sigmoid,
+    /// g = exp: the paper's choice for structured (low-rank) sparsity.
+    Exp,
+    /// Any user function with its derivative `df` (not checked against `f`: gradcheck it).
+    Custom { f: ScalarFn, df: ScalarFn },
+}
+
+impl std::fmt::Debug for ThresholdFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ThresholdFn::Sigmoid => "Sigmoid",
+            ThresholdFn::Exp => "Exp",
+            ThresholdFn::Custom { .. } => "Custom",
+        })
+    }
+}
+
+impl ThresholdFn {
+    /// A custom g from a function and its derivative.
+    pub fn custom(
+        f: impl Fn(f64) -> f64 + Send + Sync + 'static,
+        df: impl Fn(f64) -> f64 + Send + Sync + 'static,
+    ) -> Self {
+        ThresholdFn::Custom {
+            f: Arc::new(f),
+            df: Arc::new(df),
+        }
+    }
+
+    /// g(s), evaluated in f64.
+    pub fn value(&self, s: f64) -> f64 {
+        match self {
+            ThresholdFn::Sigmoid => sigmoid(s),
+            ThresholdFn::Exp => s.exp(),
+            ThresholdFn::Custom { f, .. } => f(s),
+        }
+    }
+
+    /// g'(s), evaluated in f64.
+    pub fn derivative(&self, s: f64) -> f64 {
+        match self {
+            ThresholdFn::Sigmoid => {
+                let y = sigmoid(s);
+                y * (1.0 - y)
+            }
+            ThresholdFn::Exp => s.exp(),
+            ThresholdFn::Custom { df, .. } => df(s),
+        }
+    }
+}
+
+/// Which smooth stand-in for the hard mask M = 1[|w| > t] supplies dM/dt in [`Var::sign_mask`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Surrogate {
+    /// The straight-through estimator of the authors' code (`BinActive` in ModelTC/msbench
+    /// `msbench/mask_generator.py`): sgn's backward is the identity clipped to |x| < 1, with
+    /// x = |w| - t, so dM/dt = -0.5 1[|x| < 1]. It is the derivative of the smooth
+    /// M ~ 0.5 hardtanh(|w| - t) + 0.5. The window is in raw weight units, so for typical
+    /// weights (|w|, t << 1) it never clips.
+    ClippedIdentity,
+    /// M ~ sigmoid((|w| - t) / T): dM/dt = -sigmoid'((|w| - t) / T) / T.
+    Sigmoid { temperature: f64 },
+}
+
+impl Surrogate {
+    /// dM/dt at x = |w| - t.
+    pub fn dmask_dt(&self, x: f64) -> f64 {
+        match *self {
+            Surrogate::ClippedIdentity => {
+                if x.abs() < 1.0 {
+                    -0.5
+                } else {
+                    0.0
+                }
+            }
+            Surrogate::Sigmoid { temperature } => {
+                let y = sigmoid(x / temperature);
+                -y * (1.0 - y) / temperature
+            }
+        }
+    }
+}
+
+/// Hard-concrete distribution parameters (Louizos et al. 2018): temperature `beta`, stretch
+/// interval (`gamma`, `zeta`) with gamma < 0 < 1 < zeta.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HardConcrete {
+    pub beta: f64,
+    pub gamma: f64,
+    pub zeta: f64,
+}
+
+impl Default for HardConcrete {
+    /// The paper's values: beta = 2/3, gamma = -0.1, zeta = 1.1.
+    fn default() -> Self {
+        HardConcrete {
+            beta: 2.0 / 3.0,
+            gamma: -0.1,
+            zeta: 1.1,
+        }
+    }
+}
+
+impl HardConcrete {
+    fn check(&self, op: &str) {
+        assert!(
+            self.beta > 0.0 && self.gamma < 0.0 && self.zeta > 1.0,
+            "op `{op}`: needs beta > 0 and gamma < 0 < 1 < zeta, got {self:?}"
+        );
+    }
+
+    /// log_alpha giving gates with drop rate p at initialisation: ln(1 - p) - ln p.
+    pub fn log_alpha_for_drop_rate(p: f64) -> f64 {
+        (1.0 - p).ln() - p.ln()
+    }
+}
+
+/// The logistic function in f64, without overflow.
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// The single element of a one-element threshold (shape [], [1], [1, 1], ...).
+fn scalar_of<F: Float>(op: &str, t: &Tensor<F>) -> F {
+    assert_eq!(
+        t.len(),
+        1,
+        "op `{op}`: the threshold must have one element (one per layer), got shape {:?}",
+        t.shape()
+    );
+    *t.iter().next().expect("one element")
+}
+
+impl<'t, F: Float> Var<'t, F> {
+    /// STR's soft threshold S_g(w, s) = sign(w) relu(|w| - g(s)).
+    ///
+    /// `s` broadcasts against `w` (numpy rules) and must not enlarge it: per layer (shape [] or
+    /// [1]), per output channel ([C_out, 1, ...]), per weight (w's shape); a global threshold is
+    /// one `s` used by several layers (the tape accumulates its gradient over the uses).
+    ///
+    /// Gradients (exact): dL/dw = g 1[|w| > g(s)]; dL/ds = -g'(s) g sign(w) 1[|w| > g(s)],
+    /// returned in w's shape and summed to s's shape by the engine. The indicator is strict:
+    /// at |w| = g(s) both gradients are 0 (as relu'(0) = 0).
+    pub fn soft_threshold(self, s: Self, g: &ThresholdFn) -> Self {
+        let (w, sv) = (self.value(), s.value());
+        let shape = broadcast_shape("soft_threshold", w.shape(), sv.shape());
+        assert_eq!(
+            shape,
+            w.shape(),
+            "op `soft_threshold`: threshold shape {:?} would enlarge weight shape {:?}",
+            sv.shape(),
+            w.shape()
+        );
+        // g(s) once per threshold entry (one scalar per layer), broadcast over the weight.
+        let thr = sv.mapv(|s| F::c(g.value(s.f64())));
+        let y = Zip::from(&*w)
+            .and(&thr.broadcast(w.raw_dim()).expect("checked above"))
+            .map_collect(|&w, &t| sign_scalar(w) * (w.abs() - t).max(F::zero()));
+        let g = g.clone();
+        self.tape()
+            .record("soft_threshold", y, &[self, s], move |grad, needs| {
+                let alive = |w: F, t: F| w.abs() > t;
+                // d/ds of one entry, given g'(s): -g'(s) g sign(w) where alive.
+                let ds_entry = |g: F, w: F, t: F, dg: F| {
+                    if alive(w, t) {
+                        -dg * g * sign_scalar(w)
+                    } else {
+                        F::zero()
+                    }
+                };
+                let thr_b = thr.broadcast(w.raw_dim()).expect("checked in forward");
+                let dw = needs[0].then(|| {
+                    Zip::from(grad)
+                        .and(&*w)
+                        .and(&thr_b)
+                        .map_collect(|&g, &w, &t| if alive(w, t) { g } else { F::zero() })
+                });
+                let ds = needs[1].then(|| {
+                    let dg = sv.mapv(|s| F::c(g.derivative(s.f64())));
+                    if let ([t], [dg]) =
+                        (thr.as_slice().unwrap_or(&[]), dg.as_slice().unwrap_or(&[]))
+                    {
+                        // One threshold for the layer: reduce here, in f64, rather than build
+                        // a weight-sized gradient for the engine to sum.
+                        let sum = Zip::from(grad)
+                            .and(&*w)
+                            .fold(0.0, |acc, &g, &w| acc + ds_entry(g, w, *t, *dg).f64());
+                        return Tensor::from_elem(sv.raw_dim(), F::c(sum));
+                    }
+                    let dg = dg.broadcast(w.raw_dim()).expect("checked in forward");
+                    Zip::from(grad)
+                        .and(&*w)
+                        .and(&thr_b)
+                        .and(&dg)
+                        .map_collect(|&g, &w, &t, &dg| ds_entry(g, w, t, dg))
+                });
+                vec![dw, ds]
+            })
+    }
+
+    /// FCPTS's hard magnitude mask applied to the weight: M w with M = 0.5 sgn(|w| - t) + 0.5
+    /// (eqs. 1-2), where sgn(0) = -1 as the paper defines it, so M = 1[|w| > t] and a weight with
+    /// |w| = t is pruned. `t` is one scalar per layer.
+    ///
+    /// Gradients: to w, M (the mask is held fixed for w, as in the authors' code, which builds it
+    /// under `no_grad`; it is also the exact derivative away from |w| = t). To t (eq. 14),
+    /// sum_i g_i w_i dM_i/dt with dM/dt from `surrogate` (see [`Surrogate`]).
+    pub fn sign_mask(self, t: Self, surrogate: Surrogate) -> Self {
+        let (w, tv) = (self.value(), t.value());
+        let thr = scalar_of("sign_mask", &tv);
+        let mask = w.mapv(|w| if w.abs() > thr { F::one() } else { F::zero() });
+        let y = &*w * &mask;
+        let t_shape = tv.raw_dim();
+        self.tape()
+            .record("sign_mask", y, &[self, t], move |grad, needs| {
+                let dw = needs[0].then(|| grad * &mask);
+                let dt = needs[1].then(|| {
+                    let thr = thr.f64();
+                    let sum = Zip::from(grad).and(&*w).fold(0.0, |acc, &g, &w| {
+                        let w = w.f64();
+                        acc + g.f64() * w * surrogate.dmask_dt(w.abs() - thr)
+                    });
+                    Tensor::from_elem(t_shape, F::c(sum))
+                });
+                vec![dw, dt]
+            })
+    }
+
+    /// FCPTS's sparsity bridge r(t) (eq. 10): the exact fraction of weights with |w| <= t, as a
+    /// value of shape [] — exactly the fraction [`Var::sign_mask`] zeroes for t >= 0.
+    ///
+    /// Backward: dr/dt = p(t) + p(-t) (eq. 11), p the `density` estimate of the weights (eq. 12),
+    /// fitted in the backward pass only. No gradient to w (the bridge is a function of t only).
+    pub fn sparsity_rate(self, t: Self, density: &Density) -> Self {
+        let (w, tv) = (self.value(), t.value());
+        let thr = scalar_of("sparsity_rate", &tv);
+        assert!(!w.is_empty(), "op `sparsity_rate`: the weight is empty");
+        let pruned = w.iter().filter(|w| w.abs() <= thr).count();
+        let rate = Tensor::from_elem(ndarray::IxDyn(&[]), F::c(pruned as f64 / w.len() as f64));
+        let density = *density;
+        let t_shape = tv.raw_dim();
+        self.tape()
+            .record("sparsity_rate", rate, &[self, t], move |grad, needs| {
+                let dt = needs[1].then(|| {
+                    let p = density.estimate(&w);
+                    let thr = thr.f64();
+                    let g = scalar_of("sparsity_rate", grad).f64();
+                    Tensor::from_elem(t_shape, F::c(g * (p.pdf(thr) + p.pdf(-thr))))
+                });
+                vec![None, dt]
+            })
+    }
+
+    /// A training-time hard-concrete gate sample from `self` = log_alpha and uniform noise `u` in
+    /// (0, 1) (same shape as log_alpha, or broadcastable against it):
+    /// s = sigmoid((ln u - ln(1 - u) + log_alpha) / beta), z = clamp(s (zeta - gamma) + gamma, 0, 1).
+    /// Composed from elementwise ops, so its gradient is theirs (clamp passes it on [0, 1]).
+    pub fn hard_concrete(self, u: &Tensor<F>, hc: &HardConcrete) -> Self {
+        hc.check("hard_concrete");
+        assert!(
+            u.iter().all(|&u| u > F::zero() && u < F::one()),
+            "op `hard_concrete`: noise u must lie in the open interval (0, 1)"
+        );
+        let logistic_noise = self
+            .tape()
+            .constant(u.mapv(|u| u.ln() - (F::one() - u).ln()));
+        (self + logistic_noise)
+            .mul_scalar(1.0 / hc.beta)
+            .sigmoid()
+            .mul_scalar(hc.zeta - hc.gamma)
+            .add_scalar(hc.gamma)
+            .clamp(0.0, 1.0)
+    }
+
+    /// The deterministic test-time gate z = clamp(sigmoid(log_alpha) (zeta - gamma) + gamma, 0, 1).
+    pub fn hard_concrete_eval(self, hc: &HardConcrete) -> Self {
+        hc.check("hard_concrete_eval");
+        self.sigmoid()
+            .mul_scalar(hc.zeta - hc.gamma)
+            .add_scalar(hc.gamma)
+            .clamp(0.0, 1.0)
+    }
+
+    /// The expected number of open gates, sum_j P(z_j != 0) = sum_j sigmoid(log_alpha_j -
+    /// beta ln(-gamma / zeta)), as a value of shape [].
+    pub fn l0_penalty(self, hc: &HardConcrete) -> Self {
+        hc.check("l0_penalty");
+        self.add_scalar(-hc.beta * (-hc.gamma / hc.zeta).ln())
+            .sigmoid()
+            .sum()
+    }
+}

@@ -1,0 +1,159 @@
+//! [`Mask`]: a fixed 0/1 mask on a weight (magnitude pruning, lottery tickets, SNIP, GMP, RigL ...).
+//!
+//! The mask is a buffer parameter named `{weight}_mask` (PyTorch's pruning convention), so it is
+//! saved in checkpoints but never trained. The effective weight is raw * mask, with the mask a
+//! constant. [`WeightTransform::mask`] exposes it, so the optimiser driver
+//! ([`crate::optim::step`]) zeroes the pruned entries' gradients and optimiser state and re-zeroes
+//! the raw weight after every update: momentum and weight decay cannot revive a pruned weight.
+
+use std::any::Any;
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::nn::WeightTransform;
+use crate::param::Param;
+use crate::tape::{Tensor, Var};
+
+/// A fixed pruning mask (1 kept, 0 pruned) stored as a buffer.
+pub struct Mask<F: Float> {
+    mask: Param<F>,
+}
+
+impl<F: Float> Mask<F> {
+    /// A mask from a tensor of zeros and ones; any other value is an error.
+    pub fn from_tensor(mask: Tensor<F>) -> Result<Self> {
+        check_binary(&mask)?;
+        Ok(Mask {
+            mask: Param::buffer(mask),
+        })
+    }
+
+    /// Keeps everything.
+    pub fn ones(shape: &[usize]) -> Self {
+        Mask {
+            mask: Param::buffer(Tensor::ones(ndarray::IxDyn(shape))),
+        }
+    }
+
+    /// Keeps the `keep` entries of largest |w| (all if `keep` >= len); ties in |w| go to the lower
+    /// flat (row-major) index, so the mask is a pure function of the weight values.
+    pub fn top_k_magnitude(w: &Tensor<F>, keep: usize) -> Self {
+        let mut mask = Tensor::zeros(w.raw_dim());
+        let flat = mask.as_slice_mut().expect("fresh array is contiguous");
+        for i in top_k_indices(w, keep) {
+            flat[i] = F::one();
+        }
+        Mask {
+            mask: Param::buffer(mask),
+        }
+    }
+
+    /// The magnitude mask that prunes round(sparsity * len) entries of `w` (smallest |w| first,
+    /// ties pruned from the highest index). `sparsity` must be in [0, 1].
+    pub fn for_sparsity(w: &Tensor<F>, sparsity: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&sparsity) {
+            return Err(Error::invalid(format!(
+                "Mask::for_sparsity: sparsity {sparsity} is outside [0, 1]"
+            )));
+        }
+        let prune = (sparsity * w.len() as f64).round() as usize;
+        Ok(Self::top_k_magnitude(w, w.len() - prune.min(w.len())))
+    }
+
+    /// The mask values (1 kept, 0 pruned).
+    pub fn values(&self) -> &Tensor<F> {
+        self.mask.value()
+    }
+
+    /// Replaces the mask (GMP, RigL and iterative pruning update it). Same shape, zeros and ones.
+    pub fn set(&mut self, mask: Tensor<F>) -> Result<()> {
+        if mask.shape() != self.mask.shape() {
+            return Err(Error::invalid(format!(
+                "Mask::set: new mask shape {:?} differs from {:?}",
+                mask.shape(),
+                self.mask.shape()
+            )));
+        }
+        check_binary(&mask)?;
+        self.mask.set_value(mask);
+        Ok(())
+    }
+
+    /// Number of kept (nonzero) entries.
+    pub fn kept(&self) -> usize {
+        self.mask
+            .value()
+            .iter()
+            .filter(|&&m| m != F::zero())
+            .count()
+    }
+}
+
+fn check_binary<F: Float>(mask: &Tensor<F>) -> Result<()> {
+    match mask.iter().position(|&m| m != F::zero() && m != F::one()) {
+        None => Ok(()),
+        Some(i) => Err(Error::invalid(format!(
+            "mask: entry {i} (flat index) is {}, but a mask holds only 0 and 1",
+            mask.iter().nth(i).expect("found above")
+        ))),
+    }
+}
+
+/// Flat indices of the `keep` largest |w|, ties to the lower index.
+fn top_k_indices<F: Float>(w: &Tensor<F>, keep: usize) -> Vec<usize> {
+    let keep = keep.min(w.len());
+    let mut order: Vec<usize> = (0..w.len()).collect();
+    let values: Vec<F> = w.iter().copied().collect();
+    let by_magnitude_desc = |&a: &usize, &b: &usize| {
+        values[b]
+            .abs()
+            .partial_cmp(&values[a].abs())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
+    };
+    if keep > 0 && keep < order.len() {
+        order.select_nth_unstable_by(keep - 1, by_magnitude_desc);
+    }
+    order.truncate(keep);
+    order
+}
+
+impl<F: Float> WeightTransform<F> for Mask<F> {
+    fn name(&self) -> &'static str {
+        "mask"
+    }
+
+    fn apply<'t>(&self, raw: Var<'t, F>) -> Var<'t, F> {
+        assert_eq!(
+            raw.shape(),
+            self.mask.shape(),
+            "Mask: mask shape differs from the weight's"
+        );
+        // A buffer enters the tape as a constant: no gradient to the mask.
+        raw * raw.tape().param(&self.mask)
+    }
+
+    fn effective(&self, raw: &Tensor<F>) -> Tensor<F> {
+        raw * self.mask.value()
+    }
+
+    fn visit<'a>(&'a self, weight: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
+        f(&format!("{weight}_mask"), &self.mask);
+    }
+
+    fn visit_mut(&mut self, weight: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
+        f(&format!("{weight}_mask"), &mut self.mask);
+    }
+
+    fn mask(&self) -> Option<&Tensor<F>> {
+        Some(self.mask.value())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
