@@ -58,16 +58,23 @@ pub fn binary<'t, F: Float>(
             av.broadcast(shape.clone()).unwrap(),
             bv.broadcast(shape).unwrap(),
         );
-        let partial = |d: &dyn Fn(F, F, F) -> F| -> Tensor<F> {
+        // Generic, not `&dyn Fn`: the derivative is inlined into the loop (no call per element).
+        fn partial<F: Float>(
+            g: &Tensor<F>,
+            a: &ndarray::ArrayViewD<'_, F>,
+            b: &ndarray::ArrayViewD<'_, F>,
+            y: &Tensor<F>,
+            d: &impl Fn(F, F, F) -> F,
+        ) -> Tensor<F> {
             Zip::from(g)
-                .and(&ab)
-                .and(&bb)
-                .and(&*y_saved)
+                .and(a)
+                .and(b)
+                .and(y)
                 .map_collect(|&g, &a, &b, &y| g * d(a, b, y))
-        };
+        }
         vec![
-            needs[0].then(|| partial(&da)),
-            needs[1].then(|| partial(&db)),
+            needs[0].then(|| partial(g, &ab, &bb, &y_saved, &da)),
+            needs[1].then(|| partial(g, &ab, &bb, &y_saved, &db)),
         ]
     })
 }
