@@ -142,4 +142,40 @@ proptest! {
         assert_close(&y, &(&x - &lse_ref(&x, axis)));
         assert_grad(|v| v[0].log_softmax(axis), &[x]);
     }
+
+    /// Sum and mean over any axes (and over none) of a column-major value, followed by an
+    /// elementwise op so the gradient reaching the reduction is column-major too.
+    #[test]
+    fn grad_sum_and_mean_axes_of_column_major_values(
+        (x, axes, keepdim) in tensor_axes(-1.0, 1.0)
+    ) {
+        check_column_major(&common::column_major(&x), &axes, keepdim);
+        check_column_major(&common::column_major(&x), &[], keepdim);
+    }
+}
+
+fn check_column_major(x: &Tensor<f64>, axes: &[usize], keepdim: bool) {
+    let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
+    let sums = reduce_ref(x, axes, keepdim, 0.0, |s, v| s + v);
+    let inputs = std::slice::from_ref(x);
+    let y = forward(|v| v[0].sum_axes(axes, keepdim).exp(), inputs);
+    assert_close(&y, &sums.mapv(f64::exp));
+    let y = forward(|v| v[0].mean_axes(axes, keepdim).exp(), inputs);
+    assert_close(&y, &(sums / count as f64).mapv(f64::exp));
+    assert_grad(|v| v[0].sum_axes(axes, keepdim).exp(), inputs);
+    assert_grad(|v| v[0].mean_axes(axes, keepdim).exp(), inputs);
+}
+
+/// Regression: reducing over no axes kept a column-major value's layout, which the keepdim
+/// reshape and the backward's reshape rejected ("same size" / "reduction gradient" panics).
+#[test]
+fn reducing_over_no_axes_accepts_column_major_values() {
+    let x = ArrayD::from_shape_fn(IxDyn(&[2, 3, 2]), |i| {
+        0.1 * (i[0] + 2 * i[1] + 3 * i[2]) as f64
+    });
+    let x = common::column_major(&x);
+    assert!(!x.is_standard_layout());
+    for keepdim in [false, true] {
+        check_column_major(&x, &[], keepdim);
+    }
 }

@@ -57,6 +57,12 @@ pub fn broadcast_map(a: &Tensor<f64>, b: &Tensor<f64>, f: impl Fn(f64, f64) -> f
         .map_collect(|&x, &y| f(x, y))
 }
 
+/// The same logical values stored column-major (a leaf or parameter need not be row-major).
+pub fn column_major(x: &Tensor<f64>) -> Tensor<f64> {
+    let stored = x.view().reversed_axes().as_standard_layout().into_owned();
+    stored.reversed_axes()
+}
+
 /// A tensor of a random shape (rank <= 4, dims <= 4) with values in `[lo, hi)`.
 pub fn any_tensor(lo: f64, hi: f64) -> impl Strategy<Value = Tensor<f64>> {
     sparsegrad::check::strategies::shaped_tensor(4, 4, lo, hi)
