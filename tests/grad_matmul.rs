@@ -201,9 +201,10 @@ fn gemm_is_bit_identical_across_thread_counts() {
         );
         for threads in [2, 4] {
             let (many, blocks) = gemm_in_pool(threads, &a, &b);
-            assert_eq!(
-                blocks, threads,
-                "{m}x{k}x{n}: a {threads}-thread pool ran {blocks} blocks"
+            // Otherwise the comparison below would be serial against serial.
+            assert!(
+                blocks >= 2,
+                "{m}x{k}x{n}: a {threads}-thread pool ran the product as {blocks} block(s)"
             );
             assert_bit_identical(&many, &one, &format!("{m}x{k}x{n}, {threads} threads vs 1"));
         }
