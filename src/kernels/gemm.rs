@@ -35,11 +35,9 @@ pub fn gemm<F: Float>(
         "gemm: output is {:?}, expected ({m}, {n})",
         c.dim()
     );
-    let threads = if rayon::current_thread_index().is_none() {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
+    // The threads of the pool we run in (the global pool outside any): inside
+    // `ThreadPool::install` the caller is itself a worker, and must still split.
+    let threads = rayon::current_num_threads();
     let depth = if m * n * k >= PARALLEL_MIN_MACS {
         usize::BITS - (threads.max(1) - 1).leading_zeros()
     } else {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ndarray::{Axis, IxDyn, RemoveAxis, Zip};
+use ndarray::{Axis, IxDyn, Order, RemoveAxis, Zip};
 
 use crate::float::Float;
 use crate::tape::{Tensor, Var};
@@ -35,9 +35,9 @@ fn keepdim_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
 
 /// Broadcasts a gradient of a reduction (with or without the reduced axes kept) back to `shape`.
 fn expand_to<F: Float>(g: &Tensor<F>, shape: &[usize], axes: &[usize]) -> Tensor<F> {
+    // `to_shape` also accepts a gradient that is not row-major (it copies only then).
     let kept = g
-        .view()
-        .into_shape_with_order(IxDyn(&keepdim_shape(shape, axes)))
+        .to_shape((IxDyn(&keepdim_shape(shape, axes)), Order::RowMajor))
         .expect("reduction gradient has the reduced shape");
     kept.broadcast(IxDyn(shape))
         .expect("broadcastable")
@@ -50,8 +50,9 @@ fn sum_axes<F: Float>(x: &Tensor<F>, axes: &[usize], keepdim: bool) -> Tensor<F>
         y = y.sum_axis(Axis(a));
     }
     if keepdim {
+        // `y` is `x` itself when `axes` is empty, in whatever memory order `x` has.
         y = y
-            .into_shape_with_order(IxDyn(&keepdim_shape(x.shape(), axes)))
+            .into_shape_clone((IxDyn(&keepdim_shape(x.shape(), axes)), Order::RowMajor))
             .expect("same size");
     }
     y
