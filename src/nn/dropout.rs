@@ -32,6 +32,11 @@ impl Dropout {
     pub fn is_training(&self) -> bool {
         self.training
     }
+
+    /// Same as [`Module::set_training`], callable without naming the element type.
+    pub fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
 }
 
 impl<F: Float> Module<F> for Dropout {
@@ -48,6 +53,6 @@ impl<F: Float> Module<F> for Dropout {
     fn visit_mut(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param<F>)) {}
 
     fn set_training(&mut self, training: bool) {
-        self.training = training;
+        Dropout::set_training(self, training);
     }
 }
