@@ -16,7 +16,7 @@
 //! Statistics and gradient sums are accumulated in f64 (as PyTorch does on CPU) by one thread
 //! per channel in a fixed order, so results are bit-identical for every thread count.
 
-use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray, IxDyn};
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray, IxDyn, Zip};
 use rand::RngCore;
 use rayon::prelude::*;
 
@@ -46,11 +46,8 @@ fn ncl_shape(op: &str, shape: &[usize]) -> (usize, usize, usize) {
     (shape[0], shape[1], shape[2..].iter().product())
 }
 
-/// `x` in standard layout (borrowed when it already is), viewable as `[N, C, L]`.
-fn standard<F: Float>(x: &Tensor<F>) -> CowArray<'_, F, IxDyn> {
-    x.as_standard_layout()
-}
-
+/// A standard-layout value (see `as_standard_layout`, which borrows when it already is) viewed
+/// as `[N, C, L]`.
 fn as_ncl<'a, F: Float>(
     x: &'a CowArray<'_, F, IxDyn>,
     ncl: (usize, usize, usize),
@@ -65,64 +62,60 @@ fn min_channels_per_task((n, _, l): (usize, usize, usize)) -> usize {
     (PARALLEL_MIN_ELEMENTS / (n * l).max(1)).max(1)
 }
 
-/// Sum of `f(a, b)` over two equal-length slices with eight independent f64 accumulators (so
-/// the additions pipeline), combined in a fixed order.
-fn sum_pairs_f64<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> f64) -> f64 {
-    let mut acc = [0.0f64; 8];
+/// The two sums of `f(a, b) = [u, v]` over equal-length slices, each with eight independent f64
+/// accumulators (so the additions pipeline), combined in a fixed order.
+fn sums_f64<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> [f64; 2]) -> [f64; 2] {
+    let mut acc = [[0.0f64; 8]; 2];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(&x, &y)| f(x, y))
-        .sum();
+    let mut total = [0.0f64; 2];
+    for (&x, &y) in ac.remainder().iter().zip(bc.remainder()) {
+        let [u, v] = f(x, y);
+        total[0] += u;
+        total[1] += v;
+    }
     for (ak, bk) in ac.zip(bc) {
-        for ((s, &x), &y) in acc.iter_mut().zip(ak).zip(bk) {
-            *s += f(x, y);
+        for (k, (&x, &y)) in ak.iter().zip(bk).enumerate() {
+            let [u, v] = f(x, y);
+            acc[0][k] += u;
+            acc[1][k] += v;
         }
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    for (t, a) in total.iter_mut().zip(acc) {
+        *t += ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    }
+    total
 }
 
-/// Sum of `f(a, b)` over one channel `[N, L]` of two same-shaped values, row by row.
-fn channel_sum2<F: Float>(
+/// The two sums of `f(a, b)` over one channel `[N, L]` of two same-shaped values, row by row.
+fn channel_sums<F: Float>(
     a: &ArrayView2<'_, F>,
     b: &ArrayView2<'_, F>,
-    f: impl Fn(F, F) -> f64 + Copy,
-) -> f64 {
-    a.rows()
-        .into_iter()
-        .zip(b.rows())
-        .map(|(ar, br)| {
-            let (a, b) = (
-                ar.as_slice().expect("standard"),
-                br.as_slice().expect("standard"),
-            );
-            sum_pairs_f64(a, b, f)
-        })
-        .sum()
+    f: impl Fn(F, F) -> [f64; 2] + Copy,
+) -> [f64; 2] {
+    if a.ncols() == 1 {
+        // [N, 1] (a 2-D input): one strided column, where rows of one element would each cost
+        // a call.
+        return a.iter().zip(b).fold([0.0, 0.0], |[s, t], (&x, &y)| {
+            let [u, v] = f(x, y);
+            [s + u, t + v]
+        });
+    }
+    let mut total = [0.0f64; 2];
+    for (ar, br) in a.rows().into_iter().zip(b.rows()) {
+        let (a, b) = (
+            ar.as_slice().expect("standard"),
+            br.as_slice().expect("standard"),
+        );
+        let [u, v] = sums_f64(a, b, f);
+        total[0] += u;
+        total[1] += v;
+    }
+    total
 }
 
 /// Sum of `f(x)` over one channel `[N, L]`.
 fn channel_sum<F: Float>(x: &ArrayView2<'_, F>, f: impl Fn(F) -> f64 + Copy) -> f64 {
-    channel_sum2(x, x, move |v, _| f(v))
-}
-
-/// Writes `out = f(x)` elementwise over one channel.
-fn channel_map<F: Float>(
-    out: &mut ArrayViewMut2<'_, F>,
-    x: &ArrayView2<'_, F>,
-    f: impl Fn(F) -> F,
-) {
-    for (mut o, x) in out.rows_mut().into_iter().zip(x.rows()) {
-        let (o, x) = (
-            o.as_slice_mut().expect("standard"),
-            x.as_slice().expect("standard"),
-        );
-        for (o, &x) in o.iter_mut().zip(x) {
-            *o = f(x);
-        }
-    }
+    channel_sums(x, x, move |v, _| [f(v), 0.0])[0]
 }
 
 /// Panics unless a per-channel value has shape `[C]`.
@@ -176,7 +169,7 @@ impl<'t, F: Float> Var<'t, F> {
         let gamma = channel_param(OP, "weight", weight, c, 1.0);
         let beta = channel_param(OP, "bias", bias, c, 0.0);
 
-        let xs = standard(&x);
+        let xs = x.as_standard_layout();
         let x3 = as_ncl(&xs, ncl);
         let mut y = Tensor::<F>::zeros(IxDyn(&[n, c, l]));
         let mut y3 = y
@@ -195,7 +188,9 @@ impl<'t, F: Float> Var<'t, F> {
                 let var = channel_sum(&xc, |v| (v.f64() - mean).powi(2)) / m as f64;
                 let a = F::c(gamma[ch] / (var + eps).sqrt());
                 let (mean_f, beta_f) = (F::c(mean), F::c(beta[ch]));
-                channel_map(&mut yc, &xc, |v| (v - mean_f) * a + beta_f);
+                Zip::from(&mut yc)
+                    .and(&xc)
+                    .for_each(|y, &x| *y = (x - mean_f) * a + beta_f);
                 (mean, var)
             })
             .collect();
@@ -220,69 +215,60 @@ impl<'t, F: Float> Var<'t, F> {
         });
         let n_inputs = inputs.len();
         let y = self.tape().record(OP, y, &inputs, move |g, needs| {
-            let xs = standard(&x);
+            let xs = x.as_standard_layout();
             let x3 = as_ncl(&xs, ncl);
-            let gs = standard(g);
+            let gs = g.as_standard_layout();
             let g3 = as_ncl(&gs, ncl);
-            // Per channel: sum(g) and sum(g * xhat), xhat = (x - mean) * inv_std.
-            let sums: Vec<(f64, f64)> = x3
+            let mut dx = needs[0].then(|| Tensor::<F>::zeros(IxDyn(&[n, c, l])));
+            let mut dx3 = dx.as_mut().map(|dx| {
+                dx.view_mut()
+                    .into_shape_with_order(ncl)
+                    .expect("fresh array")
+            });
+            let dx_channels: Vec<Option<ArrayViewMut2<'_, F>>> = match &mut dx3 {
+                Some(dx3) => dx3.axis_iter_mut(Axis(1)).map(Some).collect(),
+                None => (0..c).map(|_| None).collect(),
+            };
+            // One task per channel reads its x and g twice while they are still in cache:
+            // the sums, then dx.
+            let sums: Vec<[f64; 2]> = x3
                 .axis_iter(Axis(1))
                 .into_par_iter()
                 .zip(g3.axis_iter(Axis(1)))
+                .zip(dx_channels)
                 .enumerate()
                 .with_min_len(min_channels_per_task(ncl))
-                .map(|(ch, (xc, gc))| {
+                .map(|(ch, ((xc, gc), dxc))| {
                     let (mu, s) = (mean[ch], inv_std[ch]);
-                    let sum_g = channel_sum(&gc, |g| g.f64());
-                    let sum_g_xhat = channel_sum2(&xc, &gc, |x, g| g.f64() * (x.f64() - mu)) * s;
-                    (sum_g, sum_g_xhat)
+                    // sum(g) and sum(g * xhat), xhat = (x - mean) * inv_std.
+                    let [sum_g, sum_g_centred] =
+                        channel_sums(&xc, &gc, |x, g| [g.f64(), g.f64() * (x.f64() - mu)]);
+                    let sum_g_xhat = sum_g_centred * s;
+                    if let Some(mut dxc) = dxc {
+                        // dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat)), written
+                        // as k g + (x - mean) k2 + k3 with per-channel constants.
+                        let k = gamma[ch] * s;
+                        let k2 = F::c(-k * s * sum_g_xhat / m as f64);
+                        let k3 = F::c(-k * sum_g / m as f64);
+                        let (k, mu) = (F::c(k), F::c(mu));
+                        Zip::from(&mut dxc)
+                            .and(&xc)
+                            .and(&gc)
+                            .for_each(|d, &x, &g| *d = k * g + (x - mu) * k2 + k3);
+                    }
+                    [sum_g, sum_g_xhat]
                 })
                 .collect();
             let mut grads: Vec<Option<Tensor<F>>> = vec![None; n_inputs];
-            if needs[0] {
-                let mut dx = Tensor::<F>::zeros(IxDyn(&[n, c, l]));
-                let mut dx3 = dx
-                    .view_mut()
-                    .into_shape_with_order(ncl)
-                    .expect("fresh array");
-                // dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat)), written as
-                // k * g + (x - mean) * k2 + k3 with per-channel constants.
-                x3.axis_iter(Axis(1))
-                    .into_par_iter()
-                    .zip(g3.axis_iter(Axis(1)))
-                    .zip(dx3.axis_iter_mut(Axis(1)))
-                    .enumerate()
-                    .with_min_len(min_channels_per_task(ncl))
-                    .for_each(|(ch, ((xc, gc), mut dxc))| {
-                        let (mu, s) = (mean[ch], inv_std[ch]);
-                        let (mean_g, mean_g_xhat) = (sums[ch].0 / m as f64, sums[ch].1 / m as f64);
-                        let k = gamma[ch] * s;
-                        let (k_f, k2, k3) =
-                            (F::c(k), F::c(-k * s * mean_g_xhat), F::c(-k * mean_g));
-                        let mu_f = F::c(mu);
-                        for ((mut d, x), g) in
-                            dxc.rows_mut().into_iter().zip(xc.rows()).zip(gc.rows())
-                        {
-                            let d = d.as_slice_mut().expect("standard");
-                            let (x, g) = (
-                                x.as_slice().expect("standard"),
-                                g.as_slice().expect("standard"),
-                            );
-                            for ((d, &x), &g) in d.iter_mut().zip(x).zip(g) {
-                                *d = k_f * g + (x - mu_f) * k2 + k3;
-                            }
-                        }
-                    });
-                grads[0] = Some(dx.into_shape_with_order(x.raw_dim()).expect("same size"));
-            }
-            let per_channel = |pick: fn(&(f64, f64)) -> f64| {
-                Tensor::from_shape_fn(IxDyn(&[c]), |i| F::c(pick(&sums[i[0]])))
-            };
+            grads[0] = dx.map(|dx| dx.into_shape_with_order(x.raw_dim()).expect("same size"));
+            // dgamma = sum(g * xhat), dbeta = sum(g).
+            let per_channel =
+                |which: usize| Tensor::from_shape_fn(IxDyn(&[c]), |i| F::c(sums[i[0]][which]));
             if let Some(at) = weight_at.filter(|&at| needs[at]) {
-                grads[at] = Some(per_channel(|s| s.1));
+                grads[at] = Some(per_channel(1));
             }
             if let Some(at) = bias_at.filter(|&at| needs[at]) {
-                grads[at] = Some(per_channel(|s| s.0));
+                grads[at] = Some(per_channel(0));
             }
             grads
         });

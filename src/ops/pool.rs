@@ -6,13 +6,15 @@
 //!
 //! - `max_pool2d` pads with -inf (padded positions never win). The gradient goes to the arg-max;
 //!   on ties the FIRST maximal element in window scan order (row by row, left to right) gets it,
-//!   and a NaN counts as maximal (it propagates, as in PyTorch). Tested in `tests/grad_pool.rs`.
+//!   and the first NaN of a window counts as its maximum (NaN propagates, as in PyTorch). Both
+//!   conventions are tested in `tests/grad_pool.rs`.
 //! - `avg_pool2d` pads with zeros that count in the divisor (PyTorch's default
 //!   `count_include_pad=True`), so every window divides by `kH * kW`.
 //!
 //! Each (sample, channel) plane is independent and written by one thread, so results are
 //! bit-identical for every thread count.
 
+use std::hint::select_unpredictable;
 use std::ops::Range;
 
 use ndarray::IxDyn;
@@ -90,6 +92,7 @@ impl Window {
     }
 
     /// Input indices along `axis` covered by output index `i`, clipped to the unpadded input.
+    #[inline]
     fn span(&self, axis: usize, i: usize) -> Range<usize> {
         let size = [self.h, self.w][axis];
         let start = i * self.stride[axis];
@@ -108,25 +111,32 @@ impl Window {
 }
 
 /// One plane's max pooling: values into `y`, the arg-max (flat index in the plane) into `arg`.
+///
+/// The arg-max is the first element strictly greater than all before it (so ties go to the
+/// first in scan order), unless the window holds a NaN: then the first NaN wins, as NaN
+/// propagates in PyTorch. The loop is written without data-dependent branches (selects and
+/// `max`), because on real data the comparison is unpredictable and mispredicted branches
+/// would cost more than the whole window.
 fn max_pool_plane<F: Float>(win: &Window, x: &[F], y: &mut [F], arg: &mut [u32]) {
+    const NONE: usize = usize::MAX;
     for i in 0..win.ho {
         let rows = win.span(0, i);
         for j in 0..win.wo {
             let cols = win.span(1, j);
             let mut best_at = rows.start * win.w + cols.start;
             let mut best = x[best_at];
+            let mut nan_at = NONE;
             for r in rows.clone() {
-                for c in cols.clone() {
-                    let v = x[r * win.w + c];
-                    // Strict `>`: the first maximal element keeps the gradient; a NaN wins once.
-                    if v > best || (v.is_nan() && !best.is_nan()) {
-                        best = v;
-                        best_at = r * win.w + c;
-                    }
+                let start = r * win.w + cols.start;
+                for (at, &v) in (start..).zip(&x[start..r * win.w + cols.end]) {
+                    best_at = select_unpredictable(v > best, at, best_at);
+                    best = best.max(v);
+                    nan_at = select_unpredictable(v.is_nan() & (nan_at == NONE), at, nan_at);
                 }
             }
-            y[i * win.wo + j] = best;
-            arg[i * win.wo + j] = best_at as u32;
+            let at = if nan_at == NONE { best_at } else { nan_at };
+            y[i * win.wo + j] = x[at];
+            arg[i * win.wo + j] = at as u32;
         }
     }
 }
