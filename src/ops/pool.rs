@@ -176,6 +176,7 @@ fn avg_pool_plane_backward<F: Float>(win: &Window, g: &[F], dx: &mut [F]) {
     }
 }
 
+/// The elements in row-major order: borrowed when `x` is in standard layout, else copied.
 fn standard_slice<F: Float>(x: &Tensor<F>) -> std::borrow::Cow<'_, [F]> {
     match x.as_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
