@@ -5,6 +5,8 @@
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
+pub mod pool;
 pub mod reduce;
 pub mod shape;
 pub mod sparsity;

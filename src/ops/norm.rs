@@ -1,0 +1,349 @@
+//! Batch normalisation (Ioffe & Szegedy 2015) and inverted dropout (Srivastava et al. 2014).
+//!
+//! Batch norm normalises over every axis except the channel axis 1, so one op serves `[N, C]`,
+//! `[N, C, L]` and `[N, C, H, W]`. With M the number of elements per channel:
+//!
+//! - training: `xhat = (x - mean) / sqrt(var + eps)` with the batch mean and the BIASED batch
+//!   variance (divide by M), `y = gamma * xhat + beta`. The gradient flows through the batch
+//!   statistics (closed form, sums over one channel's M elements):
+//!   `dx = gamma / sqrt(var + eps) * (g - mean(g) - xhat * mean(g * xhat))`,
+//!   `dgamma = sum(g * xhat)`, `dbeta = sum(g)`.
+//!   The op also returns the batch mean and the UNBIASED variance (divide by M - 1) as plain
+//!   arrays: PyTorch updates `running_var` with the unbiased one.
+//! - evaluation: the affine map `(x - running_mean) / sqrt(running_var + eps) * gamma + beta`,
+//!   composed from elementwise ops.
+//!
+//! Statistics and gradient sums are accumulated in f64 (as PyTorch does on CPU) by one thread
+//! per channel in a fixed order, so results are bit-identical for every thread count.
+
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray, IxDyn, Zip};
+use rand::RngCore;
+use rayon::prelude::*;
+
+use crate::float::Float;
+use crate::rng::Rng;
+use crate::tape::{Tensor, Var};
+
+/// Below this many elements the per-channel work runs on the calling thread.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+
+/// Per-channel statistics of one training batch, as plain arrays (no gradient): what a batch
+/// norm layer needs to update its running estimates.
+#[derive(Clone, Debug)]
+pub struct BatchStats<F: Float> {
+    /// Mean over all axes but 1, shape `[C]`.
+    pub mean: Tensor<F>,
+    /// Unbiased variance (sum of squared deviations / (M - 1)), shape `[C]`.
+    pub var_unbiased: Tensor<F>,
+}
+
+/// `[N, C, rest...]` as `[N, C, L]` with L the product of the rest (1 for `[N, C]`).
+fn ncl_shape(op: &str, shape: &[usize]) -> (usize, usize, usize) {
+    assert!(
+        shape.len() >= 2,
+        "op `{op}`: expected [N, C, ...], got shape {shape:?}"
+    );
+    (shape[0], shape[1], shape[2..].iter().product())
+}
+
+/// A standard-layout value (see `as_standard_layout`, which borrows when it already is) viewed
+/// as `[N, C, L]`.
+fn as_ncl<'a, F: Float>(
+    x: &'a CowArray<'_, F, IxDyn>,
+    ncl: (usize, usize, usize),
+) -> ArrayView3<'a, F> {
+    x.view()
+        .into_shape_with_order(ncl)
+        .expect("standard layout of the same size")
+}
+
+/// Channels per rayon task, so that small values run on the calling thread.
+fn min_channels_per_task((n, _, l): (usize, usize, usize)) -> usize {
+    (PARALLEL_MIN_ELEMENTS / (n * l).max(1)).max(1)
+}
+
+/// The two sums of `f(a, b) = [u, v]` over equal-length slices, each with eight independent f64
+/// accumulators (so the additions pipeline), combined in a fixed order.
+fn sums_f64<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> [f64; 2]) -> [f64; 2] {
+    let mut acc = [[0.0f64; 8]; 2];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut total = [0.0f64; 2];
+    for (&x, &y) in ac.remainder().iter().zip(bc.remainder()) {
+        let [u, v] = f(x, y);
+        total[0] += u;
+        total[1] += v;
+    }
+    for (ak, bk) in ac.zip(bc) {
+        for (k, (&x, &y)) in ak.iter().zip(bk).enumerate() {
+            let [u, v] = f(x, y);
+            acc[0][k] += u;
+            acc[1][k] += v;
+        }
+    }
+    for (t, a) in total.iter_mut().zip(acc) {
+        *t += ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    }
+    total
+}
+
+/// The two sums of `f(a, b)` over one channel `[N, L]` of two same-shaped values, row by row.
+fn channel_sums<F: Float>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    f: impl Fn(F, F) -> [f64; 2] + Copy,
+) -> [f64; 2] {
+    if a.ncols() == 1 {
+        // [N, 1] (a 2-D input): one strided column, where rows of one element would each cost
+        // a call.
+        return a.iter().zip(b).fold([0.0, 0.0], |[s, t], (&x, &y)| {
+            let [u, v] = f(x, y);
+            [s + u, t + v]
+        });
+    }
+    let mut total = [0.0f64; 2];
+    for (ar, br) in a.rows().into_iter().zip(b.rows()) {
+        let (a, b) = (
+            ar.as_slice().expect("standard"),
+            br.as_slice().expect("standard"),
+        );
+        let [u, v] = sums_f64(a, b, f);
+        total[0] += u;
+        total[1] += v;
+    }
+    total
+}
+
+/// Sum of `f(x)` over one channel `[N, L]`.
+fn channel_sum<F: Float>(x: &ArrayView2<'_, F>, f: impl Fn(F) -> f64 + Copy) -> f64 {
+    channel_sums(x, x, move |v, _| [f(v), 0.0])[0]
+}
+
+/// Panics unless a per-channel value has shape `[C]`.
+fn check_per_channel(op: &str, what: &str, shape: &[usize], c: usize) {
+    assert_eq!(
+        shape,
+        &[c],
+        "op `{op}`: {what} must have shape [{c}], got {shape:?}"
+    );
+}
+
+/// The per-channel affine parameter (gamma or beta) as f64 values; `default` when absent.
+fn channel_param<F: Float>(
+    op: &str,
+    what: &str,
+    p: Option<Var<'_, F>>,
+    c: usize,
+    default: f64,
+) -> Vec<f64> {
+    match p {
+        Some(p) => {
+            let v = p.value();
+            check_per_channel(op, what, v.shape(), c);
+            v.iter().map(|x| x.f64()).collect()
+        }
+        None => vec![default; c],
+    }
+}
+
+impl<'t, F: Float> Var<'t, F> {
+    /// Training-mode batch normalisation over all axes but 1 (see the module documentation),
+    /// with optional affine `weight` (gamma) and `bias` (beta) of shape `[C]`. Returns the
+    /// output and the batch statistics (mean, unbiased variance) for the running estimates.
+    pub fn batch_norm_train(
+        self,
+        weight: Option<Self>,
+        bias: Option<Self>,
+        eps: f64,
+    ) -> (Self, BatchStats<F>) {
+        const OP: &str = "batch_norm_train";
+        let x = self.value();
+        let ncl = ncl_shape(OP, x.shape());
+        let (n, c, l) = ncl;
+        let m = n * l;
+        // PyTorch: "Expected more than 1 value per channel when training".
+        assert!(
+            m > 1,
+            "op `{OP}`: expected more than 1 value per channel when training, got shape {:?}",
+            x.shape()
+        );
+        let gamma = channel_param(OP, "weight", weight, c, 1.0);
+        let beta = channel_param(OP, "bias", bias, c, 0.0);
+
+        let xs = x.as_standard_layout();
+        let x3 = as_ncl(&xs, ncl);
+        let mut y = Tensor::<F>::zeros(IxDyn(&[n, c, l]));
+        let mut y3 = y
+            .view_mut()
+            .into_shape_with_order(ncl)
+            .expect("fresh array");
+        // Per channel: mean, biased variance (two passes, f64), then y = (x - mean) * a + beta.
+        let moments: Vec<(f64, f64)> = x3
+            .axis_iter(Axis(1))
+            .into_par_iter()
+            .zip(y3.axis_iter_mut(Axis(1)))
+            .enumerate()
+            .with_min_len(min_channels_per_task(ncl))
+            .map(|(ch, (xc, mut yc))| {
+                let mean = channel_sum(&xc, |v| v.f64()) / m as f64;
+                let var = channel_sum(&xc, |v| (v.f64() - mean).powi(2)) / m as f64;
+                let a = F::c(gamma[ch] / (var + eps).sqrt());
+                let (mean_f, beta_f) = (F::c(mean), F::c(beta[ch]));
+                Zip::from(&mut yc)
+                    .and(&xc)
+                    .for_each(|y, &x| *y = (x - mean_f) * a + beta_f);
+                (mean, var)
+            })
+            .collect();
+        let y = y.into_shape_with_order(x.raw_dim()).expect("same size");
+        let stats = BatchStats {
+            mean: Tensor::from_shape_fn(IxDyn(&[c]), |i| F::c(moments[i[0]].0)),
+            var_unbiased: Tensor::from_shape_fn(IxDyn(&[c]), |i| {
+                F::c(moments[i[0]].1 * m as f64 / (m - 1) as f64)
+            }),
+        };
+        let mean: Vec<f64> = moments.iter().map(|mv| mv.0).collect();
+        let inv_std: Vec<f64> = moments.iter().map(|mv| 1.0 / (mv.1 + eps).sqrt()).collect();
+
+        let mut inputs = vec![self];
+        let weight_at = weight.map(|w| {
+            inputs.push(w);
+            inputs.len() - 1
+        });
+        let bias_at = bias.map(|b| {
+            inputs.push(b);
+            inputs.len() - 1
+        });
+        let n_inputs = inputs.len();
+        let y = self.tape().record(OP, y, &inputs, move |g, needs| {
+            let xs = x.as_standard_layout();
+            let x3 = as_ncl(&xs, ncl);
+            let gs = g.as_standard_layout();
+            let g3 = as_ncl(&gs, ncl);
+            let mut dx = needs[0].then(|| Tensor::<F>::zeros(IxDyn(&[n, c, l])));
+            let mut dx3 = dx.as_mut().map(|dx| {
+                dx.view_mut()
+                    .into_shape_with_order(ncl)
+                    .expect("fresh array")
+            });
+            let dx_channels: Vec<Option<ArrayViewMut2<'_, F>>> = match &mut dx3 {
+                Some(dx3) => dx3.axis_iter_mut(Axis(1)).map(Some).collect(),
+                None => (0..c).map(|_| None).collect(),
+            };
+            // One task per channel reads its x and g twice while they are still in cache:
+            // the sums, then dx.
+            let sums: Vec<[f64; 2]> = x3
+                .axis_iter(Axis(1))
+                .into_par_iter()
+                .zip(g3.axis_iter(Axis(1)))
+                .zip(dx_channels)
+                .enumerate()
+                .with_min_len(min_channels_per_task(ncl))
+                .map(|(ch, ((xc, gc), dxc))| {
+                    let (mu, s) = (mean[ch], inv_std[ch]);
+                    // sum(g) and sum(g * xhat), xhat = (x - mean) * inv_std.
+                    let [sum_g, sum_g_centred] =
+                        channel_sums(&xc, &gc, |x, g| [g.f64(), g.f64() * (x.f64() - mu)]);
+                    let sum_g_xhat = sum_g_centred * s;
+                    if let Some(mut dxc) = dxc {
+                        // dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat)), written
+                        // as k g + (x - mean) k2 + k3 with per-channel constants.
+                        let k = gamma[ch] * s;
+                        let k2 = F::c(-k * s * sum_g_xhat / m as f64);
+                        let k3 = F::c(-k * sum_g / m as f64);
+                        let (k, mu) = (F::c(k), F::c(mu));
+                        Zip::from(&mut dxc)
+                            .and(&xc)
+                            .and(&gc)
+                            .for_each(|d, &x, &g| *d = k * g + (x - mu) * k2 + k3);
+                    }
+                    [sum_g, sum_g_xhat]
+                })
+                .collect();
+            let mut grads: Vec<Option<Tensor<F>>> = vec![None; n_inputs];
+            grads[0] = dx.map(|dx| dx.into_shape_with_order(x.raw_dim()).expect("same size"));
+            // dgamma = sum(g * xhat), dbeta = sum(g).
+            let per_channel =
+                |which: usize| Tensor::from_shape_fn(IxDyn(&[c]), |i| F::c(sums[i[0]][which]));
+            if let Some(at) = weight_at.filter(|&at| needs[at]) {
+                grads[at] = Some(per_channel(1));
+            }
+            if let Some(at) = bias_at.filter(|&at| needs[at]) {
+                grads[at] = Some(per_channel(0));
+            }
+            grads
+        });
+        (y, stats)
+    }
+
+    /// Evaluation-mode batch normalisation with fixed statistics `running_mean` and
+    /// `running_var` (shape `[C]`): `(x - mean) / sqrt(var + eps) * weight + bias`, composed from
+    /// elementwise ops (so its gradient is theirs).
+    pub fn batch_norm_eval(
+        self,
+        running_mean: &Tensor<F>,
+        running_var: &Tensor<F>,
+        weight: Option<Self>,
+        bias: Option<Self>,
+        eps: f64,
+    ) -> Self {
+        const OP: &str = "batch_norm_eval";
+        let shape = self.shape();
+        let (_, c, _) = ncl_shape(OP, &shape);
+        check_per_channel(OP, "running_mean", running_mean.shape(), c);
+        check_per_channel(OP, "running_var", running_var.shape(), c);
+        // [C] -> [1, C, 1, ...] so it broadcasts along axis 1.
+        let mut per_channel = vec![1; shape.len()];
+        per_channel[1] = c;
+        let tape = self.tape();
+        let constant = |t: Tensor<F>| {
+            tape.constant(
+                t.into_shape_with_order(IxDyn(&per_channel))
+                    .expect("[C] values"),
+            )
+        };
+        let inv_std = running_var.mapv(|v| F::one() / (v + F::c(eps)).sqrt());
+        let mut scale = constant(inv_std);
+        if let Some(w) = weight {
+            check_per_channel(OP, "weight", &w.shape(), c);
+            scale = scale * w.reshape(&per_channel);
+        }
+        let mut y = (self - constant(running_mean.clone())) * scale;
+        if let Some(b) = bias {
+            check_per_channel(OP, "bias", &b.shape(), c);
+            y = y + b.reshape(&per_channel);
+        }
+        y
+    }
+
+    /// Inverted dropout: each element is kept with probability `1 - p` and scaled by
+    /// `1 / (1 - p)`, else zeroed; the mask is drawn from `rng` in row-major order, one `u32` per
+    /// element. Gradient `mask * scale`. `p = 0` returns `self` unchanged (drawing nothing);
+    /// `p = 1` zeroes everything.
+    pub fn dropout(self, p: f64, rng: &mut Rng) -> Self {
+        assert!(
+            (0.0..=1.0).contains(&p),
+            "op `dropout`: probability {p} is not in [0, 1]"
+        );
+        if p == 0.0 {
+            return self;
+        }
+        let x = self.value();
+        let scale = if p < 1.0 {
+            F::c(1.0 / (1.0 - p))
+        } else {
+            F::zero()
+        };
+        // Keep iff a uniform u32 >= p * 2^32: probability 1 - p up to 2^-32.
+        let threshold = (p * 4_294_967_296.0).round() as u64;
+        let mask = Tensor::<F>::from_shape_simple_fn(x.raw_dim(), || {
+            if u64::from(rng.next_u32()) >= threshold {
+                scale
+            } else {
+                F::zero()
+            }
+        });
+        let y = &*x * &mask;
+        self.tape()
+            .record("dropout", y, &[self], move |g, _| vec![Some(g * &mask)])
+    }
+}
