@@ -109,6 +109,24 @@ fn any_case() -> impl Strategy<Value = Case> {
     case_with(3, 1..=3usize, 1..=3usize, 1..=3usize)
 }
 
+/// "Same" convolutions (stride 1, padding d(k-1)/2, odd kernels): output rows as wide as input
+/// rows, the case im2col copies a whole band at once.
+fn same_case() -> impl Strategy<Value = Case> {
+    (any_case(), 0..=1usize, 0..=1usize).prop_map(|(mut case, mh, mw)| {
+        for (a, m) in [mh, mw].into_iter().enumerate() {
+            case.kernel[a] = 2 * m + 1;
+            case.cfg.padding[a] = case.cfg.dilation[a] * m;
+        }
+        case.cfg.stride = [1, 1];
+        case
+    })
+}
+
+/// Random cases with "same" convolutions over-represented.
+fn mixed_case() -> impl Strategy<Value = Case> {
+    prop_oneof![any_case(), same_case()]
+}
+
 /// groups = C_in: one input channel per group, channel multiplier 1-2.
 fn depthwise_case() -> impl Strategy<Value = Case> {
     case_with(2, 2..=4usize, Just(1usize), 1..=2usize)
@@ -227,7 +245,7 @@ proptest! {
 
     #[test]
     fn conv2d_matches_direct_forward_and_gradients(
-        case in any_case(), x_leaf in any::<bool>(), w_leaf in any::<bool>(), with_bias in any::<bool>()
+        case in mixed_case(), x_leaf in any::<bool>(), w_leaf in any::<bool>(), with_bias in any::<bool>()
     ) {
         check_against_direct(&case, x_leaf, w_leaf, with_bias);
     }
@@ -241,7 +259,7 @@ proptest! {
     /// test shapes alone would never split an image across tiles or put several images in one).
     #[test]
     fn conv2d_matches_direct_for_any_chunking_and_tiling(
-        case in case_with(5, 1..=2usize, 1..=3usize, 1..=3usize),
+        case in prop_oneof![case_with(5, 1..=2usize, 1..=3usize, 1..=3usize), same_case()],
         chunk_len in 1..=5usize,
         tile_cols in 1..=60usize,
     ) {
@@ -292,65 +310,72 @@ proptest! {
         gradcheck_case(&case);
     }
 
-    /// col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)> over any position range.
+    /// col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)> over any band of rows.
     #[test]
-    fn conv2d_im2col_col2im_adjoint(case in any_case(), a in 0.0..1.0f64, b in 0.0..1.0f64) {
+    fn conv2d_im2col_col2im_adjoint(case in mixed_case(), a in 0.0..1.0f64, b in 0.0..1.0f64) {
         let win = case.window();
-        let p = win.positions();
-        let (lo, hi) = ((a * p as f64) as usize, (b * p as f64) as usize);
-        let positions = lo.min(hi)..lo.max(hi) + 1;
-        let positions = positions.start..positions.end.min(p);
+        let rows = row_band(&win, a, b);
         let (x, ..) = case.tensors::<f64>();
         let image = x.index_axis(ndarray::Axis(0), 0).to_owned().into_raw_vec_and_offset().0;
-        let (rows, width) = (case.c_in * win.taps(), positions.len());
+        let (k, width) = (case.c_in * win.taps(), rows.len() * win.out_hw[1]);
         let ld = width + 2; // a row stride wider than the block must be honoured
         let mut rng = seeded(case.seed ^ 1);
-        let c: Vec<f64> = (0..rows * ld).map(|_| uniform(&mut rng, -1.0, 1.0)).collect();
-        let mut cols = vec![f64::NAN; rows * ld];
-        im2col(&win, &image, case.c_in, positions.clone(), &mut cols, ld);
+        let c: Vec<f64> = (0..k * ld).map(|_| uniform(&mut rng, -1.0, 1.0)).collect();
+        let mut cols = vec![f64::NAN; k * ld];
+        im2col(&win, &image, case.c_in, rows.clone(), &mut cols, ld);
         let mut back = vec![0.0; image.len()];
-        col2im(&win, &c, ld, case.c_in, positions.clone(), &mut back);
+        col2im(&win, &mut c.clone(), ld, case.c_in, rows.clone(), &mut back);
         let mut lhs = 0.0;
-        for r in 0..rows {
+        for r in 0..k {
             for q in 0..width {
                 let v = cols[r * ld + q];
                 prop_assert!(v.is_finite(), "im2col left ({r}, {q}) unwritten");
                 lhs += v * c[r * ld + q];
+            }
+            for q in width..ld {
+                prop_assert!(cols[r * ld + q].is_nan(), "im2col wrote past the block at ({r}, {q})");
             }
         }
         let rhs: f64 = image.iter().zip(&back).map(|(a, b)| a * b).sum();
         prop_assert!((lhs - rhs).abs() <= 1e-12 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
     }
 
-    /// im2col against its definition, element by element, over any position range.
+    /// im2col against its definition, element by element, over any band of rows.
     #[test]
-    fn conv2d_im2col_matches_definition(case in any_case(), a in 0.0..1.0f64) {
+    fn conv2d_im2col_matches_definition(case in mixed_case(), a in 0.0..1.0f64, b in 0.0..1.0f64) {
         let win = case.window();
-        let p = win.positions();
-        let start = ((a * p as f64) as usize).min(p - 1);
+        let rows = row_band(&win, a, b);
         let (x, ..) = case.tensors::<f64>();
         let image = x.index_axis(ndarray::Axis(0), 0);
         let flat = image.to_owned().into_raw_vec_and_offset().0;
-        let width = p - start;
+        let out_w = win.out_hw[1];
+        let width = rows.len() * out_w;
         let mut cols = vec![f64::NAN; case.c_in * win.taps() * width];
-        im2col(&win, &flat, case.c_in, start..p, &mut cols, width);
+        im2col(&win, &flat, case.c_in, rows.clone(), &mut cols, width);
         let [kh, kw] = win.kernel;
         for c in 0..case.c_in {
             for i in 0..kh {
                 for j in 0..kw {
-                    for q in start..p {
-                        let (oh, ow) = (q / win.out_hw[1], q % win.out_hw[1]);
+                    for q in rows.start * out_w..rows.end * out_w {
+                        let (oh, ow) = (q / out_w, q % out_w);
                         let ih = (oh * win.stride[0] + i * win.dilation[0]) as isize - win.padding[0] as isize;
                         let iw = (ow * win.stride[1] + j * win.dilation[1]) as isize - win.padding[1] as isize;
                         let inside = ih >= 0 && iw >= 0 && (ih as usize) < case.hw[0] && (iw as usize) < case.hw[1];
                         let want = if inside { image[[c, ih as usize, iw as usize]] } else { 0.0 };
-                        let got = cols[((c * kh + i) * kw + j) * width + q - start];
+                        let got = cols[((c * kh + i) * kw + j) * width + q - rows.start * out_w];
                         prop_assert_eq!(got, want, "c {} tap ({}, {}) position {}", c, i, j, q);
                     }
                 }
             }
         }
     }
+}
+
+/// A non-empty band of output rows chosen by two fractions.
+fn row_band(win: &Window, a: f64, b: f64) -> std::ops::Range<usize> {
+    let out_h = win.out_hw[0];
+    let (lo, hi) = ((a * out_h as f64) as usize, (b * out_h as f64) as usize);
+    lo.min(hi).min(out_h - 1)..(lo.max(hi) + 1).min(out_h)
 }
 
 /// Forward, dX, dW and db with a pool of `threads` threads, as bit patterns.

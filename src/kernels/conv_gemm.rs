@@ -13,8 +13,8 @@
 //! which rayon processes in parallel; each chunk allocates its scratch (column tile, gathered
 //! output block) once and reuses it for all its images. Within a chunk, columns are processed in
 //! tiles of about [`ConvProblem::tile_cols`] columns, so a tile's im2col matrix stays in cache
-//! between being written and being read by the GEMM: a tile is either part of one image's
-//! positions (large images) or several whole images side by side (small images, so the GEMM is
+//! between being written and being read by the GEMM: a tile is either a band of one image's
+//! output rows (large images) or several whole images side by side (small images, so the GEMM is
 //! still wide). `matrixmultiply`'s own threading is never used: each GEMM runs on its chunk's
 //! thread (its threading slows the weight-gradient GEMM, whose M is tiny and K huge).
 //!
@@ -38,8 +38,13 @@ use crate::kernels::im2col::{Window, col2im, im2col};
 pub const BATCH_CHUNKS: usize = 16;
 
 /// Target number of elements of one im2col tile (256 KiB in f32): small enough to stay in L2
-/// between im2col and the GEMM that reads it, large enough for a wide GEMM.
+/// between im2col and the GEMM that reads it (measured on the ResNet-20 / LeNet-5 shapes:
+/// 32-128 Ki elements are about equally good, 256 Ki is slower on 32x32 images).
 pub const TILE_ELEMS: usize = 64 * 1024;
+
+/// A tile has at least this many columns when the batch chunk allows (several small images
+/// side by side): narrower GEMMs spend their time repacking the weight, not multiplying.
+pub const MIN_TILE_COLS: usize = 256;
 
 /// A convolution's shapes and its work split.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,15 +62,26 @@ pub struct ConvProblem {
     pub tile_cols: usize,
 }
 
-/// One GEMM's worth of columns: `images` (relative to the chunk) x `positions` of each image.
-/// Either one image, or whole images (`positions` = all of them).
+/// One GEMM's worth of columns: `images` (relative to the chunk) x output `rows` of each image.
+/// Either a band of one image's rows, or whole images.
 #[derive(Clone, Debug)]
 struct Tile {
     images: Range<usize>,
+    rows: Range<usize>,
+    /// Output positions per image in the tile (`rows.len() * OW`).
     positions: Range<usize>,
 }
 
 impl Tile {
+    fn new(images: Range<usize>, rows: Range<usize>, out_w: usize) -> Tile {
+        let positions = rows.start * out_w..rows.end * out_w;
+        Tile {
+            images,
+            rows,
+            positions,
+        }
+    }
+
     fn width(&self) -> usize {
         self.images.len() * self.positions.len()
     }
@@ -84,8 +100,8 @@ impl ConvProblem {
             groups >= 1
                 && in_channels >= 1
                 && out_channels >= 1
-                && in_channels % groups == 0
-                && out_channels % groups == 0
+                && in_channels.is_multiple_of(groups)
+                && out_channels.is_multiple_of(groups)
                 && win.in_plane() >= 1,
             "conv: {in_channels} input and {out_channels} output channels, groups {groups}, input {:?}",
             win.in_hw
@@ -98,7 +114,7 @@ impl ConvProblem {
             groups,
             win,
             chunk_len: batch.div_ceil(BATCH_CHUNKS).max(1),
-            tile_cols: (TILE_ELEMS / col_rows).max(1),
+            tile_cols: (TILE_ELEMS / col_rows).max(MIN_TILE_COLS),
         }
     }
 
@@ -145,20 +161,20 @@ impl ConvProblem {
         chunk * self.chunk_len..((chunk + 1) * self.chunk_len).min(self.batch)
     }
 
-    /// Tiles covering `images` images (see [`Tile`]).
+    /// Tiles covering `images` images (see [`Tile`]), each about `tile_cols` columns or less
+    /// (a tile is never narrower than one output row).
     fn tiles(&self, images: usize) -> Vec<Tile> {
-        let positions = self.win.positions();
+        let [out_h, out_w] = self.win.out_hw;
+        let positions = out_h * out_w;
         let max_cols = self.tile_cols.max(1);
         let mut out = Vec::new();
-        if positions >= max_cols {
-            // Split each image into equal parts of at most `max_cols` positions.
-            let len = positions.div_ceil(positions.div_ceil(max_cols));
+        if positions > max_cols {
+            // Split each image into equal bands of whole output rows.
+            let per = (max_cols / out_w).max(1);
+            let per = out_h.div_ceil(out_h.div_ceil(per));
             for n in 0..images {
-                for start in (0..positions).step_by(len) {
-                    out.push(Tile {
-                        images: n..n + 1,
-                        positions: start..(start + len).min(positions),
-                    });
+                for start in (0..out_h).step_by(per) {
+                    out.push(Tile::new(n..n + 1, start..(start + per).min(out_h), out_w));
                 }
             }
         } else if images > 0 {
@@ -166,10 +182,7 @@ impl ConvProblem {
             let per = (max_cols / positions).max(1);
             let per = images.div_ceil(images.div_ceil(per));
             for start in (0..images).step_by(per) {
-                out.push(Tile {
-                    images: start..(start + per).min(images),
-                    positions: 0..positions,
-                });
+                out.push(Tile::new(start..(start + per).min(images), 0..out_h, out_w));
             }
         }
         out
@@ -213,7 +226,7 @@ impl ConvProblem {
                 &self.win,
                 self.image_group(x, n, g),
                 self.cin_g(),
-                tile.positions.clone(),
+                tile.rows.clone(),
                 &mut cols[at..],
                 width,
             );
@@ -341,35 +354,50 @@ pub fn conv2d_backward<F: Float>(
             .collect(),
         None => (0..p.chunks()).map(|_| None).collect(),
     };
-    let partials: Vec<(Option<Vec<F>>, Option<Vec<F>>)> = dx_chunks
+    let partials: Vec<ChunkPartial<F>> = dx_chunks
         .into_par_iter()
         .enumerate()
         .map(|(chunk, dx)| {
             let images = p.chunk_images(chunk);
             let x = &x[images.start * p.in_image()..images.end * p.in_image()];
             let g = &g[images.start * p.out_image()..images.end * p.out_image()];
-            let mut dw = need[1].then(|| vec![F::zero(); p.weight_len()]);
+            let mut weight = need[1].then(|| vec![F::zero(); p.weight_len()]);
             if need[0] || need[1] {
-                backward_chunk(p, x, w, g, dx, dw.as_deref_mut());
+                backward_chunk(p, x, w, g, dx, weight.as_deref_mut());
             }
-            (dw, need[2].then(|| bias_grad_chunk(p, g)))
+            ChunkPartial {
+                weight,
+                bias: need[2].then(|| bias_grad_chunk(p, g)),
+            }
         })
         .collect();
-    // Chunk partial sums, added in chunk order (fixed, thread-count independent).
-    let sum_in_order = |len: usize, part: &dyn Fn(&(Option<Vec<F>>, Option<Vec<F>>)) -> &[F]| {
-        let mut total = vec![F::zero(); len];
-        for partial in &partials {
-            for (t, &v) in total.iter_mut().zip(part(partial)) {
-                *t += v;
-            }
-        }
-        total
-    };
     ConvGrads {
         input: dx,
-        weight: need[1].then(|| sum_in_order(p.weight_len(), &|c| c.0.as_deref().expect("dw"))),
-        bias: need[2].then(|| sum_in_order(p.out_channels, &|c| c.1.as_deref().expect("db"))),
+        weight: need[1].then(|| sum_in_order(&partials, p.weight_len(), |c| &c.weight)),
+        bias: need[2].then(|| sum_in_order(&partials, p.out_channels, |c| &c.bias)),
     }
+}
+
+/// One batch chunk's share of the weight and bias gradients.
+struct ChunkPartial<F> {
+    weight: Option<Vec<F>>,
+    bias: Option<Vec<F>>,
+}
+
+/// The sum of the chunks' partial gradients, added in chunk order (fixed, thread-count independent).
+fn sum_in_order<F: Float>(
+    partials: &[ChunkPartial<F>],
+    len: usize,
+    part: impl Fn(&ChunkPartial<F>) -> &Option<Vec<F>>,
+) -> Vec<F> {
+    let mut total = vec![F::zero(); len];
+    for partial in partials {
+        let partial = part(partial).as_deref().expect("computed in every chunk");
+        for (t, &v) in total.iter_mut().zip(partial) {
+            *t += v;
+        }
+    }
+    total
 }
 
 /// `db[o] = sum over the chunk's images (in order) and positions of g[n, o, :]`.
@@ -435,10 +463,10 @@ fn backward_chunk<F: Float>(
                 for (t, n) in tile.images.clone().enumerate() {
                     col2im(
                         &p.win,
-                        &cols[t * tile.positions.len()..k * width],
+                        &mut cols[t * tile.positions.len()..k * width],
                         width,
                         p.cin_g(),
-                        tile.positions.clone(),
+                        tile.rows.clone(),
                         p.image_group_mut(dx, n, grp),
                     );
                 }

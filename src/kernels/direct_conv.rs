@@ -54,7 +54,7 @@ fn for_each_tap(
     let [c_out, cg, kh, kw] = w_shape;
     let groups = cfg.groups;
     assert!(
-        c_in == cg * groups && c_out % groups == 0,
+        c_in == cg * groups && c_out.is_multiple_of(groups),
         "conv2d_direct: input {x_shape:?}, weight {w_shape:?}, groups {groups}"
     );
     let og = c_out / groups;

@@ -29,8 +29,8 @@ impl<F: Float> Conv2d<F> {
     ) -> Self {
         assert!(
             cfg.groups >= 1
-                && in_channels % cfg.groups == 0
-                && out_channels % cfg.groups == 0
+                && in_channels.is_multiple_of(cfg.groups)
+                && out_channels.is_multiple_of(cfg.groups)
                 && in_channels > 0
                 && out_channels > 0,
             "Conv2d: {in_channels} input and {out_channels} output channels are not positive multiples of groups {}",

@@ -69,7 +69,12 @@ fn conv_problem(
         fail("input must be [N, C_in, H, W] and weight [C_out, C_in/groups, kh, kw]");
     }
     let (groups, c_in, c_out) = (cfg.groups, x[1], w[0]);
-    if groups == 0 || c_in == 0 || c_in % groups != 0 || c_out % groups != 0 || c_out == 0 {
+    if groups == 0
+        || c_in == 0
+        || !c_in.is_multiple_of(groups)
+        || !c_out.is_multiple_of(groups)
+        || c_out == 0
+    {
         fail("channels must be positive multiples of groups");
     }
     if w[1] != c_in / groups {
