@@ -15,8 +15,8 @@
 //! tiles of about [`ConvProblem::tile_cols`] columns, so a tile's im2col matrix stays in cache
 //! between being written and being read by the GEMM: a tile is either a band of one image's
 //! output rows (large images) or several whole images side by side (small images, so the GEMM is
-//! still wide). `matrixmultiply`'s own threading is never used: each GEMM runs on its chunk's
-//! thread (its threading slows the weight-gradient GEMM, whose M is tiny and K huge).
+//! still wide). Each GEMM runs on its chunk's thread (`gemm_serial`): splitting the GEMMs
+//! themselves over threads slows the weight-gradient GEMM, whose M is tiny and K huge.
 //!
 //! **Determinism.** The chunking and tiling depend only on the shapes (the chunk length on the
 //! batch size alone), never on the number of threads. The weight and bias gradients are summed per
@@ -384,19 +384,26 @@ struct ChunkPartial<F> {
     bias: Option<Vec<F>>,
 }
 
-/// The sum of the chunks' partial gradients, added in chunk order (fixed, thread-count independent).
+/// The sum of the chunks' partial gradients. Every element is summed in chunk order (fixed,
+/// thread-count independent); only the split over elements is parallel.
 fn sum_in_order<F: Float>(
     partials: &[ChunkPartial<F>],
     len: usize,
-    part: impl Fn(&ChunkPartial<F>) -> &Option<Vec<F>>,
+    part: impl Fn(&ChunkPartial<F>) -> &Option<Vec<F>> + Sync,
 ) -> Vec<F> {
+    const BLOCK: usize = 4096;
     let mut total = vec![F::zero(); len];
-    for partial in partials {
-        let partial = part(partial).as_deref().expect("computed in every chunk");
-        for (t, &v) in total.iter_mut().zip(partial) {
-            *t += v;
-        }
-    }
+    total
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(block, total)| {
+            for partial in partials {
+                let partial = part(partial).as_deref().expect("computed in every chunk");
+                for (t, &v) in total.iter_mut().zip(&partial[block * BLOCK..]) {
+                    *t += v;
+                }
+            }
+        });
     total
 }
 
