@@ -1,6 +1,10 @@
 //! conv2d forward and forward+backward (f32, batch 128) at the LeNet-5-Caffe and ResNet-20 (CIFAR)
-//! layer shapes, each next to its baseline measured in the same run: one plain GEMM with the
-//! forward pass's FLOPs (`[C_out, Cin*kh*kw] x [Cin*kh*kw, N*OH*OW]` through `kernels::gemm`).
+//! layer shapes, each next to two baselines measured in the same run, plain GEMMs (through
+//! `kernels::gemm`, both threads) with the forward pass's FLOPs:
+//! - `gemm`: the forward pass's own im2col GEMM in one call, `[C_out, Cin*kh*kw] x [Cin*kh*kw, N*OH*OW]`
+//!   (thin when C_out is small, and its right operand streams from memory);
+//! - `gemm_256`: a well-shaped `[256, 256] x [256, round(MACs / 256^2)]` product (exact for all
+//!   shapes but LeNet conv1, which is 0.1% over).
 //!
 //! Ratios to quote: `fwd / gemm`, and `fwd_bwd / (k * gemm)` where k = 3 for layers that also
 //! compute the input gradient and k = 2 for first layers (input is data, `needs[0]` is false).
@@ -169,6 +173,16 @@ fn bench_conv(c: &mut Criterion) {
             Array2::from_shape_fn((k, BATCH * out * out), |(i, j)| ((i + j) % 11) as f32 * 0.1);
         let mut cm = Array2::<f32>::zeros((s.c_out, BATCH * out * out));
         group.bench_function(format!("{}/gemm", s.name), |bench| {
+            bench.iter(|| gemm(1.0, a.view(), bm.view(), 0.0, cm.view_mut()))
+        });
+
+        // Baseline: the same multiply-adds as a well-shaped product.
+        let macs = s.c_out * k * BATCH * out * out;
+        let n = (macs as f64 / 65536.0).round() as usize;
+        let a = Array2::from_shape_fn((256, 256), |(i, j)| ((i * 7 + j) % 13) as f32 * 0.1);
+        let bm = Array2::from_shape_fn((256, n), |(i, j)| ((i + j) % 11) as f32 * 0.1);
+        let mut cm = Array2::<f32>::zeros((256, n));
+        group.bench_function(format!("{}/gemm_256", s.name), |bench| {
             bench.iter(|| gemm(1.0, a.view(), bm.view(), 0.0, cm.view_mut()))
         });
     }

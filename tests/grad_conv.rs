@@ -429,20 +429,22 @@ fn conv2d_bit_identical_across_thread_counts() {
     };
     for case in [small, large] {
         let one = run_in_pool(1, &case);
-        let two = run_in_pool(2, &case);
-        for (name, (a, b)) in [
-            "output",
-            "input gradient",
-            "weight gradient",
-            "bias gradient",
-        ]
-        .iter()
-        .zip(one.iter().zip(&two))
-        {
-            assert!(
-                a == b,
-                "{name} differs between 1 and 2 threads for {case:?}"
-            );
+        for threads in [2, 3] {
+            let many = run_in_pool(threads, &case);
+            for (name, (a, b)) in [
+                "output",
+                "input gradient",
+                "weight gradient",
+                "bias gradient",
+            ]
+            .iter()
+            .zip(one.iter().zip(&many))
+            {
+                assert!(
+                    a == b,
+                    "{name} differs between 1 and {threads} threads for {case:?}"
+                );
+            }
         }
     }
 }
@@ -475,6 +477,20 @@ fn conv2d_accepts_non_contiguous_input() {
     );
     let want = conv2d_direct(x.view(), w.view(), Some(b.view()), &case.cfg);
     assert_close("forward", &y.value(), &want.into_dyn(), 1e-12);
+}
+
+#[test]
+fn conv2d_empty_batch_gives_empty_output_and_zero_weight_gradient() {
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(ndarray::ArrayD::zeros(IxDyn(&[0, 2, 5, 5])));
+    let w = tape.leaf(ndarray::ArrayD::ones(IxDyn(&[3, 2, 3, 3])));
+    let b = tape.leaf(ndarray::ArrayD::ones(IxDyn(&[3])));
+    let y = x.conv2d(w, Some(b), &Conv2dConfig::default());
+    assert_eq!(y.shape(), [0, 3, 3, 3]);
+    let grads = y.sum().backward();
+    assert!(grads.wrt(w).unwrap().iter().all(|&v| v == 0.0));
+    assert!(grads.wrt(b).unwrap().iter().all(|&v| v == 0.0));
+    assert_eq!(grads.wrt(x).unwrap().shape(), [0, 2, 5, 5]);
 }
 
 #[test]
