@@ -23,10 +23,7 @@ fn accuracy(model: &mut LeNet300<f32>, data: &Dataset, norm: &Normalize) -> f64 
         .map(|batch| {
             let tape = Tape::new();
             let _no_grad = tape.no_grad();
-            correct(
-                &model.forward(tape.constant(batch.images)).value(),
-                &batch.labels,
-            )
+            correct(&model.forward(tape.constant(batch.images)).value(), &batch.labels)
         })
         .sum();
     right as f64 / data.len() as f64
@@ -37,34 +34,21 @@ fn main() -> Result<()> {
     let data = load_mnist_dir(Path::new("data/mnist-10k"))?;
     let norm = Normalize::fit(&data.train);
     let mut model = LeNet300::<f32>::new(28 * 28, 10, &mut derived(SEED, 1));
-    let mut opt = Sgd::new(SgdConfig {
-        lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        ..Default::default()
-    });
+    let mut opt = Sgd::new(SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, ..Default::default() });
     let all: Vec<usize> = (0..data.train.len()).collect();
     let mut test_accuracy = 0.0;
     for epoch in 0..EPOCHS {
         let (mut loss_sum, mut steps) = (0.0, 0);
         for batch in batches::<f32>(&data.train, &epoch_order(&all, SEED, epoch), BATCH, &norm) {
             let tape = Tape::new();
-            let loss = model
-                .forward(tape.constant(batch.images))
-                .cross_entropy(&batch.labels, 0.0);
+            let loss = model.forward(tape.constant(batch.images)).cross_entropy(&batch.labels, 0.0);
             loss_sum += loss.item() as f64;
             steps += 1;
             let grads = loss.backward();
             optim::step(&mut opt, &mut model, &grads);
         }
         test_accuracy = accuracy(&mut model, &data.test, &norm);
-        println!(
-            "epoch {:2}  loss {:.4}  test_acc {:.4}  ({:.1}s)",
-            epoch + 1,
-            loss_sum / steps as f64,
-            test_accuracy,
-            start.elapsed().as_secs_f64()
-        );
+        println!("epoch {:2}  loss {:.4}  test_acc {:.4}  ({:.1}s)", epoch + 1, loss_sum / steps as f64, test_accuracy, start.elapsed().as_secs_f64());
     }
     println!("test_accuracy={test_accuracy:.4}");
     Ok(())

@@ -17,8 +17,8 @@
 //! assert!(report.worst_error_ratio < 1.0);
 //! ```
 
-use crate::rng::{seeded, standard_normal};
 use ndarray::{ArrayD, Dimension, IxDyn, Zip};
+use crate::rng::{seeded, standard_normal};
 
 use crate::tape::{Tape, Tensor, Var};
 

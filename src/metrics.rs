@@ -14,10 +14,7 @@ pub fn correct<F: Float>(logits: &Tensor<F>, labels: &[usize]) -> usize {
             let best = row
                 .iter()
                 .enumerate()
-                .fold(
-                    (0, F::neg_infinity()),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                );
+                .fold((0, F::neg_infinity()), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
             best.0 == **label
         })
         .count()

@@ -24,21 +24,10 @@ impl Dataset {
                 format!("{} images but {} labels", images.shape()[0], labels.len()),
             ));
         }
-        if let Some((i, &l)) = labels
-            .iter()
-            .enumerate()
-            .find(|&(_, &l)| l as usize >= classes)
-        {
-            return Err(Error::format(
-                source,
-                format!("label {l} at index {i} is out of range for {classes} classes"),
-            ));
+        if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
+            return Err(Error::format(source, format!("label {l} at index {i} is out of range for {classes} classes")));
         }
-        Ok(Dataset {
-            images,
-            labels,
-            classes,
-        })
+        Ok(Dataset { images, labels, classes })
     }
 
     pub fn len(&self) -> usize {
@@ -88,10 +77,7 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    Err(Error::format(
-        dir,
-        format!("no {name} or {name}.gz in this directory"),
-    ))
+    Err(Error::format(dir, format!("no {name} or {name}.gz in this directory")))
 }
 
 fn load_split(dir: &Path, images: &str, labels: &str, classes: usize) -> Result<Dataset> {
@@ -100,30 +86,18 @@ fn load_split(dir: &Path, images: &str, labels: &str, classes: usize) -> Result<
     let x = read_idx(&image_path)?;
     let y = read_idx(&label_path)?;
     if x.dims.len() != 3 {
-        return Err(Error::format(
-            &image_path,
-            format!("expected images [N, H, W], got dimensions {:?}", x.dims),
-        ));
+        return Err(Error::format(&image_path, format!("expected images [N, H, W], got dimensions {:?}", x.dims)));
     }
     if y.dims.len() != 1 {
-        return Err(Error::format(
-            &label_path,
-            format!("expected labels [N], got dimensions {:?}", y.dims),
-        ));
+        return Err(Error::format(&label_path, format!("expected labels [N], got dimensions {:?}", y.dims)));
     }
     if x.dims[0] != y.dims[0] {
         return Err(Error::format(
             &label_path,
-            format!(
-                "{} labels for {} images in {}",
-                y.dims[0],
-                x.dims[0],
-                image_path.display()
-            ),
+            format!("{} labels for {} images in {}", y.dims[0], x.dims[0], image_path.display()),
         ));
     }
-    let images = Array4::from_shape_vec((x.dims[0], 1, x.dims[1], x.dims[2]), x.data)
-        .expect("size validated");
+    let images = Array4::from_shape_vec((x.dims[0], 1, x.dims[1], x.dims[2]), x.data).expect("size validated");
     Dataset::new(images, y.data, classes, &label_path)
 }
 
@@ -134,12 +108,7 @@ pub fn load_mnist_dir(dir: &Path) -> Result<TrainTest> {
         return Err(Error::format(dir, "data directory does not exist"));
     }
     Ok(TrainTest {
-        train: load_split(
-            dir,
-            "train-images-idx3-ubyte",
-            "train-labels-idx1-ubyte",
-            10,
-        )?,
+        train: load_split(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", 10)?,
         test: load_split(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10)?,
         source: dir.to_path_buf(),
     })

@@ -43,10 +43,7 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 pub fn parse_idx(path: &Path, mut reader: impl Read, stored_len: Option<u64>) -> Result<IdxArray> {
     let fail = |msg: String| Error::format(path, msg);
     let io = |e: std::io::Error| {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
-        ) {
+        if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput) {
             Error::format(path, format!("not a valid gzip stream ({e})"))
         } else {
             Error::io(path, e)
@@ -54,9 +51,7 @@ pub fn parse_idx(path: &Path, mut reader: impl Read, stored_len: Option<u64>) ->
     };
     let mut magic = [0u8; 4];
     if read_up_to(&mut reader, &mut magic).map_err(io)? < 4 {
-        return Err(fail(
-            "too short for an IDX header (needs at least 4 bytes)".into(),
-        ));
+        return Err(fail("too short for an IDX header (needs at least 4 bytes)".into()));
     }
     if magic[0] != 0 || magic[1] != 0 {
         return Err(fail(format!(
@@ -76,9 +71,7 @@ pub fn parse_idx(path: &Path, mut reader: impl Read, stored_len: Option<u64>) ->
     }
     let mut raw_dims = vec![0u8; 4 * ndim];
     if read_up_to(&mut reader, &mut raw_dims).map_err(io)? < raw_dims.len() {
-        return Err(fail(format!(
-            "truncated IDX header: {ndim} dimensions declared but not all present"
-        )));
+        return Err(fail(format!("truncated IDX header: {ndim} dimensions declared but not all present")));
     }
     let dims: Vec<usize> = raw_dims
         .chunks_exact(4)
@@ -88,11 +81,7 @@ pub fn parse_idx(path: &Path, mut reader: impl Read, stored_len: Option<u64>) ->
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
         .filter(|&n| n <= MAX_IDX_BYTES)
-        .ok_or_else(|| {
-            fail(format!(
-                "IDX dimensions {dims:?} describe more than {MAX_IDX_BYTES} bytes"
-            ))
-        })?;
+        .ok_or_else(|| fail(format!("IDX dimensions {dims:?} describe more than {MAX_IDX_BYTES} bytes")))?;
     let header_len = 4 + 4 * ndim as u64;
     if let Some(len) = stored_len {
         let present = len.saturating_sub(header_len);
@@ -104,10 +93,7 @@ pub fn parse_idx(path: &Path, mut reader: impl Read, stored_len: Option<u64>) ->
     }
     // Read at most one byte more than declared, into a buffer that grows only as data arrives.
     let mut data = Vec::with_capacity(expected.min(1 << 26) as usize);
-    reader
-        .take(expected + 1)
-        .read_to_end(&mut data)
-        .map_err(io)?;
+    reader.take(expected + 1).read_to_end(&mut data).map_err(io)?;
     match (data.len() as u64).cmp(&expected) {
         std::cmp::Ordering::Less => Err(fail(format!(
             "truncated: IDX header {dims:?} needs {expected} data bytes, found {}",

@@ -27,11 +27,7 @@ impl<F: Float> LeNet300<F> {
     }
 
     fn layers_mut(&mut self) -> [(&'static str, &mut Linear<F>); 3] {
-        [
-            ("fc1", &mut self.fc1),
-            ("fc2", &mut self.fc2),
-            ("fc3", &mut self.fc3),
-        ]
+        [("fc1", &mut self.fc1), ("fc2", &mut self.fc2), ("fc3", &mut self.fc3)]
     }
 }
 

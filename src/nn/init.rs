@@ -18,10 +18,7 @@ pub enum Fan {
 
 /// (fan_in, fan_out) of a weight shape.
 pub fn fans(shape: &[usize]) -> (usize, usize) {
-    assert!(
-        shape.len() >= 2,
-        "fans need a weight of rank >= 2, got {shape:?}"
-    );
+    assert!(shape.len() >= 2, "fans need a weight of rank >= 2, got {shape:?}");
     let receptive: usize = shape[2..].iter().product();
     (shape[1] * receptive, shape[0] * receptive)
 }
@@ -57,11 +54,7 @@ fn fan(shape: &[usize], mode: Fan) -> f64 {
 
 /// `kaiming_uniform_(w, a, mode)`: bound = gain * sqrt(3 / fan).
 pub fn kaiming_uniform<F: Float>(shape: &[usize], a: f64, mode: Fan, rng: &mut Rng) -> Tensor<F> {
-    uniform_init(
-        shape,
-        leaky_relu_gain(a) * (3.0 / fan(shape, mode)).sqrt(),
-        rng,
-    )
+    uniform_init(shape, leaky_relu_gain(a) * (3.0 / fan(shape, mode)).sqrt(), rng)
 }
 
 /// `kaiming_normal_(w, a, mode)`: std = gain / sqrt(fan).

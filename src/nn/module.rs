@@ -39,11 +39,7 @@ pub trait Module<F: Float> {
 
 /// `prefix` + `name`, with a dot between them when `prefix` is not empty.
 pub fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
 }
 
 /// All parameters and buffers with their names.
@@ -55,9 +51,5 @@ pub fn named_params<F: Float, M: Module<F> + ?Sized>(module: &M) -> Vec<(String,
 
 /// Number of trainable scalars.
 pub fn count_trainable<F: Float, M: Module<F> + ?Sized>(module: &M) -> usize {
-    named_params(module)
-        .iter()
-        .filter(|(_, p)| p.trainable())
-        .map(|(_, p)| p.len())
-        .sum()
+    named_params(module).iter().filter(|(_, p)| p.trainable()).map(|(_, p)| p.len()).sum()
 }

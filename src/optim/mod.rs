@@ -28,11 +28,7 @@ pub trait Optimizer<F: Float> {
 }
 
 /// One optimisation step over every trainable parameter of `model` that has a gradient.
-pub fn step<F: Float, O: Optimizer<F> + ?Sized>(
-    opt: &mut O,
-    model: &mut dyn Module<F>,
-    grads: &Grads<F>,
-) {
+pub fn step<F: Float, O: Optimizer<F> + ?Sized>(opt: &mut O, model: &mut dyn Module<F>, grads: &Grads<F>) {
     let mut masks: HashMap<String, Tensor<F>> = HashMap::new();
     model.visit_weights("", &mut |name, w| {
         if let Some(mask) = w.transform.as_ref().and_then(|t| t.mask()) {

@@ -73,18 +73,13 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
             w.mapv_inplace(|v| v * (F::one() - lr * wd));
         }
         if c.momentum == 0.0 {
-            Zip::from(w)
-                .and(g)
-                .for_each(|w, &g| *w -= lr * (g + l2 * *w));
+            Zip::from(w).and(g).for_each(|w, &g| *w -= lr * (g + l2 * *w));
             return;
         }
         let damp = F::one() - F::c(c.dampening);
         let nesterov = c.nesterov;
         let first = !self.momentum.contains_key(name);
-        let buf = self
-            .momentum
-            .entry(name.to_string())
-            .or_insert_with(|| Tensor::zeros(w.raw_dim()));
+        let buf = self.momentum.entry(name.to_string()).or_insert_with(|| Tensor::zeros(w.raw_dim()));
         Zip::from(w).and(g).and(buf).for_each(|w, &g, b| {
             let d = g + l2 * *w;
             *b = if first { d } else { mu * *b + damp * d };
