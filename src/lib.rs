@@ -39,7 +39,9 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::float::Float;
     pub use crate::grads::Grads;
+    pub use crate::nn::Conv2d;
     pub use crate::nn::{Linear, Module};
+    pub use crate::ops::conv::Conv2dConfig;
     pub use crate::optim::{
         Adam, AdamConfig, LrSchedule, ParamGroup, ParamMatch, Schedule, Warmup,
     };

@@ -2,6 +2,7 @@
 //! [`WeightTransform`] is where sparsification methods plug in.
 
 pub mod batchnorm;
+pub mod conv2d;
 pub mod dropout;
 pub mod fastgrnn;
 pub mod gru;
@@ -13,6 +14,7 @@ pub mod recurrent;
 pub mod weight;
 
 pub use batchnorm::{BatchNorm, BatchNormKind};
+pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use fastgrnn::{FastGrnnCell, FastGrnnConfig};
 pub use gru::GruCell;

@@ -2,6 +2,7 @@
 //! whose forward and backward are written together in one function; see `docs/gradients.md`
 //! for the derivative table and the test of each op.
 
+pub mod conv;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;

@@ -1,0 +1,483 @@
+//! Batched 2-D convolution (forward and backward) on [`im2col`] / [`col2im`] and `gemm_serial`.
+//!
+//! Per group `g` of an image, with `X = im2col(x)` (`K = Cg*kh*kw` rows, one column per output
+//! position), `W_g` the group's weight as an `Og x K` matrix and `G` the output gradient as an
+//! `Og x positions` matrix:
+//!
+//! - forward:         `Y = W_g X + b`
+//! - input gradient:  `dx = col2im(W_g^T G)`
+//! - weight gradient: `dW_g = sum over images of G X^T`
+//! - bias gradient:   `db[o] = sum over images and positions of G[o, :]`
+//!
+//! **Work split.** The batch is cut into chunks of [`ConvProblem::chunk_len`] consecutive images,
+//! which rayon processes in parallel; each chunk allocates its scratch (column tile, gathered
+//! output block) once and reuses it for all its images. Within a chunk, columns are processed in
+//! tiles of about [`ConvProblem::tile_cols`] columns, so a tile's im2col matrix stays in cache
+//! between being written and being read by the GEMM: a tile is either a band of one image's
+//! output rows (large images) or several whole images side by side (small images, so the GEMM is
+//! still wide). Each GEMM runs on its chunk's thread (`gemm_serial`): splitting the GEMMs
+//! themselves over threads slows the weight-gradient GEMM, whose M is tiny and K huge.
+//!
+//! **Determinism.** The chunking and tiling depend only on the shapes (the chunk length on the
+//! batch size alone), never on the number of threads. The weight and bias gradients are summed per
+//! chunk in a fixed order, and the chunk partial sums are then added in chunk order; the forward
+//! output and the input gradient of each image do not depend on other images at all. Results are
+//! therefore bit-identical for every thread count.
+
+use std::ops::Range;
+
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use rayon::prelude::*;
+
+use crate::float::Float;
+use crate::kernels::gemm::gemm_serial;
+use crate::kernels::im2col::{Window, col2im, im2col};
+
+/// The batch is split into at most this many chunks (see the module documentation). Enough
+/// parallel slack for 16 threads; each chunk costs one weight-sized partial gradient.
+pub const BATCH_CHUNKS: usize = 16;
+
+/// Target number of elements of one im2col tile (256 KiB in f32): small enough to stay in L2
+/// between im2col and the GEMM that reads it (measured on the ResNet-20 / LeNet-5 shapes:
+/// 32-128 Ki elements are about equally good, 256 Ki is slower on 32x32 images).
+pub const TILE_ELEMS: usize = 64 * 1024;
+
+/// A tile has at least this many columns when the batch chunk allows (several small images
+/// side by side): narrower GEMMs spend their time repacking the weight, not multiplying.
+pub const MIN_TILE_COLS: usize = 256;
+
+/// A convolution's shapes and its work split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvProblem {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub groups: usize,
+    pub win: Window,
+    /// Images per parallel chunk; the weight gradient is summed per chunk, then over chunks in
+    /// order. Changing it changes the rounding of the weight gradient, so it must never depend on
+    /// the thread count. [`ConvProblem::new`] derives it from the batch size only.
+    pub chunk_len: usize,
+    /// Maximum im2col columns per GEMM (at least 1). Derived from the shapes by [`ConvProblem::new`].
+    pub tile_cols: usize,
+}
+
+/// One GEMM's worth of columns: `images` (relative to the chunk) x output `rows` of each image.
+/// Either a band of one image's rows, or whole images.
+#[derive(Clone, Debug)]
+struct Tile {
+    images: Range<usize>,
+    rows: Range<usize>,
+    /// Output positions per image in the tile (`rows.len() * OW`).
+    positions: Range<usize>,
+}
+
+impl Tile {
+    fn new(images: Range<usize>, rows: Range<usize>, out_w: usize) -> Tile {
+        let positions = rows.start * out_w..rows.end * out_w;
+        Tile {
+            images,
+            rows,
+            positions,
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.images.len() * self.positions.len()
+    }
+}
+
+impl ConvProblem {
+    /// Panics (naming the shapes) when channels are not divisible by `groups` or a size is zero.
+    pub fn new(
+        batch: usize,
+        in_channels: usize,
+        out_channels: usize,
+        groups: usize,
+        win: Window,
+    ) -> ConvProblem {
+        assert!(
+            groups >= 1
+                && in_channels >= 1
+                && out_channels >= 1
+                && in_channels.is_multiple_of(groups)
+                && out_channels.is_multiple_of(groups)
+                && win.in_plane() >= 1,
+            "conv: {in_channels} input and {out_channels} output channels, groups {groups}, input {:?}",
+            win.in_hw
+        );
+        let col_rows = in_channels / groups * win.taps();
+        ConvProblem {
+            batch,
+            in_channels,
+            out_channels,
+            groups,
+            win,
+            chunk_len: batch.div_ceil(BATCH_CHUNKS).max(1),
+            tile_cols: (TILE_ELEMS / col_rows).max(MIN_TILE_COLS),
+        }
+    }
+
+    /// Input channels per group.
+    pub fn cin_g(&self) -> usize {
+        self.in_channels / self.groups
+    }
+
+    /// Output channels per group.
+    pub fn cout_g(&self) -> usize {
+        self.out_channels / self.groups
+    }
+
+    /// Rows of the im2col matrix, `K = Cg * kh * kw` (one weight row's length).
+    pub fn col_rows(&self) -> usize {
+        self.cin_g() * self.win.taps()
+    }
+
+    /// Elements of one input image.
+    pub fn in_image(&self) -> usize {
+        self.in_channels * self.win.in_plane()
+    }
+
+    /// Elements of one output image.
+    pub fn out_image(&self) -> usize {
+        self.out_channels * self.win.positions()
+    }
+
+    /// Elements of the weight `[C_out, Cg, kh, kw]`.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.col_rows()
+    }
+
+    /// Multiply-accumulates of the forward pass over the whole batch.
+    pub fn macs(&self) -> usize {
+        self.batch * self.out_channels * self.win.positions() * self.col_rows()
+    }
+
+    fn chunks(&self) -> usize {
+        self.batch.div_ceil(self.chunk_len)
+    }
+
+    fn chunk_images(&self, chunk: usize) -> Range<usize> {
+        chunk * self.chunk_len..((chunk + 1) * self.chunk_len).min(self.batch)
+    }
+
+    /// Tiles covering `images` images (see [`Tile`]), each about `tile_cols` columns or less
+    /// (a tile is never narrower than one output row).
+    fn tiles(&self, images: usize) -> Vec<Tile> {
+        let [out_h, out_w] = self.win.out_hw;
+        let positions = out_h * out_w;
+        let max_cols = self.tile_cols.max(1);
+        let mut out = Vec::new();
+        if positions > max_cols {
+            // Split each image into equal bands of whole output rows.
+            let per = (max_cols / out_w).max(1);
+            let per = out_h.div_ceil(out_h.div_ceil(per));
+            for n in 0..images {
+                for start in (0..out_h).step_by(per) {
+                    out.push(Tile::new(n..n + 1, start..(start + per).min(out_h), out_w));
+                }
+            }
+        } else if images > 0 {
+            // Several whole images per tile, balanced.
+            let per = (max_cols / positions).max(1);
+            let per = images.div_ceil(images.div_ceil(per));
+            for start in (0..images).step_by(per) {
+                out.push(Tile::new(start..(start + per).min(images), 0..out_h, out_w));
+            }
+        }
+        out
+    }
+
+    /// Group `g`'s weight rows as an `Og x K` matrix.
+    fn weight_matrix<'a, F: Float>(&self, w: &'a [F], g: usize) -> ArrayView2<'a, F> {
+        let (og, k) = (self.cout_g(), self.col_rows());
+        ArrayView2::from_shape((og, k), &w[g * og * k..(g + 1) * og * k]).expect("weight block")
+    }
+
+    /// Group `g`'s input channels of image `n` (relative to `x`).
+    fn image_group<'a, F>(&self, x: &'a [F], n: usize, g: usize) -> &'a [F] {
+        let len = self.cin_g() * self.win.in_plane();
+        &x[n * self.in_image() + g * len..][..len]
+    }
+
+    fn image_group_mut<'a, F>(&self, x: &'a mut [F], n: usize, g: usize) -> &'a mut [F] {
+        let len = self.cin_g() * self.win.in_plane();
+        &mut x[n * self.in_image() + g * len..][..len]
+    }
+
+    /// Offset in an NCHW output (relative to the chunk) of channel `g*Og`, position `q` of image `n`.
+    fn out_offset(&self, n: usize, g: usize, q: usize) -> usize {
+        n * self.out_image() + g * self.cout_g() * self.win.positions() + q
+    }
+
+    /// im2col of group `g` over `tile` into `cols`, as a `K x width` matrix.
+    fn fill_cols<'a, F: Float>(
+        &self,
+        x: &[F],
+        g: usize,
+        tile: &Tile,
+        cols: &'a mut [F],
+    ) -> ArrayView2<'a, F> {
+        let (k, width) = (self.col_rows(), tile.width());
+        let cols = &mut cols[..k * width];
+        for (t, n) in tile.images.clone().enumerate() {
+            let at = t * tile.positions.len();
+            im2col(
+                &self.win,
+                self.image_group(x, n, g),
+                self.cin_g(),
+                tile.rows.clone(),
+                &mut cols[at..],
+                width,
+            );
+        }
+        ArrayView2::from_shape((k, width), &*cols).expect("column tile")
+    }
+
+    /// Group `g`'s block of an NCHW output-shaped array `y` over a one-image tile: `Og x width`,
+    /// row stride = positions per channel.
+    fn block_view<'a, F: Float>(&self, y: &'a [F], g: usize, tile: &Tile) -> ArrayView2<'a, F> {
+        let p = self.win.positions();
+        let start = self.out_offset(tile.images.start, g, tile.positions.start);
+        let shape = (self.cout_g(), tile.positions.len()).strides((p, 1));
+        ArrayView2::from_shape(
+            shape,
+            &y[start..start + (self.cout_g() - 1) * p + tile.positions.len()],
+        )
+        .expect("output block")
+    }
+
+    fn block_view_mut<'a, F: Float>(
+        &self,
+        y: &'a mut [F],
+        g: usize,
+        tile: &Tile,
+    ) -> ArrayViewMut2<'a, F> {
+        let p = self.win.positions();
+        let start = self.out_offset(tile.images.start, g, tile.positions.start);
+        let shape = (self.cout_g(), tile.positions.len()).strides((p, 1));
+        let end = start + (self.cout_g() - 1) * p + tile.positions.len();
+        ArrayViewMut2::from_shape(shape, &mut y[start..end]).expect("output block")
+    }
+
+    /// The (row of output channel `o` of group `g`, image `n`) slice of an NCHW output over the tile's positions.
+    fn out_row_range(&self, n: usize, g: usize, o: usize, tile: &Tile) -> Range<usize> {
+        let start = self.out_offset(n, g, o * self.win.positions() + tile.positions.start);
+        start..start + tile.positions.len()
+    }
+}
+
+/// `y = conv(x, w) + bias` for NCHW `x`, OIHW `w`; returns NCHW `y` (contiguous slices).
+pub fn conv2d_forward<F: Float>(p: &ConvProblem, x: &[F], w: &[F], bias: Option<&[F]>) -> Vec<F> {
+    check_lengths(p, x, w);
+    if let Some(b) = bias {
+        assert_eq!(b.len(), p.out_channels, "conv: bias length");
+    }
+    let mut y = vec![F::zero(); p.batch * p.out_image()];
+    y.par_chunks_mut(p.chunk_len * p.out_image())
+        .zip(x.par_chunks(p.chunk_len * p.in_image()))
+        .for_each(|(y, x)| forward_chunk(p, x, w, bias, y));
+    y
+}
+
+fn check_lengths<F>(p: &ConvProblem, x: &[F], w: &[F]) {
+    assert_eq!(x.len(), p.batch * p.in_image(), "conv: input length");
+    assert_eq!(w.len(), p.weight_len(), "conv: weight length");
+}
+
+fn forward_chunk<F: Float>(p: &ConvProblem, x: &[F], w: &[F], bias: Option<&[F]>, y: &mut [F]) {
+    let tiles = p.tiles(x.len() / p.in_image());
+    let widest = tiles.iter().map(Tile::width).max().unwrap_or(0);
+    let mut cols = vec![F::zero(); p.col_rows() * widest];
+    let mut block = Vec::new(); // Og x width output of a multi-image tile
+    for tile in &tiles {
+        for g in 0..p.groups {
+            let x_cols = p.fill_cols(x, g, tile, &mut cols);
+            let w_g = p.weight_matrix(w, g);
+            if tile.images.len() == 1 {
+                let mut y_block = p.block_view_mut(y, g, tile);
+                gemm_serial(F::one(), w_g, x_cols, F::zero(), y_block.view_mut());
+                if let Some(b) = bias {
+                    for (o, mut row) in y_block.rows_mut().into_iter().enumerate() {
+                        let b = b[g * p.cout_g() + o];
+                        row.mapv_inplace(|v| v + b);
+                    }
+                }
+            } else {
+                block.resize(p.cout_g() * tile.width(), F::zero());
+                let mut out = ArrayViewMut2::from_shape((p.cout_g(), tile.width()), &mut block[..])
+                    .expect("output tile");
+                gemm_serial(F::one(), w_g, x_cols, F::zero(), out.view_mut());
+                // Scatter the tile's columns (image-major) back to NCHW, adding the bias.
+                for (o, row) in out.rows().into_iter().enumerate() {
+                    let b = bias.map_or(F::zero(), |b| b[g * p.cout_g() + o]);
+                    let row = row.as_slice().expect("contiguous tile row");
+                    for (t, n) in tile.images.clone().enumerate() {
+                        let src = &row[t * tile.positions.len()..][..tile.positions.len()];
+                        for (d, &s) in y[p.out_row_range(n, g, o, tile)].iter_mut().zip(src) {
+                            *d = s + b;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Gradients returned by [`conv2d_backward`] (NCHW input, OIHW weight), `None` where not asked for.
+pub struct ConvGrads<F> {
+    pub input: Option<Vec<F>>,
+    pub weight: Option<Vec<F>>,
+    pub bias: Option<Vec<F>>,
+}
+
+/// Input, weight and bias gradients given the output gradient `g` (NCHW), computing only those
+/// with `need[i]` set (`[input, weight, bias]`). See the module documentation for determinism.
+pub fn conv2d_backward<F: Float>(
+    p: &ConvProblem,
+    x: &[F],
+    w: &[F],
+    g: &[F],
+    need: [bool; 3],
+) -> ConvGrads<F> {
+    check_lengths(p, x, w);
+    assert_eq!(
+        g.len(),
+        p.batch * p.out_image(),
+        "conv: output gradient length"
+    );
+    let mut dx = need[0].then(|| vec![F::zero(); x.len()]);
+    let dx_chunks: Vec<Option<&mut [F]>> = match dx.as_mut() {
+        Some(dx) => dx
+            .chunks_mut(p.chunk_len * p.in_image())
+            .map(Some)
+            .collect(),
+        None => (0..p.chunks()).map(|_| None).collect(),
+    };
+    let partials: Vec<ChunkPartial<F>> = dx_chunks
+        .into_par_iter()
+        .enumerate()
+        .map(|(chunk, dx)| {
+            let images = p.chunk_images(chunk);
+            let x = &x[images.start * p.in_image()..images.end * p.in_image()];
+            let g = &g[images.start * p.out_image()..images.end * p.out_image()];
+            let mut weight = need[1].then(|| vec![F::zero(); p.weight_len()]);
+            if need[0] || need[1] {
+                backward_chunk(p, x, w, g, dx, weight.as_deref_mut());
+            }
+            ChunkPartial {
+                weight,
+                bias: need[2].then(|| bias_grad_chunk(p, g)),
+            }
+        })
+        .collect();
+    ConvGrads {
+        input: dx,
+        weight: need[1].then(|| sum_in_order(&partials, p.weight_len(), |c| &c.weight)),
+        bias: need[2].then(|| sum_in_order(&partials, p.out_channels, |c| &c.bias)),
+    }
+}
+
+/// One batch chunk's share of the weight and bias gradients.
+struct ChunkPartial<F> {
+    weight: Option<Vec<F>>,
+    bias: Option<Vec<F>>,
+}
+
+/// The sum of the chunks' partial gradients. Every element is summed in chunk order (fixed,
+/// thread-count independent); only the split over elements is parallel.
+fn sum_in_order<F: Float>(
+    partials: &[ChunkPartial<F>],
+    len: usize,
+    part: impl Fn(&ChunkPartial<F>) -> &Option<Vec<F>> + Sync,
+) -> Vec<F> {
+    const BLOCK: usize = 4096;
+    let mut total = vec![F::zero(); len];
+    total
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(block, total)| {
+            for partial in partials {
+                let partial = part(partial).as_deref().expect("computed in every chunk");
+                for (t, &v) in total.iter_mut().zip(&partial[block * BLOCK..]) {
+                    *t += v;
+                }
+            }
+        });
+    total
+}
+
+/// `db[o] = sum over the chunk's images (in order) and positions of g[n, o, :]`.
+fn bias_grad_chunk<F: Float>(p: &ConvProblem, g: &[F]) -> Vec<F> {
+    let mut db = vec![F::zero(); p.out_channels];
+    for image in g.chunks_exact(p.out_image()) {
+        for (d, row) in db.iter_mut().zip(image.chunks_exact(p.win.positions())) {
+            *d += row.iter().fold(F::zero(), |s, &v| s + v);
+        }
+    }
+    db
+}
+
+/// Accumulates the chunk's weight gradient into `dw` and writes its input gradient into `dx`
+/// (zero on entry), tile by tile.
+fn backward_chunk<F: Float>(
+    p: &ConvProblem,
+    x: &[F],
+    w: &[F],
+    g: &[F],
+    mut dx: Option<&mut [F]>,
+    mut dw: Option<&mut [F]>,
+) {
+    let tiles = p.tiles(x.len() / p.in_image());
+    let widest = tiles.iter().map(Tile::width).max().unwrap_or(0);
+    let (og, k) = (p.cout_g(), p.col_rows());
+    let mut cols = vec![F::zero(); k * widest];
+    let mut block = Vec::new(); // Og x width output gradient of a multi-image tile
+    for tile in &tiles {
+        for grp in 0..p.groups {
+            let g_block = if tile.images.len() == 1 {
+                p.block_view(g, grp, tile)
+            } else {
+                block.resize(og * tile.width(), F::zero());
+                for o in 0..og {
+                    let row = &mut block[o * tile.width()..][..tile.width()];
+                    for (t, n) in tile.images.clone().enumerate() {
+                        row[t * tile.positions.len()..][..tile.positions.len()]
+                            .copy_from_slice(&g[p.out_row_range(n, grp, o, tile)]);
+                    }
+                }
+                ArrayView2::from_shape((og, tile.width()), &block[..]).expect("gradient tile")
+            };
+            if let Some(dw) = dw.as_deref_mut() {
+                // dW_g += G X^T (K of this GEMM runs over the tile's positions).
+                let x_cols = p.fill_cols(x, grp, tile, &mut cols);
+                let dw_g = ArrayViewMut2::from_shape((og, k), &mut dw[grp * og * k..][..og * k])
+                    .expect("weight gradient block");
+                gemm_serial(F::one(), g_block, x_cols.t(), F::one(), dw_g);
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                // dX = col2im(W_g^T G), reusing the column tile as scratch.
+                let width = tile.width();
+                let d_cols = ArrayViewMut2::from_shape((k, width), &mut cols[..k * width])
+                    .expect("column tile");
+                gemm_serial(
+                    F::one(),
+                    p.weight_matrix(w, grp).t(),
+                    g_block,
+                    F::zero(),
+                    d_cols,
+                );
+                for (t, n) in tile.images.clone().enumerate() {
+                    col2im(
+                        &p.win,
+                        &mut cols[t * tile.positions.len()..k * width],
+                        width,
+                        p.cin_g(),
+                        tile.rows.clone(),
+                        p.image_group_mut(dx, n, grp),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! 2-D convolution layer: y = conv2d(x, W) + b with W of shape [C_out, C_in / groups, kh, kw]
+//! (PyTorch `nn.Conv2d` layout, initialisation and state_dict names).
+
+use crate::float::Float;
+use crate::nn::init::torch_default_layer;
+use crate::nn::module::{Module, join};
+use crate::nn::weight::Weight;
+use crate::ops::conv::Conv2dConfig;
+use crate::param::Param;
+use crate::rng::Rng;
+use crate::tape::Var;
+
+pub struct Conv2d<F: Float> {
+    pub weight: Weight<F>,
+    pub bias: Option<Param<F>>,
+    pub cfg: Conv2dConfig,
+}
+
+impl<F: Float> Conv2d<F> {
+    /// PyTorch's default initialisation (see [`torch_default_layer`]; fan_in = C_in/groups * kh * kw).
+    /// Panics when the channels are not positive multiples of `cfg.groups`.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: [usize; 2],
+        cfg: Conv2dConfig,
+        bias: bool,
+        rng: &mut Rng,
+    ) -> Self {
+        assert!(
+            cfg.groups >= 1
+                && in_channels.is_multiple_of(cfg.groups)
+                && out_channels.is_multiple_of(cfg.groups)
+                && in_channels > 0
+                && out_channels > 0,
+            "Conv2d: {in_channels} input and {out_channels} output channels are not positive multiples of groups {}",
+            cfg.groups
+        );
+        let shape = [out_channels, in_channels / cfg.groups, kernel[0], kernel[1]];
+        let (w, b) = torch_default_layer::<F>(&shape, rng);
+        Conv2d {
+            weight: Weight::new(w),
+            bias: bias.then(|| Param::new(b)),
+            cfg,
+        }
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.weight.raw.shape()[1] * self.cfg.groups
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.weight.raw.shape()[0]
+    }
+
+    /// `[kh, kw]`.
+    pub fn kernel(&self) -> [usize; 2] {
+        let s = self.weight.raw.shape();
+        [s[2], s[3]]
+    }
+
+    /// Output spatial size `[OH, OW]` for an input of spatial size `input_hw`.
+    pub fn output_hw(&self, input_hw: [usize; 2]) -> [usize; 2] {
+        self.cfg.output_hw(input_hw, self.kernel())
+    }
+
+    /// Multiply-accumulates of the forward pass per image (bias excluded):
+    /// `C_out * OH * OW * (C_in / groups) * kh * kw`. A dense count; FLOPs are about 2x this.
+    pub fn macs(&self, input_hw: [usize; 2]) -> usize {
+        let [oh, ow] = self.output_hw(input_hw);
+        let w = self.weight.raw.shape();
+        w[0] * oh * ow * w[1] * w[2] * w[3]
+    }
+}
+
+impl<F: Float> Module<F> for Conv2d<F> {
+    /// x: [N, C_in, H, W] -> [N, C_out, OH, OW].
+    fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
+        let tape = x.tape();
+        let bias = self.bias.as_ref().map(|b| tape.param(b));
+        let y = x.conv2d(self.weight.on(tape), bias, &self.cfg);
+        // Each weight entry is applied once per output position (per group) of every image.
+        let shape = y.shape();
+        self.weight.record_uses(shape[2] * shape[3]);
+        y
+    }
+
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
+        self.weight.visit(&join(prefix, "weight"), f);
+        if let Some(b) = &self.bias {
+            f(&join(prefix, "bias"), b);
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
+        self.weight.visit_mut(&join(prefix, "weight"), f);
+        if let Some(b) = &mut self.bias {
+            f(&join(prefix, "bias"), b);
+        }
+    }
+
+    fn visit_weights_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Weight<F>)) {
+        f(&join(prefix, "weight"), &mut self.weight);
+    }
+
+    fn visit_weights<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Weight<F>)) {
+        f(&join(prefix, "weight"), &self.weight);
+    }
+}
