@@ -23,6 +23,7 @@ pub mod float;
 pub mod grads;
 pub mod io;
 pub mod kernels;
+pub mod methods;
 pub mod metrics;
 pub mod models;
 pub mod nn;

@@ -9,13 +9,12 @@ use clap::{Args, Parser, Subcommand};
 use sparsegrad::data::detect::load_dir;
 use sparsegrad::error::{Error, Result};
 use sparsegrad::io::checkpoint::{self, Checkpoint};
+use sparsegrad::methods;
 use sparsegrad::models;
 use sparsegrad::sparsity::report::{SparsityReport, format_table, sparsity_report};
 use sparsegrad::train::evaluate::accuracy;
 use sparsegrad::train::trainer::{CheckpointMeta, INIT_STREAM, read_summary};
-use sparsegrad::train::{
-    Outcome, Progress, RunOptions, SparsityConfig, TrainConfig, methods, train,
-};
+use sparsegrad::train::{Outcome, Progress, RunOptions, SparsityConfig, TrainConfig, train};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +44,9 @@ struct TrainArgs {
     /// lenet300 | lenet5 | resnet20 | resnet32 | resnet56 | mobilenet | fastgrnn
     #[arg(long, default_value = "lenet300")]
     model: String,
+    /// Channel-width multiplier (MobileNet's alpha).
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
     /// `mnist-10k` (bundled) or a directory of MNIST-format IDX files or CIFAR-10/100 binaries.
     #[arg(long, default_value = "mnist-10k")]
     data: String,
@@ -147,6 +149,7 @@ impl TrainArgs {
         let s = &self.sparsity;
         TrainConfig {
             model: self.model.clone(),
+            width: self.width,
             data: self.data.clone(),
             method: self.method.clone(),
             epochs: self.epochs,
@@ -262,7 +265,7 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         )));
     }
     let mut rng = sparsegrad::rng::derived(meta.config.seed, INIT_STREAM);
-    let mut model = models::build(&info.model, info.input, info.classes, &mut rng)?;
+    let mut model = models::build(&info.spec(), &mut rng)?;
     let prefix = if meta.state.is_some() {
         // A training checkpoint stores raw weights and the method's transform parameters.
         methods::build(&meta.config)?.prepare(model.as_mut())?;

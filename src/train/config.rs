@@ -67,6 +67,8 @@ impl Default for SparsityConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub model: String,
+    /// Channel-width multiplier of the model (MobileNet's alpha; 1 elsewhere).
+    pub width: f64,
     /// `mnist-10k` (the bundled set) or a directory of IDX or CIFAR files.
     pub data: String,
     pub method: String,
@@ -99,6 +101,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             model: "lenet300".into(),
+            width: 1.0,
             data: "mnist-10k".into(),
             method: "dense".into(),
             epochs: 10,
@@ -163,6 +166,12 @@ impl TrainConfig {
     /// Checks every setting; messages name the flag and what was wrong.
     pub fn validate(&self) -> Result<()> {
         one_of("--model", &self.model, MODELS)?;
+        if !(self.width > 0.0 && self.width.is_finite()) {
+            return Err(Error::invalid(format!(
+                "--width must be a positive number, got {}",
+                self.width
+            )));
+        }
         one_of("--method", &self.method, METHODS)?;
         one_of("--optimizer", &self.optimizer, OPTIMIZERS)?;
         one_of("--schedule-unit", &self.schedule_unit, &["epoch", "step"])?;

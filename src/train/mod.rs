@@ -4,7 +4,6 @@
 pub mod config;
 pub mod evaluate;
 pub mod method;
-pub mod methods;
 pub mod progress;
 pub mod trainer;
 

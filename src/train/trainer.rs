@@ -19,8 +19,9 @@ use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::plot::{Curve, draw_curves, draw_sparsity_bars};
 use crate::io::runlog::{EpochMetrics, LayerSparsity, MetricsLog, Summary, read_json, write_json};
+use crate::methods;
 use crate::metrics::correct;
-use crate::models;
+use crate::models::{self, ModelSpec};
 use crate::nn::Module;
 use crate::optim::{
     self, Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup, ParamMatch, Schedule, Sgd,
@@ -32,7 +33,6 @@ use crate::tape::Tape;
 use crate::train::config::TrainConfig;
 use crate::train::evaluate::accuracy;
 use crate::train::method::{Method, StepInfo};
-use crate::train::methods;
 use crate::train::progress::Progress;
 
 /// RNG stream of weight initialisation (see `rng::derived`).
@@ -63,6 +63,7 @@ pub struct RunOptions {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub model: String,
+    pub width: f64,
     pub method: String,
     /// (channels, height, width) of one input image.
     pub input: (usize, usize, usize),
@@ -73,6 +74,16 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// What `models::build` needs to rebuild the architecture.
+    pub fn spec(&self) -> ModelSpec {
+        ModelSpec {
+            name: self.model.clone(),
+            input: self.input,
+            classes: self.classes,
+            width: self.width,
+        }
+    }
+
     pub fn normalize(&self) -> Normalize {
         Normalize {
             mean: self.normalize_mean.clone(),
@@ -279,17 +290,19 @@ fn setup(config: &TrainConfig) -> Result<Setup> {
     let test_idx: Vec<usize> = (0..data.test.len()).collect();
     let input = data.train.image_shape();
     let classes = data.train.classes;
-    let mut model = models::build(
-        &config.model,
+    let spec = ModelSpec {
+        name: config.model.clone(),
         input,
         classes,
-        &mut derived(config.seed, INIT_STREAM),
-    )?;
+        width: config.width,
+    };
+    let mut model = models::build(&spec, &mut derived(config.seed, INIT_STREAM))?;
     let mut method = methods::build(config)?;
     method.prepare(model.as_mut())?;
     let opt = build_optimizer(config, method.as_ref())?;
     let info = ModelInfo {
         model: config.model.clone(),
+        width: config.width,
         method: config.method.clone(),
         input,
         classes,

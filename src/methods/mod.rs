@@ -1,4 +1,5 @@
-//! `--method` names to [`Method`](crate::train::method::Method) implementations.
+//! Training-time sparsification methods (`sparsegrad train --method`), one file each, and the
+//! registry from `--method` names to [`Method`](crate::train::method::Method) implementations.
 
 use crate::error::{Error, Result};
 use crate::train::config::TrainConfig;
