@@ -105,11 +105,7 @@ fn parse_surrogate(spec: &str) -> Result<Surrogate> {
 /// Puts a [`ThresholdMask`] on every prunable weight, each pruning exactly its count of the ERK
 /// allocation of `r0` (the authors' `get_sparsities_sparse_table_using_erk` +
 /// `update_score_str_per_layer_v1_using_table`); returns that allocation.
-pub fn prepare(
-    model: &mut dyn Module<f32>,
-    r0: f64,
-    options: &FcptsOptions,
-) -> Result<Allocation> {
+pub fn prepare(model: &mut dyn Module<f32>, r0: f64, options: &FcptsOptions) -> Result<Allocation> {
     let alloc = allocation(model, &Budget::Erk { power_scale: 1.0 }, r0)?;
     let mut layers = alloc.layers.iter();
     model.visit_weights_mut("", &mut |_, w| {
@@ -327,7 +323,10 @@ mod tests {
     #[test]
     fn prunes_the_smallest_ratios_to_the_threshold() {
         // Layer 0 (t = 1): kept 1.5, 3; layer 1 (t = 10): kept 12, 40. Ratios: 1.5, 3 | 1.2, 4.
-        let layers = [layer(&[0.5, 1.5, 3.0], 1.0), layer(&[5.0, 12.0, 40.0], 10.0)];
+        let layers = [
+            layer(&[0.5, 1.5, 3.0], 1.0),
+            layer(&[5.0, 12.0, 40.0], 10.0),
+        ];
         assert_eq!(fixup_counts(&layers, &[false, false], 2), vec![1, 1]);
         assert_eq!(fixup_counts(&layers, &[false, false], 3), vec![1, 2]);
         assert_eq!(fixup_counts(&layers, &[false, false], 4), vec![2, 2]);

@@ -55,8 +55,8 @@ use crate::tape::Tape;
 use crate::train::Progress;
 use crate::train::evaluate::accuracy;
 use crate::train::trainer::{
-    CHECKPOINT_FILE, CONFIG_FILE, CheckpointMeta, INIT_STREAM, METRICS_FILE, MODEL_FILE,
-    ModelInfo, SPARSITY_FILE, SUMMARY_FILE, load_model,
+    CHECKPOINT_FILE, CONFIG_FILE, CheckpointMeta, INIT_STREAM, METRICS_FILE, MODEL_FILE, ModelInfo,
+    SPARSITY_FILE, SUMMARY_FILE, load_model,
 };
 
 /// RNG stream of the calibration draw (see `rng::derived`).
@@ -193,7 +193,11 @@ const RUN_FILES: &[&str] = &[
 fn check_out_dir(config: &PosttrainConfig, force: bool) -> Result<()> {
     let out = &config.out;
     let input_dir = config.checkpoint.parent().and_then(|p| {
-        let p = if p.as_os_str().is_empty() { Path::new(".") } else { p };
+        let p = if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        };
         p.canonicalize().ok()
     });
     if input_dir.is_some() && input_dir == out.canonicalize().ok() {
@@ -369,14 +373,15 @@ fn optimise(
             let target = {
                 let tape = Tape::new();
                 let _no_grad = tape.no_grad();
-                teacher.forward(tape.constant_shared(images.clone())).value()
+                teacher
+                    .forward(tape.constant_shared(images.clone()))
+                    .value()
             };
             let tape = Tape::new();
             let logits = student.forward(tape.constant_shared(images));
             let l_rec = logits.kl_div_logits(tape.constant_shared(target), config.temperature);
-            let l_c = fcpts.map(|f| {
-                fcpts::control_loss(student, &tape, config.target_sparsity, &f.density)
-            });
+            let l_c = fcpts
+                .map(|f| fcpts::control_loss(student, &tape, config.target_sparsity, &f.density));
             let loss = match l_c {
                 Some(c) => l_rec + c.mul_scalar(config.control_weight),
                 None => l_rec,
@@ -441,18 +446,17 @@ pub fn run(
     let test_idx: Vec<usize> = (0..inputs.data.test.len()).collect();
 
     let eval_start = Instant::now();
-    let dense_test_accuracy = accuracy(
-        teacher.as_mut(),
-        &inputs.data.test,
-        &test_idx,
-        &inputs.norm,
-    );
+    let dense_test_accuracy =
+        accuracy(teacher.as_mut(), &inputs.data.test, &test_idx, &inputs.norm);
     let mut evaluate_seconds = eval_start.elapsed().as_secs_f64();
 
     let optimise_start = Instant::now();
     let r0 = config.target_sparsity;
     let (fcpts_options, initial): (Option<FcptsOptions>, Allocation) = match &inputs.plan {
-        Plan::Fcpts(options) => (Some(*options), fcpts::prepare(student.as_mut(), r0, options)?),
+        Plan::Fcpts(options) => (
+            Some(*options),
+            fcpts::prepare(student.as_mut(), r0, options)?,
+        ),
         Plan::Baseline(budget) => (None, baselines::prepare(student.as_mut(), budget, r0)?),
     };
     let iterations = if config.finetune { config.iters } else { 0 };
@@ -481,12 +485,7 @@ pub fn run(
     }
 
     let eval_start = Instant::now();
-    let test_accuracy = accuracy(
-        student.as_mut(),
-        &inputs.data.test,
-        &test_idx,
-        &inputs.norm,
-    );
+    let test_accuracy = accuracy(student.as_mut(), &inputs.data.test, &test_idx, &inputs.norm);
     evaluate_seconds += eval_start.elapsed().as_secs_f64();
     let report = sparsity_report(student.as_ref());
 

@@ -163,7 +163,10 @@ impl CheckpointMeta {
 pub fn load_model(path: &Path) -> Result<(Box<dyn Module<f32>>, CheckpointMeta)> {
     let ckpt: Checkpoint<f32> = checkpoint::load(path)?;
     let meta = CheckpointMeta::from_checkpoint(&ckpt, path)?;
-    let mut model = models::build(&meta.info.spec(), &mut derived(meta.config.seed, INIT_STREAM))?;
+    let mut model = models::build(
+        &meta.info.spec(),
+        &mut derived(meta.config.seed, INIT_STREAM),
+    )?;
     let prefix = if meta.state.is_some() {
         methods::build(&meta.config)?.prepare(model.as_mut())?;
         "model."
