@@ -460,6 +460,20 @@ fn the_command_reports_the_fix_up_and_its_export_loads_with_eval() {
         "{stdout}"
     );
 
+    let (code, stdout, stderr) = cli(&["report", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "{}: lenet300 / fcpts (paper, clipped, kde), target 85.00%, 16 iterations on 128 images: test accuracy {:.2}% (dense {:.2}%), fix-up {} weights, optimise ",
+            out.display(),
+            100.0 * summary.test_accuracy,
+            100.0 * summary.dense_test_accuracy,
+            fixup.changed
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\ntotal "), "{stdout}");
+
     // A second run into the same directory is refused and the first is kept.
     let before = std::fs::read(&model).unwrap();
     assert_error(

@@ -32,7 +32,8 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Test accuracy and sparsity of a checkpoint or exported model.
     Eval(EvalArgs),
-    /// Per-layer table of a finished run: shape, params, nonzero, sparsity, FLOPs.
+    /// Per-layer table of a finished run (train or posttrain): shape, params, nonzero, sparsity,
+    /// FLOPs, threshold.
     Report(ReportArgs),
     /// Sparsify a trained model with a small calibration set (FCPTS or a magnitude baseline).
     Posttrain(Box<PosttrainArgs>),
@@ -310,7 +311,7 @@ impl PosttrainArgs {
 
 #[derive(Args)]
 struct ReportArgs {
-    /// A run directory written by `sparsegrad train`.
+    /// A run directory written by `sparsegrad train` or `sparsegrad posttrain`.
     run: PathBuf,
 }
 
@@ -413,7 +414,52 @@ fn run_posttrain(args: &PosttrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// `report` of a `posttrain` run directory.
+fn report_posttrain(run: &Path) -> Result<()> {
+    let s = posttrain::read_summary(run)?;
+    let variant = [s.variant.clone(), s.surrogate.clone(), s.density.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let variant = if variant.is_empty() {
+        String::new()
+    } else {
+        format!(" ({variant})")
+    };
+    let fixup = s
+        .fixup
+        .as_ref()
+        .map(|f| format!(", fix-up {} weights", f.changed))
+        .unwrap_or_default();
+    println!(
+        "{}: {} / {}{variant}, target {:.2}%, {} iterations on {} images: test accuracy {:.2}% (dense {:.2}%){fixup}, optimise {:.1}s",
+        run.display(),
+        s.model,
+        s.method,
+        100.0 * s.target_sparsity,
+        s.iterations,
+        s.calibration_images,
+        100.0 * s.test_accuracy,
+        100.0 * s.dense_test_accuracy,
+        s.optimise_seconds
+    );
+    let report = SparsityReport {
+        layers: s.layers.iter().map(|l| l.report.clone()).collect(),
+        params_total: s.params_total,
+        params_nonzero: s.params_nonzero,
+        overall_sparsity: s.achieved_sparsity,
+        flops_dense: s.flops_dense,
+        flops_sparse: s.flops_sparse,
+    };
+    print!("{}", format_table(&report));
+    Ok(())
+}
+
 fn run_report(args: &ReportArgs) -> Result<()> {
+    if args.run.join(posttrain::LOG_FILE).exists() {
+        return report_posttrain(&args.run);
+    }
     let s = read_summary(&args.run)?;
     println!(
         "{}: {} / {}, {} epochs, test accuracy {:.2}% (best {:.2}% at epoch {}), {:.1}s",

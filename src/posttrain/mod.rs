@@ -426,6 +426,33 @@ fn optimise(
     Ok(())
 }
 
+/// A warning when the learned thresholds missed the target by more than 1% of the weights: the
+/// control loss lost to the reconstruction loss, and the fix-up, not the optimisation, chose
+/// which weights to prune.
+fn fixup_warning(f: &FixUp, total: usize) -> Option<String> {
+    let missed = f.pruned_before.abs_diff(f.goal);
+    (missed * 100 > total).then(|| {
+        format!(
+            "warning: the learned thresholds prune {:.2}% of the weights instead of {:.2}%; the fix-up moved {} weights (try a larger --control-weight or a smaller --score-lr)",
+            100.0 * f.pruned_before as f64 / total as f64,
+            100.0 * f.goal as f64 / total as f64,
+            f.changed
+        )
+    })
+}
+
+/// Reads the summary of a finished post-training run (for `report`).
+pub fn read_summary(run: &Path) -> Result<PosttrainSummary> {
+    let path = run.join(SUMMARY_FILE);
+    if !path.exists() {
+        return Err(Error::invalid(format!(
+            "{} holds no {SUMMARY_FILE} (not a finished sparsegrad run)",
+            run.display()
+        )));
+    }
+    crate::io::runlog::read_json(&path)
+}
+
 /// Runs `config`, writing the run directory `config.out`.
 pub fn run(
     config: &PosttrainConfig,
@@ -473,6 +500,11 @@ pub fn run(
     }
     let fixup = fcpts_options.map(|_| fcpts::fix_up(student.as_mut(), r0));
     let optimise_seconds = optimise_start.elapsed().as_secs_f64();
+    if let Some(f) = &fixup
+        && let Some(warning) = fixup_warning(f, initial.total_params())
+    {
+        progress.note(&warning);
+    }
     if iterations > 0 {
         progress.finish_epoch(&format!(
             "{} iterations in {optimise_seconds:.1}s{}",
@@ -561,4 +593,33 @@ pub fn run(
     );
     draw_sparsity_bars(&out.join(SPARSITY_FILE), &title, &report.layers)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixup(pruned_before: usize, goal: usize) -> FixUp {
+        FixUp {
+            goal,
+            pruned_before,
+            pruned_after: goal,
+            changed: pruned_before.abs_diff(goal),
+            learned_sparsity: Vec::new(),
+            learned_threshold: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn warns_only_when_the_thresholds_missed_by_more_than_one_percent() {
+        assert_eq!(fixup_warning(&fixup(900, 900), 1000), None);
+        assert_eq!(fixup_warning(&fixup(910, 900), 1000), None);
+        assert_eq!(
+            fixup_warning(&fixup(911, 900), 1000).as_deref(),
+            Some(
+                "warning: the learned thresholds prune 91.10% of the weights instead of 90.00%; the fix-up moved 11 weights (try a larger --control-weight or a smaller --score-lr)"
+            )
+        );
+        assert!(fixup_warning(&fixup(889, 900), 1000).is_some());
+    }
 }
