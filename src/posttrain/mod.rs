@@ -584,12 +584,11 @@ pub fn run(
     };
     write_json(&out.join(SUMMARY_FILE), &summary)?;
     let title = format!(
-        "{} / {}: {:.2}% sparse, test {:.2}% (dense {:.2}%)",
+        "{} / {}: {:.2}% sparse, test {:.2}%",
         summary.model,
         summary.method,
         100.0 * summary.achieved_sparsity,
-        100.0 * summary.test_accuracy,
-        100.0 * summary.dense_test_accuracy
+        100.0 * summary.test_accuracy
     );
     draw_sparsity_bars(&out.join(SPARSITY_FILE), &title, &report.layers)?;
     Ok(summary)
