@@ -5,7 +5,7 @@
 //! for comparison, ERK magnitude pruning with the same reconstruction fine-tuning. Prints each
 //! layer's sparsity: the ERK start, what FCPTS learned, and the result after the exact fix-up.
 //!
-//! cargo run --release --example fcpts_posttrain      (about 30 s on 2 cores)
+//! cargo run --release --example fcpts_posttrain      (about 20 s on 2 cores)
 //! The same from the command line:
 //!   sparsegrad train --epochs 3 --out runs/dense
 //!   sparsegrad posttrain --checkpoint runs/dense/model.safetensors --target-sparsity 0.9
