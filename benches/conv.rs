@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use ndarray::{Array2, ArrayD, IxDyn};
 use sparsegrad::kernels::gemm::gemm;
 use sparsegrad::ops::conv::Conv2dConfig;
@@ -190,4 +190,9 @@ fn bench_conv(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_conv);
-criterion_main!(benches);
+// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
+fn main() {
+    sparsegrad::alloc::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use ndarray::Array4;
 use sparsegrad::data::{Augment, Dataset, Normalize, gather, gather_augmented};
 
@@ -66,4 +66,9 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = batch
 }
-criterion_main!(benches);
+// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
+fn main() {
+    sparsegrad::alloc::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

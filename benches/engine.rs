@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ndarray::{Array2, ArrayD, IxDyn};
 use sparsegrad::kernels::gemm::gemm_serial;
 use sparsegrad::prelude::*;
@@ -95,4 +95,9 @@ fn config() -> Criterion {
 }
 
 criterion_group! { name = benches; config = config(); targets = tape_overhead, matmul }
-criterion_main!(benches);
+// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
+fn main() {
+    sparsegrad::alloc::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use ndarray::{Array2, IxDyn};
 use sparsegrad::kernels::gemm::gemm;
 use sparsegrad::nn::{FastGrnnCell, FastGrnnConfig, GruCell, RecurrentCell, unroll_sequence};
@@ -101,4 +101,9 @@ fn config() -> Criterion {
 }
 
 criterion_group! { name = benches; config = config(); targets = gru, fastgrnn }
-criterion_main!(benches);
+// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
+fn main() {
+    sparsegrad::alloc::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use ndarray::IxDyn;
 use sparsegrad::nn::{BatchNorm, Module};
 use sparsegrad::param::Param;
@@ -120,4 +120,9 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = batch_norm, max_pool
 }
-criterion_main!(benches);
+// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
+fn main() {
+    sparsegrad::alloc::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use ndarray::{ArrayD, IxDyn};
 use sparsegrad::ops::sparsity::{Density, Surrogate, ThresholdFn};
 use sparsegrad::prelude::*;
@@ -112,4 +112,9 @@ fn config() -> Criterion {
 }
 
 criterion_group! { name = benches; config = config(); targets = soft_threshold, sign_mask, sparsity_rate }
-criterion_main!(benches);
+// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
+fn main() {
+    sparsegrad::alloc::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -16,7 +16,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use ndarray::IxDyn;
 use rand::Rng as _;
 use sparsegrad::models::{LeNet5, LeNet5Options, LeNet300, ResNet};
@@ -118,4 +118,9 @@ fn bench_train_step(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_train_step);
-criterion_main!(benches);
+// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
+fn main() {
+    sparsegrad::alloc::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

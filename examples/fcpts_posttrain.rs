@@ -16,6 +16,7 @@ use sparsegrad::train::trainer::MODEL_FILE;
 use sparsegrad::train::{Progress, RunOptions, TrainConfig, train};
 
 fn main() -> Result<()> {
+    sparsegrad::alloc::tune_allocator();
     let dir = std::env::temp_dir().join("sparsegrad-fcpts-example");
     let force = RunOptions {
         force: true,

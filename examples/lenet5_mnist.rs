@@ -16,6 +16,7 @@ use sparsegrad::prelude::*;
 use sparsegrad::train::{Outcome, Progress, RunOptions, TrainConfig, train};
 
 fn main() -> Result<()> {
+    sparsegrad::alloc::tune_allocator();
     let start = Instant::now();
     let config = TrainConfig {
         model: "lenet5".into(),

@@ -34,6 +34,7 @@ fn accuracy(model: &mut LeNet300<f32>, data: &Dataset, norm: &Normalize) -> f64 
 }
 
 fn main() -> Result<()> {
+    sparsegrad::alloc::tune_allocator();
     let start = Instant::now();
     let data = load_mnist_dir(Path::new("data/mnist-10k"))?;
     let norm = Normalize::fit(&data.train);

@@ -70,6 +70,7 @@ fn run(data: String, epochs: usize) -> Result<f64> {
 }
 
 fn main() -> ExitCode {
+    sparsegrad::alloc::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (data, epochs) = match parse_args(&args) {
         Ok(parsed) => parsed,

@@ -16,6 +16,7 @@
 //! assert_eq!(grads.wrt(w).unwrap(), &array![1.0, 0.0, 3.0].into_dyn());
 //! ```
 
+pub mod alloc;
 pub mod check;
 pub mod data;
 pub mod error;

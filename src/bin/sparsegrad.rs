@@ -485,6 +485,7 @@ fn run_report(args: &ReportArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    sparsegrad::alloc::tune_allocator();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Train(args) => run_train(args),
