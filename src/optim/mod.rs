@@ -14,12 +14,13 @@ pub mod schedule;
 pub mod sgd;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use crate::error::Result;
 use crate::float::Float;
 use crate::grads::Grads;
-use crate::nn::Module;
+use crate::nn::{Module, Weight};
+use crate::param::Param;
 use crate::tape::Tensor;
 
 pub use adam::{Adam, AdamConfig};
@@ -78,36 +79,54 @@ pub fn step<F: Float, O: Optimizer<F> + ?Sized>(
     model: &mut dyn Module<F>,
     grads: &Grads<F>,
 ) {
-    let mut masks: HashMap<String, Tensor<F>> = HashMap::new();
-    model.visit_weights("", &mut |name, w| {
-        if let Some(mask) = w.transform.as_ref().and_then(|t| t.mask()) {
-            masks.insert(name.to_string(), mask.clone());
+    // Masked weights first. A raw weight and its mask are disjoint fields of one `Weight`, so the
+    // mask is borrowed where it lives instead of being copied every step.
+    let mut masked: HashSet<String> = HashSet::new();
+    model.visit_weights_mut("", &mut |name, w| {
+        let Weight { raw, transform, .. } = w;
+        if let Some(mask) = transform.as_ref().and_then(|t| t.mask()) {
+            masked.insert(name.to_string());
+            update_param(opt, name, raw, grads, Some(mask));
         }
     });
     model.visit_mut("", &mut |name, p| {
-        if !p.trainable() {
-            return;
-        }
-        let Some(grad) = grads.of(p) else { return };
-        let Some(hyper) = opt.hyper_for(name, p.shape()) else {
-            return;
-        };
-        assert_eq!(
-            grad.shape(),
-            p.shape(),
-            "optim::step: gradient of `{name}` has the wrong shape"
-        );
-        match masks.get(name) {
-            None => opt.update(name, p.value_mut(), grad, hyper),
-            Some(mask) => {
-                let mut grad = grad.clone();
-                zero_pruned(&mut grad, mask);
-                opt.update(name, p.value_mut(), &grad, hyper);
-                opt.mask_state(name, mask);
-                zero_pruned(p.value_mut(), mask);
-            }
+        if !masked.contains(name) {
+            update_param(opt, name, p, grads, None);
         }
     });
+}
+
+/// Updates one parameter (if trainable, not frozen, and given a gradient). With a mask, the
+/// pruned entries get a zero gradient, zeroed optimiser state, and are re-zeroed after the update.
+fn update_param<F: Float, O: Optimizer<F> + ?Sized>(
+    opt: &mut O,
+    name: &str,
+    p: &mut Param<F>,
+    grads: &Grads<F>,
+    mask: Option<&Tensor<F>>,
+) {
+    if !p.trainable() {
+        return;
+    }
+    let Some(grad) = grads.of(p) else { return };
+    let Some(hyper) = opt.hyper_for(name, p.shape()) else {
+        return;
+    };
+    assert_eq!(
+        grad.shape(),
+        p.shape(),
+        "optim::step: gradient of `{name}` has the wrong shape"
+    );
+    match mask {
+        None => opt.update(name, p.value_mut(), grad, hyper),
+        Some(mask) => {
+            let mut grad = grad.clone();
+            zero_pruned(&mut grad, mask);
+            opt.update(name, p.value_mut(), &grad, hyper);
+            opt.mask_state(name, mask);
+            zero_pruned(p.value_mut(), mask);
+        }
+    }
 }
 
 /// Sets the entries of `t` where `mask` is 0 to +0.0 (others are multiplied by the mask). A select,
