@@ -376,6 +376,7 @@ pub fn train(
         config.epochs
     };
     let schedule = build_schedule(config, units)?;
+    s.method.check_run(steps_per_epoch, total_steps)?;
     let mut state = LoopState {
         epoch: 0,
         step: 0,
@@ -517,6 +518,12 @@ pub fn train(
             epochs_done: last_epoch,
         });
     }
+    // Thresholds as the transforms applied them: `finish` may bake the transforms away.
+    let thresholds: BTreeMap<String, f64> = sparsity_report(s.model.as_ref())
+        .layers
+        .into_iter()
+        .filter_map(|l| Some((l.name, l.threshold?)))
+        .collect();
     s.method.finish(s.model.as_mut());
     let meta = CheckpointMeta::new(&s.info, config, None);
     checkpoint::save(
@@ -525,7 +532,10 @@ pub fn train(
         &meta.to_metadata(),
     )?;
     let final_test = accuracy(s.model.as_mut(), &s.data.test, &s.test_idx, &s.norm);
-    let report = sparsity_report(s.model.as_ref());
+    let mut report = sparsity_report(s.model.as_ref());
+    for layer in &mut report.layers {
+        layer.threshold = layer.threshold.or(thresholds.get(&layer.name).copied());
+    }
     let summary = Summary {
         model: config.model.clone(),
         method: config.method.clone(),
@@ -540,6 +550,7 @@ pub fn train(
         flops_dense: report.flops_dense,
         flops_sparse: report.flops_sparse,
         layers: report.layers.clone(),
+        low_rank: report.low_rank.clone(),
         wall_seconds: wall_before + session_start.elapsed().as_secs_f64(),
         config: serde_json::to_value(config).expect("config serialises"),
     };
