@@ -41,7 +41,9 @@ impl GmpSchedule {
     /// Whether the masks are updated after `t` steps: every `every` steps from t_begin, and at
     /// t_end.
     pub fn prunes_at(&self, t: usize, every: usize) -> bool {
-        t >= self.begin && t <= self.end && ((t - self.begin).is_multiple_of(every) || t == self.end)
+        t >= self.begin
+            && t <= self.end
+            && ((t - self.begin).is_multiple_of(every) || t == self.end)
     }
 }
 
@@ -80,9 +82,7 @@ impl Gmp {
             .start
             .unwrap_or((DEFAULT_START_FRACTION * total_steps as f64).floor() as usize);
         let end = self.end.unwrap_or(
-            ((DEFAULT_END_FRACTION * total_steps as f64).round() as usize)
-                .max(begin + 1)
-                .min(total_steps.max(1)),
+            ((DEFAULT_END_FRACTION * total_steps as f64).round() as usize).min(total_steps),
         );
         GmpSchedule {
             initial: 0.0,

@@ -25,7 +25,7 @@ use crate::train::method::{Dense, Method};
 
 pub use gmp::{Gmp, GmpSchedule};
 pub use magnitude::Magnitude;
-pub use str::{Controller, Str, StrConfig, StrGranularity};
+pub use str::{ControlScale, Controller, Str, StrConfig, StrGranularity};
 
 /// The method a config asks for.
 pub fn build(config: &TrainConfig) -> Result<Box<dyn Method>> {

@@ -157,8 +157,11 @@ impl CheckpointMeta {
 }
 
 /// The optimiser named in the config, with the method's groups first, then the bias/batchnorm
-/// weight-decay group when `--bias-decay` is set.
-fn build_optimizer(config: &TrainConfig, method: &dyn Method) -> Result<Box<dyn Optimizer<f32>>> {
+/// weight-decay group when `--bias-decay` is set (public for programs that run their own loop).
+pub fn build_optimizer(
+    config: &TrainConfig,
+    method: &dyn Method,
+) -> Result<Box<dyn Optimizer<f32>>> {
     let mut groups: Vec<ParamGroup> = method.param_groups();
     if let Some(d) = config.bias_decay {
         groups.push(ParamGroup::new(ParamMatch::BiasesAndNorms).with_weight_decay(d));
