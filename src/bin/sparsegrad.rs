@@ -118,7 +118,8 @@ struct SparsityArgs {
     /// Keep the last layer dense.
     #[arg(long)]
     last_layer_dense: bool,
-    /// STR: initial threshold parameter s.
+    /// STR: initial threshold parameter s (threshold g(s); -5 prunes from the start on MNIST-scale
+    /// runs, the paper's ImageNet -3200 prunes nothing in a short run).
     #[arg(long, default_value_t = SparsityConfig::default().s_init)]
     s_init: f64,
     /// STR: layer | channel | global | weight | rank (low-rank factors, structured).

@@ -444,7 +444,7 @@ impl Method for Str {
         vec![format!(
             "STR: every threshold g(s) stayed ~0 in epoch {} (largest: {name}, s = {s:.4}, g(s) = {gs:.3e}) and at its pace would still be ~0 ({g_final:.3e}) after the last epoch, with ~0 gradient: nothing will be pruned. Use a larger --s-init (e.g. {:.0}) or a larger --weight-decay",
             epoch + 1,
-            SUGGESTED_S_INIT
+            DEFAULT_S_INIT
         )]
     }
 
@@ -454,5 +454,8 @@ impl Method for Str {
     }
 }
 
-/// The `--s-init` the warning suggests (the default, tuned for MNIST-scale runs).
-pub const SUGGESTED_S_INIT: f64 = -5.0;
+/// The default `--s-init` (and the one the no-pruning warning suggests): g(s) = sigmoid(-5) =
+/// 0.0067, which prunes from the first step on MNIST-scale runs without collapsing them (the
+/// sweep behind it is in `docs/methods.md`, "STR": -3 prunes every weight of LeNet-300 at once,
+/// -20 and below prune nothing in 20 epochs).
+pub const DEFAULT_S_INIT: f64 = -5.0;

@@ -29,7 +29,8 @@ pub struct SparsityConfig {
     pub target_sparsity: Option<f64>,
     pub first_layer_dense: bool,
     pub last_layer_dense: bool,
-    /// STR: initial threshold parameter s (g(s) is the initial threshold).
+    /// STR: initial threshold parameter s (g(s) is the initial threshold); default -5, see
+    /// `methods::str::DEFAULT_S_INIT`.
     pub s_init: f64,
     /// STR: layer | channel | global | weight | rank (structured: low-rank factors).
     pub str_granularity: String,
@@ -58,7 +59,7 @@ impl Default for SparsityConfig {
             target_sparsity: None,
             first_layer_dense: false,
             last_layer_dense: false,
-            s_init: -5.0,
+            s_init: crate::methods::str::DEFAULT_S_INIT,
             str_granularity: "layer".into(),
             str_g: "sigmoid".into(),
             threshold_decay: None,
