@@ -369,3 +369,30 @@ fn structured_str_lowers_the_effective_rank_and_bakes_exactly() {
     }
     assert_eq!(low_rank_report(&model), after);
 }
+
+#[test]
+fn fastgrnn_run_reports_effective_ranks_in_the_summary() {
+    let dir = temp_dir("fastgrnn-rank");
+    let mut config = short(&dir.join("run"), "str", 1);
+    config.model = "fastgrnn".into();
+    config.sparsity.str_granularity = "rank".into();
+    config.sparsity.str_g = "exp".into();
+    config.sparsity.s_init = -0.5; // e^-0.5 = 0.61, above the initial component norms (~0.5)
+    let summary = finish(&config);
+    let ranks: Vec<(String, usize, usize)> = summary
+        .low_rank
+        .iter()
+        .map(|r| (r.name.clone(), r.rank, r.effective_rank))
+        .collect();
+    assert_eq!(ranks.len(), 2, "{ranks:?}");
+    assert_eq!((ranks[0].0.as_str(), ranks[0].1), ("rnn_list.0.cell.W", 28));
+    assert_eq!((ranks[1].0.as_str(), ranks[1].1), ("rnn_list.0.cell.U", 32));
+    assert!(ranks.iter().all(|r| r.2 < r.1), "{ranks:?}");
+    // The thresholds g(s) of the four factors are kept in the summary after baking.
+    let with_threshold = summary
+        .layers
+        .iter()
+        .filter(|l| l.threshold.is_some())
+        .count();
+    assert_eq!(with_threshold, 4);
+}
