@@ -92,6 +92,21 @@ fn str_settings() {
 }
 
 #[test]
+fn str_target_must_fit_in_the_sparsified_layers() {
+    assert_error(
+        &[
+            "train",
+            "--method",
+            "str",
+            "--target-sparsity",
+            "0.9",
+            "--first-layer-dense",
+        ],
+        "--target-sparsity 0.9 cannot be met with the dense layers kept dense (the other layers hold 11.6% of the weights)",
+    );
+}
+
+#[test]
 fn str_rank_needs_a_low_rank_model() {
     let dir = std::env::temp_dir().join(format!("sparsegrad-methods-cli-{}", std::process::id()));
     assert_error(

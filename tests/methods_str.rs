@@ -275,6 +275,8 @@ fn controller_loss_is_the_gap_to_the_scheduled_target() {
     assert!(close(value(&linear, 0.95, 0), 2.0 * 0.05));
     let log = controller(ControlScale::LogDensity, 0.0);
     assert!(close(value(&log, 0.5, 0), 2.0 * (0.5f64 / 0.1).ln()));
+    // Everything pruned: finite (the kept fraction is floored at 1e-12).
+    assert!(close(value(&log, 1.0, 0), 2.0 * (0.1f64 / 1e-12).ln()));
     // Ramp over the first half: at t = 25, p = 0.5 and S* = 0.9 (1 - 0.5^3) = 0.7875; only a
     // deficit costs anything; after the ramp the full two-sided target.
     let ramped = controller(ControlScale::Linear, 0.5);

@@ -7,10 +7,11 @@
 //! from (s_init, lambda, lr x steps).
 //!
 //! Our additions, off unless asked:
-//! - a target controller (`--target-sparsity S`): the FCPTS control loss
-//!   lambda_c |S_now - S| (Gong et al. 2024, eq. 3) with S_now = sum_l n_l r_l / N over all prunable
-//!   weights and r_l = `sparsity_rate(W_l, g(s_l))` (eq. 10, differentiable in s through the KDE
-//!   bridge, eq. 11), so the thresholds are pulled to the requested global sparsity;
+//! - a target controller (`--target-sparsity S`): the FCPTS control loss (Gong et al. 2024,
+//!   eq. 3) lambda_c |f(S_now) - f(S)|, with S_now = sum_l n_l r_l / N over all prunable weights
+//!   and r_l = `sparsity_rate(W_l, g(s_l))` (eq. 10, differentiable in s through the KDE bridge,
+//!   eq. 11), on the log-density scale f(S) = -ln(1 - S) by default and with a ramped target
+//!   (see [`Controller::loss`]), so the thresholds are pulled to the requested global sparsity;
 //! - a warning when the thresholds stay ~0 and will not prune anything in this run;
 //! - structured STR (`--str-granularity rank`): group soft thresholds on the rank-1 components
 //!   of low-rank factorised weights (FastGRNN's W = W2 W1), which lowers their rank.
@@ -26,7 +27,7 @@ use crate::tape::{Tape, Var};
 use crate::train::config::TrainConfig;
 use crate::train::method::{Method, StepInfo};
 
-use super::{bake, prunable_weights};
+use super::{bake, prunable_weights, uniform_prune_counts};
 
 /// Shape of the learnable thresholds (`--str-granularity`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +62,7 @@ impl StrGranularity {
     }
 }
 
-/// The target controller: lambda_c |S_now - S*(t)| added to the loss.
+/// The target controller: a control loss on the distance from S_now to the (ramped) target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Controller {
     /// Global sparsity S over all prunable weights (`--target-sparsity`).
@@ -117,7 +118,15 @@ impl Controller {
         };
         let now = match self.scale {
             ControlScale::Linear => now,
-            ControlScale::LogDensity => now.neg().add_scalar(1.0).ln().neg(),
+            ControlScale::LogDensity => {
+                // The kept fraction is 0 only when every weight is pruned; floored there so the
+                // loss stays finite (and gives no gradient) instead of reading as a divergence.
+                let floor = now.tape().constant(crate::tape::Tensor::from_elem(
+                    ndarray::IxDyn(&[]),
+                    KEPT_FLOOR,
+                ));
+                now.neg().add_scalar(1.0).maximum(floor).ln().neg()
+            }
         };
         let gap = if (t as f64) < ramp_steps {
             let p = t as f64 / ramp_steps;
@@ -129,6 +138,9 @@ impl Controller {
         gap.mul_scalar(self.weight)
     }
 }
+
+/// Smallest kept fraction the log-density control loss takes the logarithm of.
+const KEPT_FLOOR: f32 = 1e-12;
 
 /// STR's settings (see [`StrConfig::from_train_config`] for the command line's).
 #[derive(Clone, Debug)]
@@ -322,6 +334,11 @@ impl Method for Str {
         let c = &self.config;
         let layers = prunable_weights(model, c.first_layer_dense, c.last_layer_dense)?;
         self.total_weights = layers.iter().map(|l| l.len()).sum();
+        if let Some(controller) = &c.controller {
+            // A target the sparsified layers cannot hold alone is refused now, rather than
+            // pruning them all away while chasing it.
+            uniform_prune_counts(&layers, controller.target, true)?;
+        }
         if c.granularity == StrGranularity::Rank {
             let mut factors = Vec::new();
             model.visit_low_rank("", &mut |_, first, second| {
