@@ -30,6 +30,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod param;
+pub mod posttrain;
 pub mod rng;
 pub mod sparsity;
 pub mod tape;

@@ -1,4 +1,4 @@
-//! The `sparsegrad` command line: train, eval, report.
+//! The `sparsegrad` command line: train, eval, report, posttrain.
 //!
 //! Every failure prints one line `error: ...` naming the flag or file and exits non-zero.
 
@@ -8,12 +8,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use sparsegrad::data::detect::load_dir;
 use sparsegrad::error::{Error, Result};
-use sparsegrad::io::checkpoint::{self, Checkpoint};
-use sparsegrad::methods;
-use sparsegrad::models;
+use sparsegrad::posttrain::{self, PosttrainConfig};
 use sparsegrad::sparsity::report::{SparsityReport, format_table, sparsity_report};
 use sparsegrad::train::evaluate::accuracy;
-use sparsegrad::train::trainer::{CheckpointMeta, INIT_STREAM, read_summary};
+use sparsegrad::train::trainer::{load_model, read_summary};
 use sparsegrad::train::{Outcome, Progress, RunOptions, SparsityConfig, TrainConfig, train};
 
 #[derive(Parser)]
@@ -34,8 +32,11 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Test accuracy and sparsity of a checkpoint or exported model.
     Eval(EvalArgs),
-    /// Per-layer table of a finished run: shape, params, nonzero, sparsity, FLOPs.
+    /// Per-layer table of a finished run (train or posttrain): shape, params, nonzero, sparsity,
+    /// FLOPs, threshold.
     Report(ReportArgs),
+    /// Sparsify a trained model with a small calibration set (FCPTS or a magnitude baseline).
+    Posttrain(Box<PosttrainArgs>),
 }
 
 #[derive(Args)]
@@ -212,8 +213,118 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
+struct PosttrainArgs {
+    /// A `model.safetensors` or `checkpoint.safetensors` written by `sparsegrad train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Global sparsity r0 of the prunable weights, in (0, 1).
+    #[arg(long)]
+    target_sparsity: f64,
+    /// fcpts | magnitude-uniform | magnitude-erk | magnitude-global | magnitude-l2norm | lamp
+    #[arg(long, default_value = "fcpts")]
+    method: String,
+    /// FCPTS: paper (reconstruction gradient reaches the thresholds, KDE density) | code (the
+    /// released code: thresholds moved by the control loss only, histogram density). Default paper.
+    #[arg(long)]
+    variant: Option<String>,
+    /// FCPTS paper variant: dM/dt surrogate, clipped (default) | sigmoid:T.
+    #[arg(long)]
+    surrogate: Option<String>,
+    /// FCPTS: density of the sparsity bridge, kde | histogram (default: the variant's).
+    #[arg(long)]
+    density: Option<String>,
+    /// Calibration images drawn from the run's training split.
+    #[arg(long, default_value_t = PosttrainConfig::default().calib)]
+    calib: usize,
+    /// Optimisation iterations (one batch each).
+    #[arg(long, default_value_t = PosttrainConfig::default().iters)]
+    iters: usize,
+    #[arg(long, default_value_t = PosttrainConfig::default().batch_size)]
+    batch_size: usize,
+    /// Learning rate of the model's parameters.
+    #[arg(long, default_value_t = PosttrainConfig::default().lr)]
+    lr: f64,
+    /// FCPTS: learning rate of the threshold scores (default: --lr).
+    #[arg(long)]
+    score_lr: Option<f64>,
+    #[arg(long, default_value_t = PosttrainConfig::default().momentum)]
+    momentum: f64,
+    /// Weight decay of the model's parameters (threshold scores get none).
+    #[arg(long, default_value_t = PosttrainConfig::default().weight_decay)]
+    weight_decay: f64,
+    /// Linear warm-up from 0, in iterations.
+    #[arg(long, default_value_t = PosttrainConfig::default().warmup)]
+    warmup: usize,
+    /// Distillation temperature of the reconstruction loss.
+    #[arg(long, default_value_t = PosttrainConfig::default().temperature)]
+    temperature: f64,
+    /// FCPTS: weight of the control loss.
+    #[arg(long, default_value_t = PosttrainConfig::default().control_weight)]
+    control_weight: f64,
+    /// Baselines: prune only, no reconstruction fine-tuning.
+    #[arg(long)]
+    no_finetune: bool,
+    /// Iterations between lines of posttrain.jsonl.
+    #[arg(long, default_value_t = PosttrainConfig::default().log_every)]
+    log_every: usize,
+    /// Data directory (default: the data the checkpoint was trained on).
+    #[arg(long)]
+    data: Option<String>,
+    /// Seed of the calibration draw and batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (results are identical for any count).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run directory (default runs/MODEL-METHOD-R0).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Overwrite a run already in --out.
+    #[arg(long)]
+    force: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl PosttrainArgs {
+    fn config(&self) -> PosttrainConfig {
+        PosttrainConfig {
+            checkpoint: self.checkpoint.clone(),
+            data: self.data.clone(),
+            method: self.method.clone(),
+            target_sparsity: self.target_sparsity,
+            variant: self.variant.clone(),
+            surrogate: self.surrogate.clone(),
+            density: self.density.clone(),
+            calib: self.calib,
+            iters: self.iters,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            score_lr: self.score_lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            warmup: self.warmup,
+            temperature: self.temperature,
+            control_weight: self.control_weight,
+            finetune: !self.no_finetune,
+            log_every: self.log_every,
+            seed: self.seed,
+            threads: self.threads,
+            out: self.out.clone().unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "runs/posttrain-{}-{}",
+                    self.method, self.target_sparsity
+                ))
+            }),
+        }
+    }
+}
+
+#[derive(Args)]
 struct ReportArgs {
-    /// A run directory written by `sparsegrad train`.
+    /// A run directory written by `sparsegrad train` or `sparsegrad posttrain`.
     run: PathBuf,
 }
 
@@ -260,8 +371,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
 
 fn run_eval(args: &EvalArgs) -> Result<()> {
     let path = &args.checkpoint;
-    let ckpt: Checkpoint<f32> = checkpoint::load(path)?;
-    let meta = CheckpointMeta::from_checkpoint(&ckpt, path)?;
+    let (mut model, meta) = load_model(path)?;
     let info = &meta.info;
     let data_name = args
         .data
@@ -277,16 +387,6 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
             info.classes
         )));
     }
-    let mut rng = sparsegrad::rng::derived(meta.config.seed, INIT_STREAM);
-    let mut model = models::build(&info.spec(), &mut rng)?;
-    let prefix = if meta.state.is_some() {
-        // A training checkpoint stores raw weights and the method's transform parameters.
-        methods::build(&meta.config)?.prepare(model.as_mut())?;
-        "model."
-    } else {
-        ""
-    };
-    checkpoint::load_into(model.as_mut(), &ckpt, prefix, path)?;
     let indices: Vec<usize> = (0..data.test.len()).collect();
     let acc = accuracy(model.as_mut(), &data.test, &indices, &info.normalize());
     let report = sparsity_report(model.as_ref());
@@ -302,7 +402,77 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_posttrain(args: &PosttrainArgs) -> Result<()> {
+    let config = args.config();
+    config.validate()?;
+    set_threads(config.threads)?;
+    let s = posttrain::run(&config, args.force, &mut Progress::new(args.quiet))?;
+    let fixup = s
+        .fixup
+        .as_ref()
+        .map(|f| format!(" fixup_weights={}", f.changed))
+        .unwrap_or_default();
+    println!(
+        "test_accuracy={:.4} dense_test_accuracy={:.4} sparsity={:.4} target={} params={}/{}{fixup} optimise_seconds={:.1} evaluate_seconds={:.1}",
+        s.test_accuracy,
+        s.dense_test_accuracy,
+        s.achieved_sparsity,
+        s.target_sparsity,
+        s.params_nonzero,
+        s.params_total,
+        s.optimise_seconds,
+        s.evaluate_seconds
+    );
+    println!("run written to {}", config.out.display());
+    Ok(())
+}
+
+/// `report` of a `posttrain` run directory.
+fn report_posttrain(run: &Path) -> Result<()> {
+    let s = posttrain::read_summary(run)?;
+    let variant = [s.variant.clone(), s.surrogate.clone(), s.density.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let variant = if variant.is_empty() {
+        String::new()
+    } else {
+        format!(" ({variant})")
+    };
+    let fixup = s
+        .fixup
+        .as_ref()
+        .map(|f| format!(", fix-up {} weights", f.changed))
+        .unwrap_or_default();
+    println!(
+        "{}: {} / {}{variant}, target {:.2}%, {} iterations on {} images: test accuracy {:.2}% (dense {:.2}%){fixup}, optimise {:.1}s",
+        run.display(),
+        s.model,
+        s.method,
+        100.0 * s.target_sparsity,
+        s.iterations,
+        s.calibration_images,
+        100.0 * s.test_accuracy,
+        100.0 * s.dense_test_accuracy,
+        s.optimise_seconds
+    );
+    let report = SparsityReport {
+        layers: s.layers.iter().map(|l| l.report.clone()).collect(),
+        params_total: s.params_total,
+        params_nonzero: s.params_nonzero,
+        overall_sparsity: s.achieved_sparsity,
+        flops_dense: s.flops_dense,
+        flops_sparse: s.flops_sparse,
+    };
+    print!("{}", format_table(&report));
+    Ok(())
+}
+
 fn run_report(args: &ReportArgs) -> Result<()> {
+    if args.run.join(posttrain::LOG_FILE).exists() {
+        return report_posttrain(&args.run);
+    }
     let s = read_summary(&args.run)?;
     println!(
         "{}: {} / {}, {} epochs, test accuracy {:.2}% (best {:.2}% at epoch {}), {:.1}s",
@@ -334,6 +504,7 @@ fn main() -> ExitCode {
         Command::Train(args) => run_train(args),
         Command::Eval(args) => run_eval(args),
         Command::Report(args) => run_report(args),
+        Command::Posttrain(args) => run_posttrain(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

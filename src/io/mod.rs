@@ -2,5 +2,6 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod compare;
 pub mod plot;
 pub mod runlog;

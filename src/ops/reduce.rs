@@ -35,6 +35,10 @@ fn keepdim_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
 
 /// Broadcasts a gradient of a reduction (with or without the reduced axes kept) back to `shape`.
 fn expand_to<F: Float>(g: &Tensor<F>, shape: &[usize], axes: &[usize]) -> Tensor<F> {
+    if g.len() == 1 {
+        // Everything was reduced: a constant fill, not an element-by-element broadcast copy.
+        return Tensor::from_elem(IxDyn(shape), *g.iter().next().expect("one element"));
+    }
     // `to_shape` also accepts a gradient that is not row-major (it copies only then).
     let kept = g
         .to_shape((IxDyn(&keepdim_shape(shape, axes)), Order::RowMajor))
@@ -45,17 +49,24 @@ fn expand_to<F: Float>(g: &Tensor<F>, shape: &[usize], axes: &[usize]) -> Tensor
 }
 
 fn sum_axes<F: Float>(x: &Tensor<F>, axes: &[usize], keepdim: bool) -> Tensor<F> {
-    let mut y = x.clone();
-    for &a in axes.iter().rev() {
-        y = y.sum_axis(Axis(a));
-    }
+    let reduced = if axes.len() == x.ndim() && !axes.is_empty() {
+        // Everything: ndarray's contiguous sum, no copy of `x` (fixed order: deterministic).
+        Tensor::from_elem(IxDyn(&[]), x.sum())
+    } else {
+        let mut axes_desc = axes.iter().rev();
+        match axes_desc.next() {
+            None => x.clone(),
+            Some(&last) => axes_desc.fold(x.sum_axis(Axis(last)), |y, &a| y.sum_axis(Axis(a))),
+        }
+    };
     if keepdim {
-        // `y` is `x` itself when `axes` is empty, in whatever memory order `x` has.
-        y = y
+        // `reduced` is `x` itself when `axes` is empty, in whatever memory order `x` has.
+        reduced
             .into_shape_clone((IxDyn(&keepdim_shape(x.shape(), axes)), Order::RowMajor))
-            .expect("same size");
+            .expect("same size")
+    } else {
+        reduced
     }
-    y
 }
 
 impl<'t, F: Float> Var<'t, F> {

@@ -136,7 +136,7 @@ impl Default for TrainConfig {
     }
 }
 
-fn one_of(flag: &str, value: &str, allowed: &[&str]) -> Result<()> {
+pub(crate) fn one_of(flag: &str, value: &str, allowed: &[&str]) -> Result<()> {
     if allowed.contains(&value) {
         Ok(())
     } else {
@@ -147,7 +147,7 @@ fn one_of(flag: &str, value: &str, allowed: &[&str]) -> Result<()> {
     }
 }
 
-fn fraction(flag: &str, value: f64, lo_open: bool) -> Result<()> {
+pub(crate) fn fraction(flag: &str, value: f64, lo_open: bool) -> Result<()> {
     let ok = if lo_open {
         value > 0.0 && value < 1.0
     } else {
@@ -163,7 +163,7 @@ fn fraction(flag: &str, value: f64, lo_open: bool) -> Result<()> {
     }
 }
 
-fn non_negative(flag: &str, value: f64) -> Result<()> {
+pub(crate) fn non_negative(flag: &str, value: f64) -> Result<()> {
     if value >= 0.0 && value.is_finite() {
         Ok(())
     } else {

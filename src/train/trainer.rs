@@ -156,6 +156,27 @@ impl CheckpointMeta {
     }
 }
 
+/// Rebuilds the model stored in a checkpoint or export written by `sparsegrad train` (or
+/// `sparsegrad posttrain`): the architecture from the metadata, then the tensors. A training
+/// checkpoint holds raw weights and its method's transform parameters, so the method's transforms
+/// are put back first; an export holds the effective (baked) weights of a plain model.
+pub fn load_model(path: &Path) -> Result<(Box<dyn Module<f32>>, CheckpointMeta)> {
+    let ckpt: Checkpoint<f32> = checkpoint::load(path)?;
+    let meta = CheckpointMeta::from_checkpoint(&ckpt, path)?;
+    let mut model = models::build(
+        &meta.info.spec(),
+        &mut derived(meta.config.seed, INIT_STREAM),
+    )?;
+    let prefix = if meta.state.is_some() {
+        methods::build(&meta.config)?.prepare(model.as_mut())?;
+        "model."
+    } else {
+        ""
+    };
+    checkpoint::load_into(model.as_mut(), &ckpt, prefix, path)?;
+    Ok((model, meta))
+}
+
 /// The optimiser named in the config, with the method's groups first, then the bias/batchnorm
 /// weight-decay group when `--bias-decay` is set (public for programs that run their own loop).
 pub fn build_optimizer(
