@@ -464,6 +464,7 @@ fn report_posttrain(run: &Path) -> Result<()> {
         overall_sparsity: s.achieved_sparsity,
         flops_dense: s.flops_dense,
         flops_sparse: s.flops_sparse,
+        low_rank: Vec::new(),
     };
     print!("{}", format_table(&report));
     Ok(())
