@@ -119,10 +119,11 @@ struct SparsityArgs {
     /// Keep the last layer dense.
     #[arg(long)]
     last_layer_dense: bool,
-    /// STR: initial threshold parameter s.
+    /// STR: initial threshold parameter s (threshold g(s); -5 prunes from the start on MNIST-scale
+    /// runs, the paper's ImageNet -3200 prunes nothing in a short run).
     #[arg(long, default_value_t = SparsityConfig::default().s_init)]
     s_init: f64,
-    /// STR: layer | channel | global | weight.
+    /// STR: layer | channel | global | weight | rank (low-rank factors, structured).
     #[arg(long, default_value = "layer")]
     str_granularity: String,
     /// STR: sigmoid | exp.
@@ -131,6 +132,15 @@ struct SparsityArgs {
     /// STR: weight decay of the thresholds (default: --weight-decay).
     #[arg(long)]
     threshold_decay: Option<f64>,
+    /// STR with --target-sparsity: weight of the control loss |S_now - S|.
+    #[arg(long, default_value_t = SparsityConfig::default().controller_weight)]
+    controller_weight: f64,
+    /// STR with --target-sparsity: fraction of the run over which the target ramps up (0: none).
+    #[arg(long, default_value_t = SparsityConfig::default().controller_ramp)]
+    controller_ramp: f64,
+    /// STR with --target-sparsity: log (|ln(1-S_now) - ln(1-S)|) | linear (|S_now - S|).
+    #[arg(long, default_value = "log")]
+    controller_loss: String,
     /// GMP: first optimiser step of the pruning schedule.
     #[arg(long)]
     prune_start: Option<usize>,
@@ -180,6 +190,9 @@ impl TrainArgs {
                 str_granularity: s.str_granularity.clone(),
                 str_g: s.str_g.clone(),
                 threshold_decay: s.threshold_decay,
+                controller_weight: s.controller_weight,
+                controller_ramp: s.controller_ramp,
+                controller_loss: s.controller_loss.clone(),
                 prune_start: s.prune_start,
                 prune_end: s.prune_end,
                 prune_every: s.prune_every,
@@ -451,6 +464,7 @@ fn report_posttrain(run: &Path) -> Result<()> {
         overall_sparsity: s.achieved_sparsity,
         flops_dense: s.flops_dense,
         flops_sparse: s.flops_sparse,
+        low_rank: Vec::new(),
     };
     print!("{}", format_table(&report));
     Ok(())
@@ -479,6 +493,7 @@ fn run_report(args: &ReportArgs) -> Result<()> {
         overall_sparsity: s.overall_sparsity,
         flops_dense: s.flops_dense,
         flops_sparse: s.flops_sparse,
+        low_rank: s.low_rank.clone(),
     };
     print!("{}", format_table(&report));
     Ok(())

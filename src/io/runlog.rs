@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::io::atomic::write_atomic;
-use crate::sparsity::report::LayerReport;
+use crate::sparsity::report::{LayerReport, RankReport};
 
 /// Per-layer sparsity in a metrics line (the full report is in `summary.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,6 +53,9 @@ pub struct Summary {
     pub flops_dense: usize,
     pub flops_sparse: usize,
     pub layers: Vec<LayerReport>,
+    /// Effective ranks of low-rank factorised weights (structured STR); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub low_rank: Vec<RankReport>,
     pub wall_seconds: f64,
     pub config: serde_json::Value,
 }

@@ -121,6 +121,12 @@ macro_rules! delegate_to_children {
                 child.set_training(training);
             }
         }
+
+        fn visit_low_rank(&self, prefix: &str, f: &mut dyn FnMut(&str, &str, &str)) {
+            for (name, child) in self.children() {
+                child.visit_low_rank(&$crate::nn::join(prefix, &name), f);
+            }
+        }
     };
 }
 pub(crate) use delegate_to_children;

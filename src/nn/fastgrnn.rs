@@ -326,4 +326,17 @@ impl<F: Float> Module<F> for FastGrnnCell<F> {
             f(&join(prefix, &name), w);
         }
     }
+
+    /// W = W2 W1 and U = U2 U1 when low rank (EdgeML's names).
+    fn visit_low_rank(&self, prefix: &str, f: &mut dyn FnMut(&str, &str, &str)) {
+        for (letter, projection) in [("W", &self.w), ("U", &self.u)] {
+            if let Projection::LowRank { .. } = projection {
+                f(
+                    &join(prefix, letter),
+                    &join(prefix, &format!("{letter}1")),
+                    &join(prefix, &format!("{letter}2")),
+                );
+            }
+        }
+    }
 }

@@ -31,6 +31,15 @@ pub trait Module<F: Float> {
         let _ = (prefix, f);
     }
 
+    /// Calls `f` for every weight stored as two low-rank factors W = second first (FastGRNN's
+    /// W = W2 W1): the product's name (`rnn.W`), then the full names under which
+    /// [`Module::visit_weights`] visits the factors, `first` [r, in] (`rnn.W1`) and `second`
+    /// [out, r] (`rnn.W2`). Structured sparsity (low-rank STR) and rank reports use it;
+    /// containers forward it to their children like the other visitors.
+    fn visit_low_rank(&self, prefix: &str, f: &mut dyn FnMut(&str, &str, &str)) {
+        let _ = (prefix, f);
+    }
+
     /// Training mode (batch statistics, dropout) or evaluation mode.
     fn set_training(&mut self, training: bool) {
         let _ = training;

@@ -110,11 +110,13 @@ impl<F: Float> Weight<F> {
         }
     }
 
-    /// Sets pruned raw entries back to exactly zero (after an optimiser step).
+    /// Sets pruned raw entries back to exactly +0.0 (after an optimiser step, or after a method
+    /// changed the mask): a select, like `optim::zero_pruned`, so negative entries do not
+    /// become -0.0.
     pub fn reapply_mask(&mut self) {
         if let Some(mask) = self.transform.as_ref().and_then(|t| t.mask()) {
             let mask = mask.clone();
-            *self.raw.value_mut() *= &mask;
+            crate::optim::zero_pruned(self.raw.value_mut(), &mask);
         }
     }
 }

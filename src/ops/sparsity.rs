@@ -5,6 +5,8 @@
 //!
 //! - [`Var::soft_threshold`]: STR's S_g(W, s) = sign(W) relu(|W| - g(s)) (Kusupati et al. 2020).
 //!   Exact gradients, no straight-through estimator.
+//! - [`Var::group_soft_threshold`]: STR's structured variant, block soft-thresholding of whole
+//!   rows/columns (rank-1 components of a low-rank product W2 W1).
 //! - [`Var::sign_mask`]: FCPTS's M W with M = 0.5 sgn(|W| - t) + 0.5 (Gong et al. 2024, eqs. 1-2);
 //!   the threshold gradient (eq. 14) goes through a [`Surrogate`] for dM/dt.
 //! - [`Var::sparsity_rate`]: FCPTS's bridge r(t) = fraction of |w| <= t (eq. 10), exact forward,
@@ -155,6 +157,40 @@ fn sigmoid(x: f64) -> f64 {
     }
 }
 
+/// sum_i g_i sign(w_i) 1[|w_i| > t] in f64. Over contiguous row-major operands it runs in
+/// fixed chunks with independent partial sums (which vectorises, and is the same order for any
+/// thread count); otherwise in element order.
+fn alive_signed_sum<F: Float>(grad: &Tensor<F>, w: &Tensor<F>, t: F) -> f64 {
+    // Written as selects, without early exits, so the chunked loop below vectorises.
+    let term = |g: F, w: F| {
+        let alive = if w.abs() > t { g } else { F::zero() };
+        let signed = if w > F::zero() { alive } else { -alive };
+        (if w == F::zero() { F::zero() } else { signed }).f64()
+    };
+    match (grad.as_slice(), w.as_slice()) {
+        (Some(gs), Some(ws)) => {
+            const LANES: usize = 8;
+            let mut partial = [0.0f64; LANES];
+            let (gc, wc) = (gs.chunks_exact(LANES), ws.chunks_exact(LANES));
+            let tail: f64 = gc
+                .remainder()
+                .iter()
+                .zip(wc.remainder())
+                .map(|(&g, &w)| term(g, w))
+                .sum();
+            for (g8, w8) in gc.zip(wc) {
+                for k in 0..LANES {
+                    partial[k] += term(g8[k], w8[k]);
+                }
+            }
+            partial.iter().sum::<f64>() + tail
+        }
+        _ => Zip::from(grad)
+            .and(w)
+            .fold(0.0, |acc, &g, &w| acc + term(g, w)),
+    }
+}
+
 /// The single element of a one-element threshold (shape [], [1], [1, 1], ...).
 fn scalar_of<F: Float>(op: &str, t: &Tensor<F>) -> F {
     assert_eq!(
@@ -188,9 +224,15 @@ impl<'t, F: Float> Var<'t, F> {
         );
         // g(s) once per threshold entry (one scalar per layer), broadcast over the weight.
         let thr = sv.mapv(|s| F::c(g.value(s.f64())));
-        let y = Zip::from(&*w)
-            .and(&thr.broadcast(w.raw_dim()).expect("checked above"))
-            .map_collect(|&w, &t| sign_scalar(w) * (w.abs() - t).max(F::zero()));
+        let shrink = |w: F, t: F| sign_scalar(w) * (w.abs() - t).max(F::zero());
+        let y = match thr.as_slice() {
+            // One threshold: a plain map, which runs over contiguous memory (several times
+            // faster than a zip with a broadcast operand).
+            Some(&[t]) => w.mapv(|w| shrink(w, t)),
+            _ => Zip::from(&*w)
+                .and(&thr.broadcast(w.raw_dim()).expect("checked above"))
+                .map_collect(|&w, &t| shrink(w, t)),
+        };
         let g = g.clone();
         self.tape()
             .record("soft_threshold", y, &[self, s], move |grad, needs| {
@@ -204,11 +246,14 @@ impl<'t, F: Float> Var<'t, F> {
                     }
                 };
                 let thr_b = thr.broadcast(w.raw_dim()).expect("checked in forward");
-                let dw = needs[0].then(|| {
-                    Zip::from(grad)
+                let dw = needs[0].then(|| match thr.as_slice() {
+                    Some(&[t]) => Zip::from(grad)
+                        .and(&*w)
+                        .map_collect(|&g, &w| if alive(w, t) { g } else { F::zero() }),
+                    _ => Zip::from(grad)
                         .and(&*w)
                         .and(&thr_b)
-                        .map_collect(|&g, &w, &t| if alive(w, t) { g } else { F::zero() })
+                        .map_collect(|&g, &w, &t| if alive(w, t) { g } else { F::zero() }),
                 });
                 let ds = needs[1].then(|| {
                     let dg = sv.mapv(|s| F::c(g.derivative(s.f64())));
@@ -217,9 +262,7 @@ impl<'t, F: Float> Var<'t, F> {
                     {
                         // One threshold for the layer: reduce here, in f64, rather than build
                         // a weight-sized gradient for the engine to sum.
-                        let sum = Zip::from(grad)
-                            .and(&*w)
-                            .fold(0.0, |acc, &g, &w| acc + ds_entry(g, w, *t, *dg).f64());
+                        let sum = -dg.f64() * alive_signed_sum(grad, &w, *t);
                         return Tensor::from_elem(sv.raw_dim(), F::c(sum));
                     }
                     let dg = dg.broadcast(w.raw_dim()).expect("checked in forward");
@@ -228,6 +271,108 @@ impl<'t, F: Float> Var<'t, F> {
                         .and(&thr_b)
                         .and(&dg)
                         .map_collect(|&g, &w, &t, &dg| ds_entry(g, w, t, dg))
+                });
+                vec![dw, ds]
+            })
+    }
+
+    /// STR's threshold t = g(s), elementwise: the value [`Var::soft_threshold`] compares |w|
+    /// with (g evaluated in f64, then rounded to F, exactly as there), so a sparsity rate
+    /// measured at this t counts the weights the soft threshold zeroes. Derivative g'(s).
+    pub fn threshold_fn(self, g: &ThresholdFn) -> Self {
+        let sv = self.value();
+        let t = sv.mapv(|s| F::c(g.value(s.f64())));
+        let g = g.clone();
+        self.tape()
+            .record("threshold_fn", t, &[self], move |grad, needs| {
+                let ds = needs[0].then(|| {
+                    Zip::from(grad)
+                        .and(&*sv)
+                        .map_collect(|&gr, &s| gr * F::c(g.derivative(s.f64())))
+                });
+                vec![ds]
+            })
+    }
+
+    /// Group soft threshold (block soft-thresholding, the proximal operator of the group lasso):
+    /// every slice w_k of `self` along `axis` (a row of a matrix for axis 0, a column for axis 1)
+    /// becomes w_k relu(||w_k|| - g(s)) / ||w_k||, so a group whose Euclidean norm is at most
+    /// g(s) is zeroed whole and the others shrink by g(s) in norm. STR's structured variant
+    /// (Kusupati et al. 2020): on the matching rows of W1 and columns of W2 of a low-rank
+    /// W = W2 W1 it removes whole rank-1 components. `s` has one element (one threshold per
+    /// weight).
+    ///
+    /// Gradients, with n_k = ||w_k||, t = g(s), G_k the upstream gradient of group k, and only
+    /// groups with n_k > t contributing: dL/dw_k = (1 - t/n_k) G_k + t (w_k . G_k) w_k / n_k^3;
+    /// dL/ds = -g'(s) sum_k (w_k . G_k) / n_k. A group with n_k <= t (including n_k = 0) gets
+    /// zero gradient (strict, like relu'(0) = 0).
+    pub fn group_soft_threshold(self, s: Self, g: &ThresholdFn, axis: usize) -> Self {
+        let (w, sv) = (self.value(), s.value());
+        assert!(
+            axis < w.ndim(),
+            "op `group_soft_threshold`: axis {axis} out of range for weight shape {:?}",
+            w.shape()
+        );
+        let t = g.value(scalar_of("group_soft_threshold", &sv).f64());
+        let ax = ndarray::Axis(axis);
+        let norms: Vec<f64> = w
+            .axis_iter(ax)
+            .map(|group| group.iter().map(|v| v.f64() * v.f64()).sum::<f64>().sqrt())
+            .collect();
+        // Per-group factor 1 - t/n_k for surviving groups, 0 for the others.
+        let scale: Vec<f64> = norms
+            .iter()
+            .map(|&n| if n > t { 1.0 - t / n } else { 0.0 })
+            .collect();
+        let mut y = (*w).clone();
+        for (mut group, &c) in y.axis_iter_mut(ax).zip(&scale) {
+            group.mapv_inplace(|v| v * F::c(c));
+        }
+        let g = g.clone();
+        self.tape()
+            .record("group_soft_threshold", y, &[self, s], move |grad, needs| {
+                // w_k . G_k, in f64, for the surviving groups.
+                let dots: Vec<f64> = w
+                    .axis_iter(ax)
+                    .zip(grad.axis_iter(ax))
+                    .zip(&norms)
+                    .map(|((wk, gk), &n)| {
+                        if n > t {
+                            Zip::from(&wk)
+                                .and(&gk)
+                                .fold(0.0, |acc, &w, &g| acc + w.f64() * g.f64())
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let dw = needs[0].then(|| {
+                    let mut dw = Tensor::zeros(w.raw_dim());
+                    for (k, ((mut out, wk), gk)) in dw
+                        .axis_iter_mut(ax)
+                        .zip(w.axis_iter(ax))
+                        .zip(grad.axis_iter(ax))
+                        .enumerate()
+                    {
+                        let n = norms[k];
+                        if n > t {
+                            let radial = t * dots[k] / (n * n * n);
+                            Zip::from(&mut out).and(&wk).and(&gk).for_each(|o, &w, &g| {
+                                *o = F::c(scale[k] * g.f64() + radial * w.f64());
+                            });
+                        }
+                    }
+                    dw
+                });
+                let ds = needs[1].then(|| {
+                    let sum: f64 = dots
+                        .iter()
+                        .zip(&norms)
+                        .filter(|(_, n)| **n > t)
+                        .map(|(d, n)| d / n)
+                        .sum();
+                    let dg = g.derivative(scalar_of("group_soft_threshold", &sv).f64());
+                    Tensor::from_elem(sv.raw_dim(), F::c(-dg * sum))
                 });
                 vec![dw, ds]
             })

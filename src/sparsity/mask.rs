@@ -40,7 +40,7 @@ impl<F: Float> Mask<F> {
     pub fn top_k_magnitude(w: &Tensor<F>, keep: usize) -> Self {
         let mut mask = Tensor::zeros(w.raw_dim());
         let flat = mask.as_slice_mut().expect("fresh array is contiguous");
-        for i in top_k_indices(w, keep) {
+        for i in top_k_indices(w, keep, |_| true) {
             flat[i] = F::one();
         }
         Mask {
@@ -79,6 +79,27 @@ impl<F: Float> Mask<F> {
         Ok(())
     }
 
+    /// Shrinks the mask to the `keep` currently kept entries of largest |w| (ties to the lower
+    /// flat index); pruned entries stay pruned whatever their value, so a mask only ever loses
+    /// entries (gradual pruning). `keep` larger than the kept count keeps the mask as it is.
+    pub fn shrink_to_top_k(&mut self, w: &Tensor<F>, keep: usize) -> Result<()> {
+        if w.shape() != self.mask.shape() {
+            return Err(Error::invalid(format!(
+                "Mask::shrink_to_top_k: weight shape {:?} differs from the mask's {:?}",
+                w.shape(),
+                self.mask.shape()
+            )));
+        }
+        let kept: Vec<bool> = self.mask.value().iter().map(|&m| m != F::zero()).collect();
+        let mut mask = Tensor::zeros(w.raw_dim());
+        let flat = mask.as_slice_mut().expect("fresh array is contiguous");
+        for i in top_k_indices(w, keep, |i| kept[i]) {
+            flat[i] = F::one();
+        }
+        self.mask.set_value(mask);
+        Ok(())
+    }
+
     /// Number of kept (nonzero) entries.
     pub fn kept(&self) -> usize {
         self.mask
@@ -99,10 +120,15 @@ fn check_binary<F: Float>(mask: &Tensor<F>) -> Result<()> {
     }
 }
 
-/// Flat indices of the `keep` largest |w|, ties to the lower index.
-fn top_k_indices<F: Float>(w: &Tensor<F>, keep: usize) -> Vec<usize> {
-    let keep = keep.min(w.len());
-    let mut order: Vec<usize> = (0..w.len()).collect();
+/// Flat indices of the `keep` largest |w| among the entries `candidate` accepts, ties to the
+/// lower index.
+fn top_k_indices<F: Float>(
+    w: &Tensor<F>,
+    keep: usize,
+    candidate: impl Fn(usize) -> bool,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..w.len()).filter(|&i| candidate(i)).collect();
+    let keep = keep.min(order.len());
     let values: Vec<F> = w.iter().copied().collect();
     let by_magnitude_desc = |&a: &usize, &b: &usize| {
         values[b]

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`Mask`] | fixed masks (magnitude pruning, LTH, SNIP, GMP, RigL) | `{weight}_mask` (buffer) |
 //! | [`SoftThreshold`] | STR | `{weight}_threshold` |
+//! | [`GroupSoftThreshold`] | structured (low-rank) STR | `{weight}_threshold` |
 //! | [`ThresholdMask`] | FCPTS | `{weight}_score` |
 //! | [`HardConcreteGate`] | L0 | `{weight}_log_alpha` |
 //!
@@ -14,6 +15,7 @@
 
 pub mod budget;
 pub mod density;
+pub mod group_soft_threshold;
 pub mod hard_concrete_gate;
 pub mod mask;
 pub mod report;
@@ -22,6 +24,7 @@ pub mod soft_threshold;
 pub mod stats;
 
 pub use density::{Bandwidth, Density, DensityEstimate};
+pub use group_soft_threshold::GroupSoftThreshold;
 pub use hard_concrete_gate::{GateAxis, HardConcreteGate};
 pub use mask::Mask;
 pub use sign_mask::{FcptsVariant, ThresholdMask};

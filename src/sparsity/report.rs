@@ -39,6 +39,61 @@ pub struct SparsityReport {
     pub overall_sparsity: f64,
     pub flops_dense: usize,
     pub flops_sparse: usize,
+    /// Effective ranks of low-rank factorised weights (empty for models without any).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub low_rank: Vec<RankReport>,
+}
+
+/// A weight stored as low-rank factors W = second first (see `Module::visit_low_rank`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankReport {
+    /// The product's name (`rnn.W`).
+    pub name: String,
+    /// The factors' inner dimension r (the rank W was built with).
+    pub rank: usize,
+    /// Rank-1 components second[:, k] first[k, :] with both the row k of the effective `first`
+    /// and the column k of the effective `second` non-zero: the rank left to deploy (an upper
+    /// bound of the algebraic rank of the product).
+    pub effective_rank: usize,
+}
+
+/// Factor and effective ranks of every low-rank factorised weight of `model`, from its effective
+/// weights (exact zeros, like every figure here).
+pub fn low_rank_report<F: Float>(model: &dyn Module<F>) -> Vec<RankReport> {
+    let mut pairs = Vec::new();
+    model.visit_low_rank("", &mut |name, first, second| {
+        pairs.push((name.to_string(), first.to_string(), second.to_string()))
+    });
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    let mut effective = std::collections::HashMap::new();
+    model.visit_weights("", &mut |name, w| {
+        effective.insert(name.to_string(), w.effective());
+    });
+    pairs
+        .into_iter()
+        .map(|(name, first, second)| {
+            let (a, b) = (&effective[&first], &effective[&second]);
+            assert!(
+                a.ndim() == 2 && b.ndim() == 2 && a.shape()[0] == b.shape()[1],
+                "low_rank_report: {first} {:?} and {second} {:?} are not factors [r, in], [out, r]",
+                a.shape(),
+                b.shape()
+            );
+            let nonzero = |v: &F| *v != F::zero();
+            let effective_rank = a
+                .outer_iter()
+                .zip(b.columns())
+                .filter(|(row, col)| row.iter().any(nonzero) && col.iter().any(nonzero))
+                .count();
+            RankReport {
+                name,
+                rank: a.shape()[0],
+                effective_rank,
+            }
+        })
+        .collect()
 }
 
 /// Figures of every prunable weight of `model`, from its effective weights.
@@ -78,6 +133,7 @@ pub fn sparsity_report<F: Float>(model: &dyn Module<F>) -> SparsityReport {
         flops_dense: layers.iter().map(|l| l.flops_dense).sum(),
         flops_sparse: layers.iter().map(|l| l.flops_sparse).sum(),
         layers,
+        low_rank: low_rank_report(model),
     }
 }
 
@@ -119,5 +175,11 @@ pub fn format_table(report: &SparsityReport) -> String {
         report.flops_dense,
         report.flops_sparse
     );
+    for r in &report.low_rank {
+        out += &format!(
+            "low-rank {}: effective rank {} of {}\n",
+            r.name, r.effective_rank, r.rank
+        );
+    }
     out
 }

@@ -29,14 +29,22 @@ pub struct SparsityConfig {
     pub target_sparsity: Option<f64>,
     pub first_layer_dense: bool,
     pub last_layer_dense: bool,
-    /// STR: initial threshold parameter s (g(s) is the initial threshold).
+    /// STR: initial threshold parameter s (g(s) is the initial threshold); default -5, see
+    /// `methods::str::DEFAULT_S_INIT`.
     pub s_init: f64,
-    /// STR: layer | channel | global | weight.
+    /// STR: layer | channel | global | weight | rank (structured: low-rank factors).
     pub str_granularity: String,
     /// STR: sigmoid | exp.
     pub str_g: String,
     /// STR: weight decay of the thresholds (default: the weights' weight decay, as in the paper).
     pub threshold_decay: Option<f64>,
+    /// STR with --target-sparsity: weight lambda_c of the control loss lambda_c |S_now - S|.
+    pub controller_weight: f64,
+    /// STR with --target-sparsity: fraction of the run over which the controller's target ramps
+    /// up (0: the full target from the first step).
+    pub controller_ramp: f64,
+    /// STR with --target-sparsity: `log` (|ln(1 - S_now) - ln(1 - S)|) or `linear` (|S_now - S|).
+    pub controller_loss: String,
     /// GMP: first, last optimiser step of the pruning schedule, and steps between prunings.
     pub prune_start: Option<usize>,
     pub prune_end: Option<usize>,
@@ -51,10 +59,13 @@ impl Default for SparsityConfig {
             target_sparsity: None,
             first_layer_dense: false,
             last_layer_dense: false,
-            s_init: -5.0,
+            s_init: crate::methods::str::DEFAULT_S_INIT,
             str_granularity: "layer".into(),
             str_g: "sigmoid".into(),
             threshold_decay: None,
+            controller_weight: 1.0,
+            controller_ramp: 0.5,
+            controller_loss: "log".into(),
             prune_start: None,
             prune_end: None,
             prune_every: 100,
@@ -214,11 +225,29 @@ impl TrainConfig {
         one_of(
             "--str-granularity",
             &s.str_granularity,
-            &["layer", "channel", "global", "weight"],
+            &["layer", "channel", "global", "weight", "rank"],
         )?;
         one_of("--str-g", &s.str_g, &["sigmoid", "exp"])?;
         if let Some(d) = s.threshold_decay {
             non_negative("--threshold-decay", d)?;
+        }
+        if !(s.controller_weight > 0.0 && s.controller_weight.is_finite()) {
+            return Err(Error::invalid(format!(
+                "--controller-weight must be a positive number, got {}",
+                s.controller_weight
+            )));
+        }
+        fraction("--controller-ramp", s.controller_ramp, false)?;
+        one_of("--controller-loss", &s.controller_loss, &["log", "linear"])?;
+        if !s.s_init.is_finite() {
+            return Err(Error::invalid(format!(
+                "--s-init must be a finite number, got {}",
+                s.s_init
+            )));
+        }
+        if self.method == "str" {
+            // STR's own combinations of settings (one place: the method's config).
+            crate::methods::str::StrConfig::from_train_config(self)?;
         }
         if s.prune_every == 0 {
             return Err(Error::invalid("--prune-every must be at least 1"));
@@ -234,6 +263,17 @@ impl TrainConfig {
         {
             return Err(Error::invalid(format!(
                 "--prune-start ({a}) must be before --prune-end ({b})"
+            )));
+        }
+        if s.prune_epoch == Some(0) {
+            return Err(Error::invalid(
+                "--prune-epoch must be at least 1 (the epochs trained dense before pruning)",
+            ));
+        }
+        if self.method == "magnitude" && self.epochs < 2 {
+            return Err(Error::invalid(format!(
+                "--method magnitude needs --epochs 2 or more (dense training, then fine-tuning), got {}",
+                self.epochs
             )));
         }
         if let Some(e) = s.prune_epoch

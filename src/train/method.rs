@@ -28,6 +28,13 @@ pub trait Method {
         Ok(())
     }
 
+    /// Checks the method's settings against the run's length (pruning schedules in steps);
+    /// called once before training starts and before the run directory is touched.
+    fn check_run(&self, steps_per_epoch: usize, total_steps: usize) -> Result<()> {
+        let _ = (steps_per_epoch, total_steps);
+        Ok(())
+    }
+
     /// Parameter groups the method needs (e.g. its thresholds' own weight decay); they take
     /// precedence over the loop's groups.
     fn param_groups(&self) -> Vec<ParamGroup> {
@@ -57,7 +64,8 @@ pub trait Method {
         Vec::new()
     }
 
-    /// Runs once after training, before export: bakes transforms into plain weights.
+    /// Runs once after training, before export: bakes transforms into plain weights. The
+    /// summary keeps the thresholds the transforms reported before `finish`.
     fn finish(&mut self, model: &mut dyn Module<f32>) {
         let _ = model;
     }

@@ -178,8 +178,11 @@ pub fn load_model(path: &Path) -> Result<(Box<dyn Module<f32>>, CheckpointMeta)>
 }
 
 /// The optimiser named in the config, with the method's groups first, then the bias/batchnorm
-/// weight-decay group when `--bias-decay` is set.
-fn build_optimizer(config: &TrainConfig, method: &dyn Method) -> Result<Box<dyn Optimizer<f32>>> {
+/// weight-decay group when `--bias-decay` is set (public for programs that run their own loop).
+pub fn build_optimizer(
+    config: &TrainConfig,
+    method: &dyn Method,
+) -> Result<Box<dyn Optimizer<f32>>> {
     let mut groups: Vec<ParamGroup> = method.param_groups();
     if let Some(d) = config.bias_decay {
         groups.push(ParamGroup::new(ParamMatch::BiasesAndNorms).with_weight_decay(d));
@@ -397,6 +400,7 @@ pub fn train(
         config.epochs
     };
     let schedule = build_schedule(config, units)?;
+    s.method.check_run(steps_per_epoch, total_steps)?;
     let mut state = LoopState {
         epoch: 0,
         step: 0,
@@ -538,6 +542,12 @@ pub fn train(
             epochs_done: last_epoch,
         });
     }
+    // Thresholds as the transforms applied them: `finish` may bake the transforms away.
+    let thresholds: BTreeMap<String, f64> = sparsity_report(s.model.as_ref())
+        .layers
+        .into_iter()
+        .filter_map(|l| Some((l.name, l.threshold?)))
+        .collect();
     s.method.finish(s.model.as_mut());
     let meta = CheckpointMeta::new(&s.info, config, None);
     checkpoint::save(
@@ -546,7 +556,10 @@ pub fn train(
         &meta.to_metadata(),
     )?;
     let final_test = accuracy(s.model.as_mut(), &s.data.test, &s.test_idx, &s.norm);
-    let report = sparsity_report(s.model.as_ref());
+    let mut report = sparsity_report(s.model.as_ref());
+    for layer in &mut report.layers {
+        layer.threshold = layer.threshold.or(thresholds.get(&layer.name).copied());
+    }
     let summary = Summary {
         model: config.model.clone(),
         method: config.method.clone(),
@@ -561,6 +574,7 @@ pub fn train(
         flops_dense: report.flops_dense,
         flops_sparse: report.flops_sparse,
         layers: report.layers.clone(),
+        low_rank: report.low_rank.clone(),
         wall_seconds: wall_before + session_start.elapsed().as_secs_f64(),
         config: serde_json::to_value(config).expect("config serialises"),
     };
