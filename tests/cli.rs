@@ -231,3 +231,52 @@ fn eval_rejects_bad_checkpoints() {
         ),
     );
 }
+
+#[test]
+fn report_compares_runs_and_a_closed_stdout_ends_it_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = temp_dir("pipe");
+    let out = dir.join("run");
+    let (code, _, stderr) = run(&[
+        "train",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, table, stderr) = run(&["report", out.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "header, rule and one row per run:\n{table}");
+    assert!(
+        lines[0].starts_with("| run | model | method | test acc |"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("| {} | lenet300 | dense |", out.display())),
+        "{table}"
+    );
+    assert_eq!(lines[2], lines[3]);
+    // Close the read end at once: `report` reads the run files before it prints, so its first
+    // write meets a closed pipe (as in `sparsegrad report RUN | head -0`).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
+        .args(["report", out.to_str().unwrap(), out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success() || status.code().is_none(), "{status:?}");
+}

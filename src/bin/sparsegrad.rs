@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use sparsegrad::data::detect::load_dir;
 use sparsegrad::error::{Error, Result};
+use sparsegrad::io::compare::{ComparisonRow, markdown_table};
 use sparsegrad::posttrain::{self, PosttrainConfig};
 use sparsegrad::sparsity::report::{SparsityReport, format_table, sparsity_report};
 use sparsegrad::train::evaluate::accuracy;
@@ -324,8 +325,10 @@ impl PosttrainArgs {
 
 #[derive(Args)]
 struct ReportArgs {
-    /// A run directory written by `sparsegrad train` or `sparsegrad posttrain`.
-    run: PathBuf,
+    /// Run directories written by `sparsegrad train` or `sparsegrad posttrain`: one gives its
+    /// per-layer table, several a Markdown table comparing them.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
@@ -471,13 +474,34 @@ fn report_posttrain(run: &Path) -> Result<()> {
 }
 
 fn run_report(args: &ReportArgs) -> Result<()> {
-    if args.run.join(posttrain::LOG_FILE).exists() {
-        return report_posttrain(&args.run);
+    match args.runs.as_slice() {
+        [run] => report_one(run),
+        runs => {
+            let rows = runs
+                .iter()
+                .map(|run| {
+                    let name = run.display().to_string();
+                    if run.join(posttrain::LOG_FILE).exists() {
+                        Ok(posttrain::read_summary(run)?.comparison_row(&name))
+                    } else {
+                        Ok(ComparisonRow::from_summary(&name, &read_summary(run)?))
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            print!("{}", markdown_table(&rows));
+            Ok(())
+        }
     }
-    let s = read_summary(&args.run)?;
+}
+
+fn report_one(run: &Path) -> Result<()> {
+    if run.join(posttrain::LOG_FILE).exists() {
+        return report_posttrain(run);
+    }
+    let s = read_summary(run)?;
     println!(
         "{}: {} / {}, {} epochs, test accuracy {:.2}% (best {:.2}% at epoch {}), {:.1}s",
-        args.run.display(),
+        run.display(),
         s.model,
         s.method,
         s.epochs,
@@ -499,7 +523,25 @@ fn run_report(args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Ends the process quietly when stdout is a closed pipe (`sparsegrad report ... | head`), as
+/// Unix tools do. Rust ignores SIGPIPE, which would make `println!` panic instead.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    {
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        unsafe extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        // SAFETY: resetting a signal to its default disposition has no preconditions.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     sparsegrad::alloc::tune_allocator();
     let cli = Cli::parse();
     let result = match &cli.command {

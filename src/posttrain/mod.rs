@@ -127,6 +127,42 @@ pub struct PosttrainSummary {
     pub config: serde_json::Value,
 }
 
+impl PosttrainSummary {
+    /// This run as a row of `sparsegrad report`'s comparison table.
+    pub fn comparison_row(&self, run: &str) -> crate::io::compare::ComparisonRow {
+        let variant = [self.variant.as_deref(), self.density.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
+        let method = if variant.is_empty() {
+            format!("{} r0 {}", self.method, self.target_sparsity)
+        } else {
+            format!(
+                "{} ({}) r0 {}",
+                self.method,
+                variant.join(", "),
+                self.target_sparsity
+            )
+        };
+        let layers: Vec<crate::sparsity::report::LayerReport> =
+            self.layers.iter().map(|l| l.report.clone()).collect();
+        crate::io::compare::ComparisonRow {
+            run: run.to_string(),
+            model: self.model.clone(),
+            method,
+            test_accuracy: self.test_accuracy,
+            best_test_accuracy: None,
+            sparsity: self.achieved_sparsity,
+            params_nonzero: self.params_nonzero,
+            params_total: self.params_total,
+            flops_sparse: self.flops_sparse,
+            flops_dense: self.flops_dense,
+            layers: crate::io::compare::layer_sparsities(&layers),
+            wall_seconds: self.wall_seconds,
+        }
+    }
+}
+
 /// What the method does, resolved from the config.
 enum Plan {
     Fcpts(FcptsOptions),
