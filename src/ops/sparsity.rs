@@ -415,7 +415,11 @@ impl<'t, F: Float> Var<'t, F> {
         let (w, tv) = (self.value(), t.value());
         let thr = scalar_of("sparsity_rate", &tv);
         assert!(!w.is_empty(), "op `sparsity_rate`: the weight is empty");
-        let pruned = w.iter().filter(|w| w.abs() <= thr).count();
+        let is_pruned = |w: &&F| w.abs() <= thr;
+        let pruned = match w.as_slice_memory_order() {
+            Some(flat) => flat.iter().filter(is_pruned).count(),
+            None => w.iter().filter(is_pruned).count(),
+        };
         let rate = Tensor::from_elem(ndarray::IxDyn(&[]), F::c(pruned as f64 / w.len() as f64));
         let density = *density;
         let t_shape = tv.raw_dim();

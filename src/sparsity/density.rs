@@ -17,6 +17,8 @@
 //! raw units. Either way [`DensityEstimate::Kde::bandwidth`] holds the width actually used, in raw
 //! units, so the estimate is p(x) = 1/(n h) sum_i phi((x - w_i) / h).
 
+use rayon::prelude::*;
+
 use crate::float::Float;
 use crate::tape::Tensor;
 
@@ -59,7 +61,11 @@ impl Density {
 
     /// Fits the estimator to `w` (all entries, any shape).
     pub fn estimate<F: Float>(&self, w: &Tensor<F>) -> DensityEstimate {
-        let values: Vec<f64> = w.iter().map(|x| x.f64()).collect();
+        // A contiguous slice iterates far faster than ndarray's n-dimensional iterator.
+        let values: Vec<f64> = match w.as_slice_memory_order() {
+            Some(flat) => flat.iter().map(|x| x.f64()).collect(),
+            None => w.iter().map(|x| x.f64()).collect(),
+        };
         // Equal weights (no spread) are a point mass; checked exactly, since a computed standard
         // deviation of equal values is rounding noise, not zero.
         let first = values.first().copied();
@@ -151,8 +157,14 @@ fn population_std(values: &[f64]) -> f64 {
 }
 
 /// `n` evenly spaced order statistics of `values`, ascending: the elements of rank
-/// floor((i + 1/2) N / n) for i = 0..n (every value, sorted, when N <= n). Found by recursive
-/// selection, O(N log n), so large layers are never fully sorted.
+/// floor((i + 1/2) N / n) for i = 0..n (every value, sorted, when N <= n). Exact, and so
+/// independent of the thread count.
+///
+/// This runs on every training step of the STR controller and of FCPTS, so large layers are never
+/// sorted: values become integer keys in `f64::total_cmp` order; one pass counts them into 2^16
+/// buckets by their top bits, a second gathers only the buckets that hold a wanted rank, and a
+/// recursive selection inside each of those (in parallel) finishes the job: O(N) plus selection
+/// in small buckets, where selecting on the whole array would take O(N log n).
 pub fn order_statistics(mut values: Vec<f64>, n: usize) -> Vec<f64> {
     let len = values.len();
     if len <= n {
@@ -162,22 +174,84 @@ pub fn order_statistics(mut values: Vec<f64>, n: usize) -> Vec<f64> {
     let ranks: Vec<usize> = (0..n)
         .map(|i| (((2 * i + 1) * len) / (2 * n)).min(len - 1))
         .collect();
-    select_ranks(&mut values, &ranks, 0);
-    ranks.iter().map(|&r| values[r]).collect()
+    let keys: Vec<u64> = values.into_iter().map(total_order_key).collect();
+    let bucket_of = |key: u64| (key >> (64 - BUCKET_BITS)) as usize;
+    let mut starts = vec![0usize; (1 << BUCKET_BITS) + 1];
+    for &k in &keys {
+        starts[bucket_of(k) + 1] += 1;
+    }
+    for b in 1..starts.len() {
+        starts[b] += starts[b - 1];
+    }
+    // The buckets holding wanted ranks, each with its ranks relative to the bucket's start.
+    let mut wanted: Vec<(usize, Vec<usize>)> = Vec::new();
+    for &r in &ranks {
+        let b = starts.partition_point(|&s| s <= r) - 1;
+        match wanted.last_mut() {
+            Some((last, local)) if *last == b => local.push(r - starts[b]),
+            _ => wanted.push((b, vec![r - starts[b]])),
+        }
+    }
+    let mut slot_of_bucket = vec![u32::MAX; 1 << BUCKET_BITS];
+    let mut members: Vec<Vec<u64>> = Vec::with_capacity(wanted.len());
+    for (slot, (b, _)) in wanted.iter().enumerate() {
+        slot_of_bucket[*b] = slot as u32;
+        members.push(Vec::with_capacity(starts[*b + 1] - starts[*b]));
+    }
+    for &k in &keys {
+        let slot = slot_of_bucket[bucket_of(k)];
+        if slot != u32::MAX {
+            members[slot as usize].push(k);
+        }
+    }
+    members
+        .par_iter_mut()
+        .zip(&wanted)
+        .flat_map_iter(|(bucket, (_, local))| {
+            select_ranks(bucket, local);
+            local
+                .iter()
+                .map(|&r| from_total_order_key(bucket[r]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
-/// Rearranges `v` (which starts at rank `offset` of the whole array) so that each rank in `ranks`
-/// (ascending) holds its order statistic.
-fn select_ranks(v: &mut [f64], ranks: &[usize], offset: usize) {
+/// Bits of a key that pick its bucket in [`order_statistics`] (2^16 counters stay in cache).
+const BUCKET_BITS: u32 = 16;
+
+/// An integer whose unsigned order is `f64::total_cmp`'s: the sign bit is flipped for
+/// non-negative values, every bit for negative ones.
+fn total_order_key(v: f64) -> u64 {
+    let bits = v.to_bits();
+    if bits >> 63 == 0 {
+        bits | (1 << 63)
+    } else {
+        !bits
+    }
+}
+
+/// The inverse of [`total_order_key`].
+fn from_total_order_key(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 {
+        key & !(1 << 63)
+    } else {
+        !key
+    })
+}
+
+/// Rearranges `v` so that each index in `ranks` (ascending) holds its order statistic.
+fn select_ranks(v: &mut [u64], ranks: &[usize]) {
     if ranks.is_empty() {
         return;
     }
     let mid = ranks.len() / 2;
-    let at = ranks[mid] - offset;
-    v.select_nth_unstable_by(at, f64::total_cmp);
+    let at = ranks[mid];
+    v.select_nth_unstable(at);
     let (left, right) = v.split_at_mut(at);
-    select_ranks(left, &ranks[..mid], offset);
-    select_ranks(&mut right[1..], &ranks[mid + 1..], offset + at + 1);
+    select_ranks(left, &ranks[..mid]);
+    let right_ranks: Vec<usize> = ranks[mid + 1..].iter().map(|r| r - at - 1).collect();
+    select_ranks(&mut right[1..], &right_ranks);
 }
 
 /// Quantile `q` of an ascending sample with linear interpolation (numpy's default).
@@ -231,6 +305,55 @@ fn histogram(values: &[f64], bins: usize) -> DensityEstimate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_statistics_equal_those_of_a_full_sort() {
+        // Large enough for the parallel path; signed values, zeros of both signs, repeats.
+        let mut rng = crate::rng::seeded(3);
+        let mut values: Vec<f64> = (0..50_000)
+            .map(|i| match i % 7 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => (i % 13) as f64 - 6.0,
+                _ => crate::rng::standard_normal(&mut rng),
+            })
+            .collect();
+        let picked = order_statistics(values.clone(), 100);
+        values.sort_unstable_by(f64::total_cmp);
+        let expected: Vec<f64> = (0..100)
+            .map(|i| values[((2 * i + 1) * values.len()) / 200])
+            .collect();
+        assert_eq!(picked.len(), 100);
+        for (p, e) in picked.iter().zip(&expected) {
+            assert_eq!(p.to_bits(), e.to_bits());
+        }
+    }
+
+    #[test]
+    fn total_order_keys_sort_like_total_cmp_and_invert() {
+        let values = [
+            f64::NEG_INFINITY,
+            -2.5,
+            -1e-300,
+            -0.0,
+            0.0,
+            1e-300,
+            3.0,
+            f64::INFINITY,
+        ];
+        for pair in values.windows(2) {
+            assert!(
+                total_order_key(pair[0]) < total_order_key(pair[1]),
+                "{pair:?}"
+            );
+        }
+        for v in values {
+            assert_eq!(
+                from_total_order_key(total_order_key(v)).to_bits(),
+                v.to_bits()
+            );
+        }
+    }
 
     #[test]
     fn order_statistics_pick_evenly_spaced_ranks() {
