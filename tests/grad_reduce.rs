@@ -179,3 +179,14 @@ fn reducing_over_no_axes_accepts_column_major_values() {
         check_column_major(&x, &[], keepdim);
     }
 }
+
+#[test]
+fn logsumexp_of_infinite_rows_is_infinite_not_nan() {
+    // Row 0 all -inf (a fully masked row), row 1 holds +inf, row 2 is finite.
+    let inf = f64::INFINITY;
+    let x = ndarray::array![[-inf, -inf, -inf], [0.0, inf, 1.0], [0.0, 0.0, 0.0]].into_dyn();
+    let y = forward(|v| v[0].logsumexp(1, false), std::slice::from_ref(&x));
+    assert_eq!(y[[0]], -inf);
+    assert_eq!(y[[1]], inf);
+    assert!((y[[2]] - 3f64.ln()).abs() < 1e-15);
+}

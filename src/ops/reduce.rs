@@ -148,8 +148,13 @@ impl<'t, F: Float> Var<'t, F> {
     pub fn logsumexp(self, axis: usize, keepdim: bool) -> Self {
         let x = self.value();
         normalise_axes("logsumexp", &[axis], x.ndim());
+        // Shift by the maximum for stability; an infinite maximum shifts by 0 instead, so a row of
+        // all -inf gives -inf and a row holding +inf gives +inf (PyTorch), not NaN from inf - inf.
         let m = x
-            .map_axis(Axis(axis), |l| l.fold(F::neg_infinity(), |a, &b| a.max(b)))
+            .map_axis(Axis(axis), |l| {
+                let max = l.fold(F::neg_infinity(), |a, &b| a.max(b));
+                if max.is_finite() { max } else { F::zero() }
+            })
             .insert_axis(Axis(axis));
         let y_kept = (&*x - &m)
             .mapv(|v| v.exp())
