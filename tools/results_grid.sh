@@ -2,6 +2,7 @@
 # Reproduces every run behind docs/results.md on the bundled MNIST-10k and prints the tables.
 #
 #   bash tools/results_grid.sh train      # issue 5: dense / STR / GMP / magnitude, LeNet-300-100 and LeNet-5
+#   bash tools/results_grid.sh seeds      # seeds 1 and 2 of STR and GMP at 95/98/99%
 #   bash tools/results_grid.sh posttrain  # issue 6: FCPTS and the post-training baselines over r0
 #   bash tools/results_grid.sh tables     # the Markdown tables of whatever has run
 #
@@ -59,6 +60,17 @@ run_posttrain_grid() {
     done
 }
 
+run_seed_grid() { # seeds 1 and 2 of STR and GMP where the claim is decided
+    for m in "${models[@]}"; do
+        for seed in 1 2; do
+            for s in 0.95 0.98 0.99; do
+                train "$m/seed$seed/str-$s" --model "$m" --method str --target-sparsity "$s" --seed "$seed"
+                train "$m/seed$seed/gmp-$s" --model "$m" --method gmp --target-sparsity "$s" --seed "$seed"
+            done
+        done
+    done
+}
+
 tables() {
     for m in "${models[@]}"; do
         local runs=()
@@ -83,7 +95,8 @@ tables() {
 
 case "${1:-}" in
     train) run_train_grid ;;
+    seeds) run_seed_grid ;;
     posttrain) run_posttrain_grid ;;
     tables) tables ;;
-    *) echo "usage: $0 train|posttrain|tables" >&2; exit 2 ;;
+    *) echo "usage: $0 train|seeds|posttrain|tables" >&2; exit 2 ;;
 esac

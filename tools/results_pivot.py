@@ -67,6 +67,29 @@ def train_tables(model):
     print()
 
 
+def seed_table(model):
+    """Seeds 0, 1, 2 of STR and GMP at the high sparsities (`results_grid.sh seeds`)."""
+    base = root / model
+    if not (base / "seed1").exists():
+        return
+    targets = ["0.95", "0.98", "0.99"]
+    print(f"#### {model}: test accuracy (%) over seeds 0 / 1 / 2 (mean)\n")
+    print("| method | " + " | ".join(targets) + " |")
+    print("|---|" + "---|" * len(targets))
+    for method in ["str", "gmp"]:
+        cells = []
+        for t in targets:
+            runs = [base / f"{method}-{t}"] + [base / f"seed{k}" / f"{method}-{t}" for k in (1, 2)]
+            accs = [s["test_accuracy"] for s in map(summary, runs) if s]
+            if not accs:
+                cells.append("-")
+                continue
+            mean = sum(accs) / len(accs)
+            cells.append(" / ".join(pct(a) for a in accs) + f" ({pct(mean)})")
+        print(f"| {method} | " + " | ".join(cells) + " |")
+    print()
+
+
 def post_tables(model):
     base = root / model / "post"
     dense = summary(root / model / "dense")
@@ -118,4 +141,5 @@ for model in ["lenet300", "lenet5"]:
     if (root / model).exists():
         print(f"### {model}\n")
         train_tables(model)
+        seed_table(model)
         post_tables(model)

@@ -1,6 +1,6 @@
 //! The one GEMM wrapper everything calls: strided views in, `matrixmultiply` underneath.
 //!
-//! Large products are split over rows (or columns, when there are few rows) with `rayon::join`.
+//! Large products are split over their longer side (rows or columns) with `rayon::join`.
 //! Splitting M or N never changes the order in which any output element's K-sum is accumulated,
 //! so results are bit-identical for every thread count. K is never split here (see
 //! `docs/architecture.md`: weight-gradient GEMMs reduce over the batch in a fixed order instead).
@@ -55,7 +55,11 @@ fn gemm_split<F: Float>(
     depth: u32,
 ) {
     let (m, n) = c.dim();
-    if depth > 0 && m >= 2 * SPLIT_ALIGN {
+    // Each half packs the operand it shares in full (matrixmultiply packs per call): splitting
+    // rows repacks b (k x n), splitting columns repacks a (m x k). Split the longer side, so the
+    // repacked operand is the smaller one.
+    let split_rows = m >= 2 * SPLIT_ALIGN && (m >= n || n < 2 * SPLIT_ALIGN);
+    if depth > 0 && split_rows {
         let mid = (m / 2).div_ceil(SPLIT_ALIGN) * SPLIT_ALIGN;
         let (a1, a2) = a.split_at(Axis(0), mid);
         let (c1, c2) = c.split_at(Axis(0), mid);
