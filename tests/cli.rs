@@ -23,6 +23,19 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A one-epoch default run into `out`, which must succeed.
+fn train_one_epoch(out: &std::path::Path) {
+    let (code, _, stderr) = run(&[
+        "train",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
 fn assert_error(args: &[&str], message: &str) {
     let (code, _, stderr) = run(args);
     assert_eq!(stderr, format!("error: {message}\n"), "args {args:?}");
@@ -172,15 +185,7 @@ fn existing_run_is_refused_and_kept() {
 fn resume_refuses_other_settings_and_other_models() {
     let dir = temp_dir("resume-model");
     let out = dir.join("run");
-    let (code, _, stderr) = run(&[
-        "train",
-        "--quiet",
-        "--epochs",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    train_one_epoch(&out);
     assert_error(
         &[
             "train",
@@ -238,15 +243,7 @@ fn report_compares_runs_and_a_closed_stdout_ends_it_quietly() {
     use std::process::Stdio;
     let dir = temp_dir("pipe");
     let out = dir.join("run");
-    let (code, _, stderr) = run(&[
-        "train",
-        "--quiet",
-        "--epochs",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    train_one_epoch(&out);
     let (code, table, stderr) = run(&["report", out.to_str().unwrap(), out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = table.lines().collect();

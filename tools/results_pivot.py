@@ -38,33 +38,36 @@ def pct(x):
     return "-" if x is None else f"{100 * x:.2f}"
 
 
+def table(first, columns, rows, cell):
+    """A Markdown table: one row per (label, key) in `rows`, `cell(key, column)` per column."""
+    print(f"| {first} | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for label, key in rows:
+        print(f"| {label} | " + " | ".join(cell(key, c) for c in columns) + " |")
+    print()
+
+
+def run_cell(base, field):
+    """A cell showing `field(summary)` of the run `base / f"{key}-{column}"`, or "-"."""
+    def cell(key, column):
+        s = summary(base / f"{key}-{column}")
+        return "-" if s is None else field(s)
+    return cell
+
+
 def train_tables(model):
     base = root / model
     dense = summary(base / "dense")
     plain = summary(base / "str")
+    methods = [(m, m) for m in ["str", "gmp", "magnitude"]]
     print(f"#### {model}: test accuracy (%) at global sparsity, 10 epochs each\n")
     if dense:
         print(f"dense: {pct(dense['test_accuracy'])}; STR without target: "
               f"{pct(plain and plain['test_accuracy'])} at {pct(plain and plain['overall_sparsity'])}% sparsity\n")
-    print("| method | " + " | ".join(TARGETS) + " |")
-    print("|---|" + "---|" * len(TARGETS))
-    for method in ["str", "gmp", "magnitude"]:
-        cells = []
-        for t in TARGETS:
-            s = summary(base / f"{method}-{t}")
-            cells.append("-" if s is None else pct(s["test_accuracy"]))
-        print(f"| {method} | " + " | ".join(cells) + " |")
-    print()
+    table("method", TARGETS, methods, run_cell(base, lambda s: pct(s["test_accuracy"])))
     print(f"#### {model}: sparse FLOPs (% of dense)\n")
-    print("| method | " + " | ".join(TARGETS) + " |")
-    print("|---|" + "---|" * len(TARGETS))
-    for method in ["str", "gmp", "magnitude"]:
-        cells = []
-        for t in TARGETS:
-            s = summary(base / f"{method}-{t}")
-            cells.append("-" if s is None else f"{100 * s['flops_sparse'] / s['flops_dense']:.1f}")
-        print(f"| {method} | " + " | ".join(cells) + " |")
-    print()
+    table("method", TARGETS, methods,
+          run_cell(base, lambda s: f"{100 * s['flops_sparse'] / s['flops_dense']:.1f}"))
 
 
 def seed_table(model):
@@ -72,22 +75,16 @@ def seed_table(model):
     base = root / model
     if not (base / "seed1").exists():
         return
-    targets = ["0.95", "0.98", "0.99"]
+
+    def cell(method, target):
+        runs = [base / f"{method}-{target}"] + [base / f"seed{k}" / f"{method}-{target}" for k in (1, 2)]
+        accs = [s["test_accuracy"] for s in map(summary, runs) if s]
+        if not accs:
+            return "-"
+        return " / ".join(pct(a) for a in accs) + f" ({pct(sum(accs) / len(accs))})"
+
     print(f"#### {model}: test accuracy (%) over seeds 0 / 1 / 2 (mean)\n")
-    print("| method | " + " | ".join(targets) + " |")
-    print("|---|" + "---|" * len(targets))
-    for method in ["str", "gmp"]:
-        cells = []
-        for t in targets:
-            runs = [base / f"{method}-{t}"] + [base / f"seed{k}" / f"{method}-{t}" for k in (1, 2)]
-            accs = [s["test_accuracy"] for s in map(summary, runs) if s]
-            if not accs:
-                cells.append("-")
-                continue
-            mean = sum(accs) / len(accs)
-            cells.append(" / ".join(pct(a) for a in accs) + f" ({pct(mean)})")
-        print(f"| {method} | " + " | ".join(cells) + " |")
-    print()
+    table("method", ["0.95", "0.98", "0.99"], [("str", "str"), ("gmp", "gmp")], cell)
 
 
 def post_tables(model):
@@ -95,33 +92,20 @@ def post_tables(model):
     dense = summary(root / model / "dense")
     print(f"#### {model}: post-training, test accuracy (%) by r0 "
           f"(dense {pct(dense and dense['test_accuracy'])}; 1,024 calibration images, 1,600 iterations)\n")
-    print("| method | " + " | ".join(RATIOS) + " |")
-    print("|---|" + "---|" * len(RATIOS))
-    for key, label in POST:
-        cells = []
-        for r in RATIOS:
-            s = summary(base / f"{key}-{r}")
-            cells.append("-" if s is None else pct(s["test_accuracy"]))
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    print()
+    table("method", RATIOS, [(label, key) for key, label in POST],
+          run_cell(base, lambda s: pct(s["test_accuracy"])))
+
+    def fcpts(s):
+        fix = s.get("fixup") or {}
+        return f"{100 * s['achieved_sparsity']:.3f}% / {fix.get('changed', 0)} / {s['wall_seconds']:.1f}s"
+
     print(f"#### {model}: FCPTS, achieved sparsity, weights changed by the exact fix-up, wall seconds\n")
-    print("| variant | " + " | ".join(RATIOS) + " |")
-    print("|---|" + "---|" * len(RATIOS))
-    for key in ["fcpts-paper", "fcpts-code"]:
-        cells = []
-        for r in RATIOS:
-            s = summary(base / f"{key}-{r}")
-            if s is None:
-                cells.append("-")
-                continue
-            fix = s.get("fixup") or {}
-            cells.append(f"{100 * s['achieved_sparsity']:.3f}% / {fix.get('changed', 0)} / {s['wall_seconds']:.1f}s")
-        print(f"| {key} | " + " | ".join(cells) + " |")
+    table("variant", RATIOS, [(k, k) for k in ["fcpts-paper", "fcpts-code"]], run_cell(base, fcpts))
     walls = [summary(base / f"magnitude-erk-{r}") for r in RATIOS]
     walls = [s["wall_seconds"] for s in walls if s]
     if walls:
-        print(f"\nmagnitude ERK + fine-tuning (same 1,600 iterations): {min(walls):.1f}-{max(walls):.1f}s per run\n")
-    print("\n#### per-layer sparsity learned by FCPTS (paper variant), % (the analogue of the paper's Fig. 5)\n")
+        print(f"magnitude ERK + fine-tuning (same 1,600 iterations): {min(walls):.1f}-{max(walls):.1f}s per run\n")
+    print("#### per-layer sparsity learned by FCPTS (paper variant), % (the analogue of the paper's Fig. 5)\n")
     first = summary(base / f"fcpts-paper-{RATIOS[0]}")
     if first:
         names = [l["name"].removesuffix(".weight") for l in first["layers"]]

@@ -15,7 +15,7 @@ use crate::sparsity::Mask;
 use crate::train::config::TrainConfig;
 use crate::train::method::{Method, StepInfo};
 
-use super::{Prunable, bake, prunable_weights, uniform_prune_counts};
+use super::{Prunable, attach_uniform_masks, bake, uniform_prune_counts};
 
 /// Default t_begin and t_end as fractions of the run's optimiser steps.
 pub const DEFAULT_START_FRACTION: f64 = 0.1;
@@ -99,16 +99,12 @@ impl Method for Gmp {
     }
 
     fn prepare(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = prunable_weights(model, self.first_layer_dense, self.last_layer_dense)?;
-        // Fails now, not at the last pruning step, if the target cannot be met.
-        uniform_prune_counts(&self.layers, self.target, true)?;
-        let mut i = 0;
-        model.visit_weights_mut("", &mut |_, w| {
-            if self.layers[i].sparsified {
-                w.transform = Some(Box::new(Mask::<f32>::ones(w.raw.shape())));
-            }
-            i += 1;
-        });
+        self.layers = attach_uniform_masks(
+            model,
+            self.first_layer_dense,
+            self.last_layer_dense,
+            self.target,
+        )?;
         Ok(())
     }
 

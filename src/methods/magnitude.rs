@@ -11,7 +11,7 @@ use crate::sparsity::Mask;
 use crate::train::config::TrainConfig;
 use crate::train::method::Method;
 
-use super::{Prunable, bake, prunable_weights, uniform_prune_counts};
+use super::{Prunable, attach_uniform_masks, bake, uniform_prune_counts};
 
 /// The one-shot magnitude method.
 pub struct Magnitude {
@@ -57,15 +57,12 @@ impl Method for Magnitude {
     /// All-ones masks from the start, so a checkpoint has the same tensors before and after
     /// pruning.
     fn prepare(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = prunable_weights(model, self.first_layer_dense, self.last_layer_dense)?;
-        uniform_prune_counts(&self.layers, self.target, true)?;
-        let mut i = 0;
-        model.visit_weights_mut("", &mut |_, w| {
-            if self.layers[i].sparsified {
-                w.transform = Some(Box::new(Mask::<f32>::ones(w.raw.shape())));
-            }
-            i += 1;
-        });
+        self.layers = attach_uniform_masks(
+            model,
+            self.first_layer_dense,
+            self.last_layer_dense,
+            self.target,
+        )?;
         Ok(())
     }
 

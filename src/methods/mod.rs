@@ -18,6 +18,7 @@ pub mod str;
 
 use crate::error::{Error, Result};
 use crate::nn::Module;
+use crate::sparsity::Mask;
 use crate::sparsity::budget::{Budget, allocate};
 use crate::tape::Tensor;
 use crate::train::config::TrainConfig;
@@ -143,6 +144,28 @@ pub fn uniform_prune_counts(layers: &[Prunable], target: f64, exact: bool) -> Re
         }
     }
     Ok(counts)
+}
+
+/// The start of every uniform masking method (GMP, magnitude): finds the prunable weights, checks
+/// that `target` can be met with the dense layers kept dense (so the run fails now, not at its
+/// first pruning step), and attaches an all-ones `Mask` to every sparsified weight, so that a
+/// checkpoint holds the same tensors before and after pruning.
+pub fn attach_uniform_masks(
+    model: &mut dyn Module<f32>,
+    first_layer_dense: bool,
+    last_layer_dense: bool,
+    target: f64,
+) -> Result<Vec<Prunable>> {
+    let layers = prunable_weights(model, first_layer_dense, last_layer_dense)?;
+    uniform_prune_counts(&layers, target, true)?;
+    let mut i = 0;
+    model.visit_weights_mut("", &mut |_, w| {
+        if layers[i].sparsified {
+            w.transform = Some(Box::new(Mask::<f32>::ones(w.raw.shape())));
+        }
+        i += 1;
+    });
+    Ok(layers)
 }
 
 /// Replaces every transformed weight by its effective weight and removes the transforms, so the
