@@ -5,11 +5,12 @@ use std::process::Command;
 
 /// Runs `sparsegrad args... --out TEMP` (so a run that is wrongly accepted writes nothing into
 /// the repository) and checks the one-line error.
-fn assert_error(args: &[&str], message: &str) {
+fn assert_error(command_line: &str, message: &str) {
+    let args: Vec<&str> = command_line.split_whitespace().collect();
     let out_dir =
         std::env::temp_dir().join(format!("sparsegrad-methods-cli-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
-        .args(args)
+        .args(&args)
         .arg("--out")
         .arg(out_dir.join("refused"))
         .output()
@@ -22,68 +23,36 @@ fn assert_error(args: &[&str], message: &str) {
 #[test]
 fn str_settings() {
     assert_error(
-        &["train", "--method", "str", "--str-granularity", "row"],
+        "train --method str --str-granularity row",
         "unknown --str-granularity `row` (expected one of: layer, channel, global, weight, rank)",
     );
     assert_error(
-        &["train", "--method", "str", "--str-g", "tanh"],
+        "train --method str --str-g tanh",
         "unknown --str-g `tanh` (expected one of: sigmoid, exp)",
     );
     assert_error(
-        &["train", "--method", "str", "--s-init", "inf"],
+        "train --method str --s-init inf",
         "--s-init must be a finite number, got inf",
     );
     assert_error(
-        &["train", "--method", "str", "--threshold-decay", "-1"],
+        "train --method str --threshold-decay -1",
         "--threshold-decay must be a non-negative number, got -1",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "str",
-            "--target-sparsity",
-            "0.9",
-            "--controller-weight",
-            "0",
-        ],
+        "train --method str --target-sparsity 0.9 --controller-weight 0",
         "--controller-weight must be a positive number, got 0",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "str",
-            "--target-sparsity",
-            "0.9",
-            "--controller-ramp",
-            "1",
-        ],
+        "train --method str --target-sparsity 0.9 --controller-ramp 1",
         "--controller-ramp must be in [0, 1), got 1",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "str",
-            "--target-sparsity",
-            "0.9",
-            "--controller-loss",
-            "square",
-        ],
+        "train --method str --target-sparsity 0.9 --controller-loss square",
         "unknown --controller-loss `square` (expected one of: log, linear)",
     );
     for granularity in ["weight", "rank"] {
         assert_error(
-            &[
-                "train",
-                "--method",
-                "str",
-                "--target-sparsity",
-                "0.9",
-                "--str-granularity",
-                granularity,
-            ],
+            &format!("train --method str --target-sparsity 0.9 --str-granularity {granularity}"),
             &format!(
                 "--target-sparsity needs --str-granularity layer, channel or global (with `{granularity}` no threshold is shared by enough weights for the control loss to have a gradient)"
             ),
@@ -94,14 +63,7 @@ fn str_settings() {
 #[test]
 fn str_target_must_fit_in_the_sparsified_layers() {
     assert_error(
-        &[
-            "train",
-            "--method",
-            "str",
-            "--target-sparsity",
-            "0.9",
-            "--first-layer-dense",
-        ],
+        "train --method str --target-sparsity 0.9 --first-layer-dense",
         "--target-sparsity 0.9 cannot be met with the dense layers kept dense (the other layers hold 11.6% of the weights)",
     );
 }
@@ -110,7 +72,7 @@ fn str_target_must_fit_in_the_sparsified_layers() {
 fn str_rank_needs_a_low_rank_model() {
     let dir = std::env::temp_dir().join(format!("sparsegrad-methods-cli-{}", std::process::id()));
     assert_error(
-        &["train", "--method", "str", "--str-granularity", "rank"],
+        "train --method str --str-granularity rank",
         "--str-granularity rank needs a model with low-rank factorised weights (FastGRNN with a rank), and this one has none",
     );
     assert!(
@@ -121,120 +83,42 @@ fn str_rank_needs_a_low_rank_model() {
 
 #[test]
 fn pruning_settings() {
+    assert_error("train --method gmp", "--method gmp needs --target-sparsity");
     assert_error(
-        &["train", "--method", "gmp"],
-        "--method gmp needs --target-sparsity",
-    );
-    assert_error(
-        &[
-            "train",
-            "--method",
-            "magnitude",
-            "--target-sparsity",
-            "0.9",
-            "--epochs",
-            "1",
-        ],
+        "train --method magnitude --target-sparsity 0.9 --epochs 1",
         "--method magnitude needs --epochs 2 or more (dense training, then fine-tuning), got 1",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "magnitude",
-            "--target-sparsity",
-            "0.9",
-            "--prune-epoch",
-            "0",
-        ],
+        "train --method magnitude --target-sparsity 0.9 --prune-epoch 0",
         "--prune-epoch must be at least 1 (the epochs trained dense before pruning)",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "magnitude",
-            "--target-sparsity",
-            "0.9",
-            "--prune-epoch",
-            "10",
-        ],
+        "train --method magnitude --target-sparsity 0.9 --prune-epoch 10",
         "--prune-epoch (10) must be before the last epoch (--epochs 10)",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "gmp",
-            "--target-sparsity",
-            "0.9",
-            "--prune-every",
-            "0",
-        ],
+        "train --method gmp --target-sparsity 0.9 --prune-every 0",
         "--prune-every must be at least 1",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "gmp",
-            "--target-sparsity",
-            "0.9",
-            "--prune-start",
-            "50",
-            "--prune-end",
-            "50",
-        ],
+        "train --method gmp --target-sparsity 0.9 --prune-start 50 --prune-end 50",
         "--prune-start (50) must be before --prune-end (50)",
     );
     // Against the run's length (bundled data: 7,200 training images, 113 batches of 64).
     assert_error(
-        &[
-            "train",
-            "--method",
-            "gmp",
-            "--target-sparsity",
-            "0.9",
-            "--prune-end",
-            "5000",
-        ],
+        "train --method gmp --target-sparsity 0.9 --prune-end 5000",
         "--prune-end (5000) is past the run's last optimiser step (1130 = epochs x 113 steps)",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "gmp",
-            "--target-sparsity",
-            "0.9",
-            "--prune-start",
-            "900",
-        ],
+        "train --method gmp --target-sparsity 0.9 --prune-start 900",
         "--prune-start (900) must be before --prune-end (791) (the run has 1130 = epochs x 113 steps)",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "gmp",
-            "--target-sparsity",
-            "0.95",
-            "--first-layer-dense",
-        ],
+        "train --method gmp --target-sparsity 0.95 --first-layer-dense",
         "--target-sparsity 0.95 cannot be met with the dense layers kept dense (the other layers hold 11.6% of the weights)",
     );
     assert_error(
-        &[
-            "train",
-            "--method",
-            "magnitude",
-            "--target-sparsity",
-            "0.9",
-            "--first-layer-dense",
-            "--last-layer-dense",
-            "--model",
-            "lenet300",
-        ],
+        "train --method magnitude --target-sparsity 0.9 --first-layer-dense --last-layer-dense --model lenet300",
         "--target-sparsity 0.9 cannot be met with the dense layers kept dense (the other layers hold 11.3% of the weights)",
     );
 }
