@@ -11,11 +11,10 @@
 
 use crate::error::{Error, Result};
 use crate::nn::Module;
-use crate::sparsity::Mask;
 use crate::train::config::TrainConfig;
 use crate::train::method::{Method, StepInfo};
 
-use super::{Prunable, attach_uniform_masks, bake, uniform_prune_counts};
+use super::{Prunable, attach_uniform_masks, bake, uniform_prune_counts, update_masks};
 
 /// Default t_begin and t_end as fractions of the run's optimiser steps.
 pub const DEFAULT_START_FRACTION: f64 = 0.1;
@@ -134,24 +133,10 @@ impl Method for Gmp {
         }
         let counts =
             uniform_prune_counts(&self.layers, schedule.sparsity_at(t), t >= schedule.end)?;
-        let mut result = Ok(());
-        let mut i = 0;
-        model.visit_weights_mut("", &mut |name, w| {
-            let (n, prune) = (self.layers[i].len(), counts[i]);
-            i += 1;
-            let Some(mask) = w
-                .transform
-                .as_mut()
-                .and_then(|t| t.as_any_mut().downcast_mut::<Mask<f32>>())
-            else {
-                return;
-            };
-            if let Err(e) = mask.shrink_to_top_k(w.raw.value(), n - prune) {
-                result = Err(Error::invalid(format!("GMP, {name}: {e}")));
-            }
-            w.reapply_mask();
-        });
-        result
+        update_masks(model, &self.layers, &counts, |name, mask, w, keep| {
+            mask.shrink_to_top_k(w, keep)
+                .map_err(|e| Error::invalid(format!("GMP, {name}: {e}")))
+        })
     }
 
     /// Bakes the masks into the weights (already zero where pruned) and drops them.

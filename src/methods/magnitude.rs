@@ -11,7 +11,7 @@ use crate::sparsity::Mask;
 use crate::train::config::TrainConfig;
 use crate::train::method::Method;
 
-use super::{Prunable, attach_uniform_masks, bake, uniform_prune_counts};
+use super::{Prunable, attach_uniform_masks, bake, uniform_prune_counts, update_masks};
 
 /// The one-shot magnitude method.
 pub struct Magnitude {
@@ -72,19 +72,11 @@ impl Method for Magnitude {
         }
         let counts =
             uniform_prune_counts(&self.layers, self.target, true).expect("checked in prepare");
-        let mut i = 0;
-        model.visit_weights_mut("", &mut |_, w| {
-            let (n, prune) = (self.layers[i].len(), counts[i]);
-            i += 1;
-            if let Some(mask) = w
-                .transform
-                .as_mut()
-                .and_then(|t| t.as_any_mut().downcast_mut::<Mask<f32>>())
-            {
-                *mask = Mask::top_k_magnitude(w.raw.value(), n - prune);
-                w.reapply_mask();
-            }
-        });
+        update_masks(model, &self.layers, &counts, |_, mask, w, keep| {
+            *mask = Mask::top_k_magnitude(w, keep);
+            Ok(())
+        })
+        .expect("replacing a mask cannot fail");
         Vec::new()
     }
 

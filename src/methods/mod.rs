@@ -168,6 +168,36 @@ pub fn attach_uniform_masks(
     Ok(layers)
 }
 
+/// The pruning step of the uniform masking methods: for every sparsified weight (the ones with a
+/// `Mask`), `update(name, mask, raw weight, keep)` rewrites the mask to keep `keep` = n_l -
+/// `counts[l]` entries, and the pruned weights are zeroed at once. Every layer is visited; an
+/// error (the last, if several) is returned after the walk.
+pub fn update_masks(
+    model: &mut dyn Module<f32>,
+    layers: &[Prunable],
+    counts: &[usize],
+    mut update: impl FnMut(&str, &mut Mask<f32>, &Tensor<f32>, usize) -> Result<()>,
+) -> Result<()> {
+    let mut result = Ok(());
+    let mut i = 0;
+    model.visit_weights_mut("", &mut |name, w| {
+        let keep = layers[i].len() - counts[i];
+        i += 1;
+        let Some(mask) = w
+            .transform
+            .as_mut()
+            .and_then(|t| t.as_any_mut().downcast_mut::<Mask<f32>>())
+        else {
+            return;
+        };
+        if let Err(e) = update(name, mask, w.raw.value(), keep) {
+            result = Err(e);
+        }
+        w.reapply_mask();
+    });
+    result
+}
+
 /// Replaces every transformed weight by its effective weight and removes the transforms, so the
 /// model is plain weights (what `finish` does for every method here).
 pub fn bake(model: &mut dyn Module<f32>) {
