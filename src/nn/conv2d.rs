@@ -3,7 +3,7 @@
 
 use crate::float::Float;
 use crate::nn::init::torch_default_layer;
-use crate::nn::module::{Module, join};
+use crate::nn::module::{Module, join, visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::nn::weight::Weight;
 use crate::ops::conv::Conv2dConfig;
 use crate::param::Param;
@@ -86,17 +86,11 @@ impl<F: Float> Module<F> for Conv2d<F> {
     }
 
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {
-        self.weight.visit(&join(prefix, "weight"), f);
-        if let Some(b) = &self.bias {
-            f(&join(prefix, "bias"), b);
-        }
+        visit_weight_and_bias(&self.weight, self.bias.as_ref(), prefix, f);
     }
 
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
-        self.weight.visit_mut(&join(prefix, "weight"), f);
-        if let Some(b) = &mut self.bias {
-            f(&join(prefix, "bias"), b);
-        }
+        visit_weight_and_bias_mut(&mut self.weight, self.bias.as_mut(), prefix, f);
     }
 
     fn visit_weights_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Weight<F>)) {

@@ -55,6 +55,33 @@ pub fn join(prefix: &str, name: &str) -> String {
     }
 }
 
+/// The parameter walk of a layer made of `weight` and an optional `bias` (Linear, Conv2d):
+/// `{prefix}.weight` (then its transform's parameters), then `{prefix}.bias`, PyTorch's order.
+pub(crate) fn visit_weight_and_bias<'a, F: Float>(
+    weight: &'a Weight<F>,
+    bias: Option<&'a Param<F>>,
+    prefix: &str,
+    f: &mut dyn FnMut(&str, &'a Param<F>),
+) {
+    weight.visit(&join(prefix, "weight"), f);
+    if let Some(b) = bias {
+        f(&join(prefix, "bias"), b);
+    }
+}
+
+/// [`visit_weight_and_bias`] with mutable access.
+pub(crate) fn visit_weight_and_bias_mut<F: Float>(
+    weight: &mut Weight<F>,
+    bias: Option<&mut Param<F>>,
+    prefix: &str,
+    f: &mut dyn FnMut(&str, &mut Param<F>),
+) {
+    weight.visit_mut(&join(prefix, "weight"), f);
+    if let Some(b) = bias {
+        f(&join(prefix, "bias"), b);
+    }
+}
+
 /// All parameters and buffers with their names.
 pub fn named_params<F: Float, M: Module<F> + ?Sized>(module: &M) -> Vec<(String, &Param<F>)> {
     let mut out = Vec::new();
