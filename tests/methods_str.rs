@@ -18,7 +18,7 @@ use sparsegrad::rng::derived;
 use sparsegrad::sparsity::SoftThreshold;
 use sparsegrad::tape::Tape;
 use sparsegrad::train::trainer::{CHECKPOINT_FILE, MODEL_FILE};
-use sparsegrad::train::{Outcome, Progress, RunOptions, StepInfo, TrainConfig, train};
+use sparsegrad::train::{StepInfo, TrainConfig};
 
 fn lenet() -> LeNet300<f32> {
     LeNet300::new(784, 10, &mut derived(0, 1))
@@ -396,25 +396,7 @@ fn resume_is_bit_identical_and_the_summary_keeps_the_thresholds() {
     let straight = config(&dir.join("straight"));
     let summary = finish(&straight);
     let split = config(&dir.join("split"));
-    let stopped = train(
-        &split,
-        RunOptions {
-            stop_after: Some(1),
-            ..RunOptions::default()
-        },
-        &mut Progress::plain(),
-    )
-    .unwrap();
-    assert_eq!(stopped, Outcome::Stopped { epochs_done: 1 });
-    train(
-        &split,
-        RunOptions {
-            resume: true,
-            ..RunOptions::default()
-        },
-        &mut Progress::plain(),
-    )
-    .unwrap();
+    train_in_two_sittings(&split);
     for file in [MODEL_FILE, CHECKPOINT_FILE] {
         let a = checkpoint::load::<f32>(&straight.out.join(file)).unwrap();
         let b = checkpoint::load::<f32>(&split.out.join(file)).unwrap();

@@ -1,18 +1,15 @@
 //! Whole training runs on the bundled data: resumption is bit-identical, results do not depend on
 //! the thread count, divergence stops cleanly with the last good checkpoint kept.
 
-use std::path::{Path, PathBuf};
+mod methods_support;
+
+use std::path::Path;
+
+use methods_support::{temp_dir, train_in_two_sittings};
 
 use sparsegrad::io::checkpoint;
 use sparsegrad::train::trainer::{CHECKPOINT_FILE, CheckpointMeta, MODEL_FILE};
 use sparsegrad::train::{Outcome, Progress, RunOptions, TrainConfig, train};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-run-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn small(out: &Path) -> TrainConfig {
     TrainConfig {
@@ -66,26 +63,7 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     assert!(matches!(outcome, Outcome::Finished(_)));
 
     let split = small(&dir.join("split"));
-    let stopped = train(
-        &split,
-        RunOptions {
-            stop_after: Some(1),
-            ..RunOptions::default()
-        },
-        &mut Progress::plain(),
-    )
-    .unwrap();
-    assert_eq!(stopped, Outcome::Stopped { epochs_done: 1 });
-    assert!(!split.out.join(MODEL_FILE).exists());
-    train(
-        &split,
-        RunOptions {
-            resume: true,
-            ..RunOptions::default()
-        },
-        &mut Progress::plain(),
-    )
-    .unwrap();
+    train_in_two_sittings(&split);
 
     assert_same_file(&straight.out.join(MODEL_FILE), &split.out.join(MODEL_FILE));
     let a = checkpoint::load::<f32>(&straight.out.join(CHECKPOINT_FILE)).unwrap();

@@ -1,5 +1,6 @@
-//! Helpers shared by the `methods_*` tests: short whole runs on the bundled data, a hand-driven
-//! training loop for looking at a method between steps, and checks on exact zeros.
+//! Helpers shared by the whole-run tests (`methods_*`, `train_run`): short whole runs on the
+//! bundled data, a run interrupted and resumed, a hand-driven training loop for looking at a
+//! method between steps, and checks on exact zeros.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
@@ -9,7 +10,33 @@ use sparsegrad::nn::Module;
 use sparsegrad::optim::{self, Optimizer, Sgd, SgdConfig};
 use sparsegrad::rng::{seeded, uniform};
 use sparsegrad::tape::{Tape, Tensor};
+use sparsegrad::train::trainer::MODEL_FILE;
 use sparsegrad::train::{Method, Outcome, Progress, RunOptions, StepInfo, TrainConfig, train};
+
+/// Trains `config` in two sittings: stopped after its first epoch (no export written yet), then
+/// resumed to the end; the run to compare with an uninterrupted one.
+pub fn train_in_two_sittings(config: &TrainConfig) {
+    let stopped = train(
+        config,
+        RunOptions {
+            stop_after: Some(1),
+            ..RunOptions::default()
+        },
+        &mut Progress::plain(),
+    )
+    .unwrap();
+    assert_eq!(stopped, Outcome::Stopped { epochs_done: 1 });
+    assert!(!config.out.join(MODEL_FILE).exists());
+    train(
+        config,
+        RunOptions {
+            resume: true,
+            ..RunOptions::default()
+        },
+        &mut Progress::plain(),
+    )
+    .unwrap();
+}
 
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir =
