@@ -20,6 +20,16 @@ pub struct LayerSparsity {
     pub threshold: Option<f64>,
 }
 
+impl From<&LayerReport> for LayerSparsity {
+    fn from(l: &LayerReport) -> Self {
+        LayerSparsity {
+            name: l.name.clone(),
+            sparsity: l.sparsity,
+            threshold: l.threshold,
+        }
+    }
+}
+
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {

@@ -444,15 +444,7 @@ fn optimise(
                     l_rec: rec_sum / window as f64,
                     l_c: fcpts.map(|_| control_sum / window as f64),
                     sparsity: report.overall_sparsity,
-                    layers: report
-                        .layers
-                        .iter()
-                        .map(|l| LayerSparsity {
-                            name: l.name.clone(),
-                            sparsity: l.sparsity,
-                            threshold: l.threshold,
-                        })
-                        .collect(),
+                    layers: report.layers.iter().map(LayerSparsity::from).collect(),
                 })?;
                 (rec_sum, control_sum, window) = (0.0, 0.0, 0);
             }

@@ -515,15 +515,7 @@ pub fn train(
             test_acc,
             sparsity: report.overall_sparsity,
             seconds: epoch_start.elapsed().as_secs_f64(),
-            layers: report
-                .layers
-                .iter()
-                .map(|l| LayerSparsity {
-                    name: l.name.clone(),
-                    sparsity: l.sparsity,
-                    threshold: l.threshold,
-                })
-                .collect(),
+            layers: report.layers.iter().map(LayerSparsity::from).collect(),
         };
         log.append(&metrics)?;
         save_checkpoint(
