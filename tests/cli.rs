@@ -1,20 +1,12 @@
 //! The command line's bad-input paths: one exact `error: ...` line on stderr and a non-zero exit,
 //! never a panic; and nothing lost when a command is refused.
 
+mod cli_support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use cli_support::{assert_error, run};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sparsegrad-cli-{name}-{}", std::process::id()));
@@ -34,12 +26,6 @@ fn train_one_epoch(out: &std::path::Path) {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
-}
-
-fn assert_error(args: &[&str], message: &str) {
-    let (code, _, stderr) = run(args);
-    assert_eq!(stderr, format!("error: {message}\n"), "args {args:?}");
-    assert_eq!(code, 1, "args {args:?}");
 }
 
 #[test]

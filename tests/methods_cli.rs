@@ -1,23 +1,17 @@
 //! The training methods' command-line settings: every bad value or combination is refused with
 //! one exact `error: ...` line naming the flag, before anything is written.
 
-use std::process::Command;
+mod cli_support;
 
 /// Runs `sparsegrad args... --out TEMP` (so a run that is wrongly accepted writes nothing into
 /// the repository) and checks the one-line error.
 fn assert_error(command_line: &str, message: &str) {
-    let args: Vec<&str> = command_line.split_whitespace().collect();
     let out_dir =
         std::env::temp_dir().join(format!("sparsegrad-methods-cli-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
-        .args(&args)
-        .arg("--out")
-        .arg(out_dir.join("refused"))
-        .output()
-        .expect("binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr, format!("error: {message}\n"), "args {args:?}");
-    assert_eq!(out.status.code(), Some(1), "args {args:?}");
+    let refused = out_dir.join("refused");
+    let mut args: Vec<&str> = command_line.split_whitespace().collect();
+    args.extend(["--out", refused.to_str().unwrap()]);
+    cli_support::assert_error(&args, message);
 }
 
 #[test]

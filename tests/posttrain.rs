@@ -5,11 +5,13 @@
 //! the export loads with `sparsegrad eval`; results do not depend on the thread count; bad input
 //! gets one exact error line.
 
+mod cli_support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
+use cli_support::{assert_error, run as cli};
 use sparsegrad::io::checkpoint;
 use sparsegrad::posttrain::{self, FcptsOptions, PosttrainConfig, PosttrainSummary, fcpts};
 use sparsegrad::sparsity::budget::{Budget, allocate};
@@ -388,24 +390,6 @@ fn calibration_images_come_from_the_training_split() {
     assert!(calib.iter().all(|i| train_idx.contains(i)));
     assert_eq!(calib, posttrain::calibration_indices(&train_idx, 40, 7));
     assert_ne!(calib, posttrain::calibration_indices(&train_idx, 40, 8));
-}
-
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn assert_error(args: &[&str], message: &str) {
-    let (code, _, stderr) = cli(args);
-    assert_eq!(stderr, format!("error: {message}\n"), "args {args:?}");
-    assert_eq!(code, 1, "args {args:?}");
 }
 
 #[test]

@@ -1,0 +1,24 @@
+//! Running the `sparsegrad` binary from the tests, and checking its one-line errors.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::process::Command;
+
+/// Runs `sparsegrad args...`: (exit code, stdout, stderr); -1 when killed by a signal.
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `sparsegrad args...` fails with exactly `error: {message}` on stderr and exit code 1.
+pub fn assert_error(args: &[&str], message: &str) {
+    let (code, _, stderr) = run(args);
+    assert_eq!(stderr, format!("error: {message}\n"), "args {args:?}");
+    assert_eq!(code, 1, "args {args:?}");
+}
