@@ -243,6 +243,15 @@ fn report_compares_runs_and_a_closed_stdout_ends_it_quietly() {
         "{table}"
     );
     assert_eq!(lines[2], lines[3]);
+    // One unfinished run among several refuses the whole table, naming it.
+    let missing = dir.join("missing");
+    assert_error(
+        &["report", out.to_str().unwrap(), missing.to_str().unwrap()],
+        &format!(
+            "{} holds no summary.json (not a finished sparsegrad run)",
+            missing.display()
+        ),
+    );
     // Close the read end at once: `report` reads the run files before it prints, so its first
     // write meets a closed pipe (as in `sparsegrad report RUN | head -0`).
     let mut child = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
