@@ -1,6 +1,7 @@
 //! Matrix products (`src/ops/matmul.rs`, `src/kernels/gemm.rs`): gradient properties on random
 //! sizes, the forward against a naive triple loop, and GEMM's bit-identity across thread counts.
 
+#[path = "suite/common.rs"]
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -5,13 +5,11 @@
 //! the export loads with `sparsegrad eval`; results do not depend on the thread count; bad input
 //! gets one exact error line.
 
-mod cli_support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cli_support::{assert_error, run as cli};
+use crate::cli_support::{assert_error, run as cli};
 use sparsegrad::io::checkpoint;
 use sparsegrad::posttrain::{self, FcptsOptions, PosttrainConfig, PosttrainSummary, fcpts};
 use sparsegrad::sparsity::budget::{Budget, allocate};

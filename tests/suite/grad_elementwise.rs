@@ -3,9 +3,7 @@
 //! test also checks the forward value against the scalar formula, so a consistent but wrong
 //! forward/backward pair cannot pass. Kink conventions are tested in `tests/kinks.rs`.
 
-mod common;
-
-use common::{assert_close, assert_grad, broadcast_map, broadcast_tensors, forward};
+use crate::common::{assert_close, assert_grad, broadcast_map, broadcast_tensors, forward};
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use sparsegrad::check::strategies::{broadcast_pair, shape, tensor, tensor_away_from};
@@ -56,7 +54,7 @@ fn grid_tensor(shape: Vec<usize>, offset: f64) -> impl Strategy<Value = Tensor<f
 }
 
 proptest! {
-    #![proptest_config(common::proptest_config())]
+    #![proptest_config(crate::common::proptest_config())]
 
     #[test]
     fn grad_add((a, b) in broadcast_tensors((-3.0, 3.0), (-3.0, 3.0))) {
@@ -99,37 +97,37 @@ proptest! {
     }
 
     #[test]
-    fn grad_neg(x in common::any_tensor(-3.0, 3.0)) {
+    fn grad_neg(x in crate::common::any_tensor(-3.0, 3.0)) {
         check_unary(&x, |v| -v, |x| -x);
     }
 
     #[test]
-    fn grad_add_scalar(x in common::any_tensor(-3.0, 3.0), c in -5.0..5.0f64) {
+    fn grad_add_scalar(x in crate::common::any_tensor(-3.0, 3.0), c in -5.0..5.0f64) {
         check_unary(&x, |v| v.add_scalar(c), |x| x + c);
     }
 
     #[test]
-    fn grad_mul_scalar(x in common::any_tensor(-3.0, 3.0), c in -5.0..5.0f64) {
+    fn grad_mul_scalar(x in crate::common::any_tensor(-3.0, 3.0), c in -5.0..5.0f64) {
         check_unary(&x, |v| v.mul_scalar(c), |x| x * c);
     }
 
     #[test]
-    fn grad_exp(x in common::any_tensor(-3.0, 3.0)) {
+    fn grad_exp(x in crate::common::any_tensor(-3.0, 3.0)) {
         check_unary(&x, |v| v.exp(), f64::exp);
     }
 
     #[test]
-    fn grad_ln(x in common::any_tensor(0.2, 3.0)) {
+    fn grad_ln(x in crate::common::any_tensor(0.2, 3.0)) {
         check_unary(&x, |v| v.ln(), f64::ln);
     }
 
     #[test]
-    fn grad_sqrt(x in common::any_tensor(0.2, 3.0)) {
+    fn grad_sqrt(x in crate::common::any_tensor(0.2, 3.0)) {
         check_unary(&x, |v| v.sqrt(), f64::sqrt);
     }
 
     #[test]
-    fn grad_powf(x in common::any_tensor(0.2, 3.0), p in -2.5..3.5f64) {
+    fn grad_powf(x in crate::common::any_tensor(0.2, 3.0), p in -2.5..3.5f64) {
         check_unary(&x, |v| v.powf(p), |x| x.powf(p));
     }
 
@@ -154,17 +152,17 @@ proptest! {
     }
 
     #[test]
-    fn grad_sigmoid(x in common::any_tensor(-8.0, 8.0)) {
+    fn grad_sigmoid(x in crate::common::any_tensor(-8.0, 8.0)) {
         check_unary(&x, |v| v.sigmoid(), |x| 1.0 / (1.0 + (-x).exp()));
     }
 
     #[test]
-    fn grad_tanh(x in common::any_tensor(-4.0, 4.0)) {
+    fn grad_tanh(x in crate::common::any_tensor(-4.0, 4.0)) {
         check_unary(&x, |v| v.tanh(), f64::tanh);
     }
 
     #[test]
-    fn grad_softplus(x in common::any_tensor(-8.0, 8.0)) {
+    fn grad_softplus(x in crate::common::any_tensor(-8.0, 8.0)) {
         check_unary(&x, |v| v.softplus(), |x| x.exp().ln_1p());
     }
 

@@ -3,9 +3,7 @@
 //! sparsity, masks that only shrink, and pruned weights (and their momentum) that stay exactly
 //! zero through training.
 
-mod methods_support;
-
-use methods_support::*;
+use crate::methods_support::*;
 use sparsegrad::methods::{self, Gmp, GmpSchedule, Prunable, uniform_prune_counts};
 use sparsegrad::models::LeNet300;
 use sparsegrad::nn::Module;

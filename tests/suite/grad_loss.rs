@@ -1,9 +1,7 @@
 //! Losses (`src/ops/loss.rs`): gradient properties on random batches, and values against numbers
 //! worked out by hand.
 
-mod common;
-
-use common::{assert_grad, forward};
+use crate::common::{assert_grad, forward};
 use ndarray::array;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -56,7 +54,7 @@ fn assert_near(actual: f64, expected: f64) {
 }
 
 proptest! {
-    #![proptest_config(common::proptest_config())]
+    #![proptest_config(crate::common::proptest_config())]
 
     #[test]
     fn grad_cross_entropy(
@@ -83,10 +81,10 @@ proptest! {
     }
 
     #[test]
-    fn grad_mse((a, b) in common::broadcast_tensors((-3.0, 3.0), (-3.0, 3.0))) {
+    fn grad_mse((a, b) in crate::common::broadcast_tensors((-3.0, 3.0), (-3.0, 3.0))) {
         let inputs = [a, b];
         let loss = forward(|v| v[0].mse(v[1]), &inputs);
-        let d = common::broadcast_map(&inputs[0], &inputs[1], |x, y| (x - y) * (x - y));
+        let d = crate::common::broadcast_map(&inputs[0], &inputs[1], |x, y| (x - y) * (x - y));
         assert_near(loss[[]], d.sum() / d.len() as f64);
         assert_grad(|v| v[0].mse(v[1]), &inputs);
     }

@@ -2,9 +2,7 @@
 //! permutations, slices and indices. Forward values are checked element by element against
 //! where each output element must come from.
 
-mod common;
-
-use common::{assert_close, assert_grad, forward};
+use crate::common::{assert_close, assert_grad, forward};
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, Slice};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -13,7 +11,7 @@ use sparsegrad::tape::{Tensor, Var, broadcast_shape};
 
 /// A random-shaped tensor with values in [-3, 3).
 fn any_x() -> impl Strategy<Value = Tensor<f64>> {
-    common::any_tensor(-3.0, 3.0)
+    crate::common::any_tensor(-3.0, 3.0)
 }
 
 /// A tensor with a random axis of it.
@@ -30,7 +28,7 @@ fn elements(x: &Tensor<f64>) -> Vec<f64> {
 }
 
 proptest! {
-    #![proptest_config(common::proptest_config())]
+    #![proptest_config(crate::common::proptest_config())]
 
     #[test]
     fn grad_reshape(

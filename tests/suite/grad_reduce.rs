@@ -2,9 +2,7 @@
 //! axes, keepdim both ways; max reductions on tie-free values. Forward values are checked against
 //! an independent scatter-style reference.
 
-mod common;
-
-use common::{assert_close, assert_grad, distinct_tensor, forward};
+use crate::common::{assert_close, assert_grad, distinct_tensor, forward};
 use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 use proptest::prelude::*;
 use sparsegrad::check::strategies::{shape, tensor};
@@ -70,10 +68,10 @@ fn with_axis(x: Tensor<f64>) -> impl Strategy<Value = (Tensor<f64>, usize, bool)
 }
 
 proptest! {
-    #![proptest_config(common::proptest_config())]
+    #![proptest_config(crate::common::proptest_config())]
 
     #[test]
-    fn grad_sum(x in common::any_tensor(-3.0, 3.0)) {
+    fn grad_sum(x in crate::common::any_tensor(-3.0, 3.0)) {
         let y = forward(|v| v[0].sum(), std::slice::from_ref(&x));
         assert_close(&y, &reduce_ref(&x, &(0..x.ndim()).collect::<Vec<_>>(), false, 0.0, |s, v| s + v));
         assert_grad(|v| v[0].sum(), &[x]);
@@ -87,7 +85,7 @@ proptest! {
     }
 
     #[test]
-    fn grad_mean(x in common::any_tensor(-3.0, 3.0)) {
+    fn grad_mean(x in crate::common::any_tensor(-3.0, 3.0)) {
         let y = forward(|v| v[0].mean(), std::slice::from_ref(&x));
         assert_close(&y, &ndarray::arr0(x.sum() / x.len() as f64).into_dyn());
         assert_grad(|v| v[0].mean(), &[x]);
@@ -118,7 +116,7 @@ proptest! {
 
     #[test]
     fn grad_logsumexp(
-        (x, axis, keepdim) in common::any_tensor(-5.0, 5.0).prop_flat_map(with_axis)
+        (x, axis, keepdim) in crate::common::any_tensor(-5.0, 5.0).prop_flat_map(with_axis)
     ) {
         let y = forward(|v| v[0].logsumexp(axis, keepdim), std::slice::from_ref(&x));
         let mut expected = lse_ref(&x, axis);
@@ -130,14 +128,14 @@ proptest! {
     }
 
     #[test]
-    fn grad_softmax((x, axis, _) in common::any_tensor(-5.0, 5.0).prop_flat_map(with_axis)) {
+    fn grad_softmax((x, axis, _) in crate::common::any_tensor(-5.0, 5.0).prop_flat_map(with_axis)) {
         let y = forward(|v| v[0].softmax(axis), std::slice::from_ref(&x));
         assert_close(&y, &(&x - &lse_ref(&x, axis)).mapv(f64::exp));
         assert_grad(|v| v[0].softmax(axis), &[x]);
     }
 
     #[test]
-    fn grad_log_softmax((x, axis, _) in common::any_tensor(-5.0, 5.0).prop_flat_map(with_axis)) {
+    fn grad_log_softmax((x, axis, _) in crate::common::any_tensor(-5.0, 5.0).prop_flat_map(with_axis)) {
         let y = forward(|v| v[0].log_softmax(axis), std::slice::from_ref(&x));
         assert_close(&y, &(&x - &lse_ref(&x, axis)));
         assert_grad(|v| v[0].log_softmax(axis), &[x]);
@@ -149,8 +147,8 @@ proptest! {
     fn grad_sum_and_mean_axes_of_column_major_values(
         (x, axes, keepdim) in tensor_axes(-1.0, 1.0)
     ) {
-        check_column_major(&common::column_major(&x), &axes, keepdim);
-        check_column_major(&common::column_major(&x), &[], keepdim);
+        check_column_major(&crate::common::column_major(&x), &axes, keepdim);
+        check_column_major(&crate::common::column_major(&x), &[], keepdim);
     }
 }
 
@@ -173,7 +171,7 @@ fn reducing_over_no_axes_accepts_column_major_values() {
     let x = ArrayD::from_shape_fn(IxDyn(&[2, 3, 2]), |i| {
         0.1 * (i[0] + 2 * i[1] + 3 * i[2]) as f64
     });
-    let x = common::column_major(&x);
+    let x = crate::common::column_major(&x);
     assert!(!x.is_standard_layout());
     for keepdim in [false, true] {
         check_column_major(&x, &[], keepdim);

@@ -1,8 +1,6 @@
 //! The training methods' command-line settings: every bad value or combination is refused with
 //! one exact `error: ...` line naming the flag, before anything is written.
 
-mod cli_support;
-
 /// Runs `sparsegrad args... --out TEMP` (so a run that is wrongly accepted writes nothing into
 /// the repository) and checks the one-line error.
 fn assert_error(command_line: &str, message: &str) {
@@ -11,7 +9,7 @@ fn assert_error(command_line: &str, message: &str) {
     let refused = out_dir.join("refused");
     let mut args: Vec<&str> = command_line.split_whitespace().collect();
     args.extend(["--out", refused.to_str().unwrap()]);
-    cli_support::assert_error(&args, message);
+    crate::cli_support::assert_error(&args, message);
 }
 
 #[test]

@@ -3,9 +3,7 @@
 //! the effective-rank report, and `--str-granularity rank` on a FastGRNN low-rank cell, whose
 //! effective rank drops in a short run.
 
-mod methods_support;
-
-use methods_support::*;
+use crate::methods_support::*;
 use ndarray::{Axis, IxDyn, Zip, array};
 use proptest::prelude::*;
 use sparsegrad::check::strategies::{away_from, shape, tensor};

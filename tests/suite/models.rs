@@ -4,8 +4,6 @@
 //! prunable weights, the option-A shortcut, train/eval modes, a gradient check through one
 //! residual block, and the `models::build` registry.
 
-mod common;
-
 use std::any::Any;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -140,7 +138,7 @@ fn lenet5_state_dict_matches_the_reference() {
 
 #[test]
 fn resnet20_state_dict_matches_the_reference_file() {
-    let want = parse_state_dict(include_str!("fixtures/resnet20_state_dict.txt"));
+    let want = parse_state_dict(include_str!("../fixtures/resnet20_state_dict.txt"));
     assert_eq!(want.len(), 116, "fixture parsed");
     assert_same_state_dict(&state_dict(&resnet(20, CIFAR)), &want);
 }
@@ -260,7 +258,7 @@ fn fastgrnn_classifier_reads_image_rows_as_time_steps() {
         .collect();
     let last = unroll(&model.cell, &steps, None).last;
     let want = model.hidden2keyword.forward(last).value();
-    common::assert_close(&got, &want);
+    crate::common::assert_close(&got, &want);
     assert_eq!(model.cell.input_size(), 6);
     assert_eq!(model.cell.hidden_size(), 8);
 }

@@ -1,12 +1,10 @@
 //! The command line's bad-input paths: one exact `error: ...` line on stderr and a non-zero exit,
 //! never a panic; and nothing lost when a command is refused.
 
-mod cli_support;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use cli_support::{assert_error, run};
+use crate::cli_support::{assert_error, run};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sparsegrad-cli-{name}-{}", std::process::id()));

@@ -2,12 +2,10 @@
 //! layers kept dense, every granularity, the target controller, the no-pruning warning, baking,
 //! and bit-identical resumption. Whole runs are LeNet-300 on the bundled data, 1-2 epochs.
 
-mod methods_support;
-
 use std::path::Path;
 use std::process::Command;
 
-use methods_support::*;
+use crate::methods_support::*;
 use sparsegrad::io::checkpoint;
 use sparsegrad::methods::{self, bake};
 use sparsegrad::models::LeNet300;

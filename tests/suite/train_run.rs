@@ -1,11 +1,9 @@
 //! Whole training runs on the bundled data: resumption is bit-identical, results do not depend on
 //! the thread count, divergence stops cleanly with the last good checkpoint kept.
 
-mod methods_support;
-
 use std::path::Path;
 
-use methods_support::{temp_dir, train_in_two_sittings};
+use crate::methods_support::{temp_dir, train_in_two_sittings};
 
 use sparsegrad::io::checkpoint;
 use sparsegrad::train::trainer::{CHECKPOINT_FILE, CheckpointMeta, MODEL_FILE};
