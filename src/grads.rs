@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use crate::float::Float;
 use crate::param::{Param, ParamId};
-use crate::tape::{Tensor, Var};
+use crate::tape::Var;
+use crate::tensor::Tensor;
 
 /// The gradients of the leaves and parameters of one backward pass.
 pub struct Grads<F: Float> {

@@ -35,6 +35,7 @@ pub mod posttrain;
 pub mod rng;
 pub mod sparsity;
 pub mod tape;
+pub mod tensor;
 pub mod train;
 
 /// The names most programs need.

@@ -23,8 +23,7 @@ use crate::float::Float;
 use crate::grads::Grads;
 use crate::param::{Param, ParamId};
 
-/// The dense n-dimensional array every value is stored in.
-pub type Tensor<F> = ArrayD<F>;
+pub use crate::tensor::Tensor;
 
 /// An op's backward: given the gradient of its output and which inputs need a gradient, returns
 /// one entry per input (`None` where not needed). A returned gradient may have the broadcast

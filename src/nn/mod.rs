@@ -22,4 +22,4 @@ pub use linear::Linear;
 pub use module::{Module, count_trainable, join, named_params};
 pub use pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d, PoolWindow};
 pub use recurrent::{RecurrentCell, Unrolled, split_steps, unroll, unroll_on, unroll_sequence};
-pub use weight::{Weight, WeightTransform};
+pub use weight::{Weight, WeightTransform, zero_pruned};

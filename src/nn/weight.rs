@@ -111,12 +111,20 @@ impl<F: Float> Weight<F> {
     }
 
     /// Sets pruned raw entries back to exactly +0.0 (after an optimiser step, or after a method
-    /// changed the mask): a select, like `optim::zero_pruned`, so negative entries do not
+    /// changed the mask): a select ([`zero_pruned`]), so negative entries do not
     /// become -0.0.
     pub fn reapply_mask(&mut self) {
         if let Some(mask) = self.transform.as_ref().and_then(|t| t.mask()) {
             let mask = mask.clone();
-            crate::optim::zero_pruned(self.raw.value_mut(), &mask);
+            zero_pruned(self.raw.value_mut(), &mask);
         }
     }
+}
+
+/// Sets the entries of `t` where `mask` is 0 to +0.0 (others are multiplied by the mask). A select,
+/// not `t * mask`: that would leave -0.0 for negative entries and NaN for infinite ones.
+pub fn zero_pruned<F: Float>(t: &mut Tensor<F>, mask: &Tensor<F>) {
+    ndarray::Zip::from(t).and(mask).for_each(|v, &m| {
+        *v = if m == F::zero() { F::zero() } else { *v * m };
+    });
 }

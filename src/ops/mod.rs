@@ -3,6 +3,7 @@
 //! for the derivative table and the test of each op.
 
 pub mod conv;
+pub mod density;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use ndarray::Zip;
 
 use crate::float::Float;
+pub use crate::ops::density::{Bandwidth, Density, DensityEstimate};
 use crate::ops::elementwise::sign_scalar;
-pub use crate::sparsity::density::{Bandwidth, Density, DensityEstimate};
 use crate::tape::{Tensor, Var, broadcast_shape};
 
 /// A scalar function with its derivative, shared by reference.

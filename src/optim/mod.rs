@@ -19,6 +19,8 @@ use std::collections::HashSet;
 use crate::error::Result;
 use crate::float::Float;
 use crate::grads::Grads;
+/// Re-exported: the optimisers and the `step` driver use it for mask hygiene.
+pub use crate::nn::zero_pruned;
 use crate::nn::{Module, Weight};
 use crate::param::Param;
 use crate::tape::Tensor;
@@ -127,14 +129,6 @@ fn update_param<F: Float, O: Optimizer<F> + ?Sized>(
             zero_pruned(p.value_mut(), mask);
         }
     }
-}
-
-/// Sets the entries of `t` where `mask` is 0 to +0.0 (others are multiplied by the mask). A select,
-/// not `t * mask`: that would leave -0.0 for negative entries and NaN for infinite ones.
-pub fn zero_pruned<F: Float>(t: &mut Tensor<F>, mask: &Tensor<F>) {
-    ndarray::Zip::from(t).and(mask).for_each(|v, &m| {
-        *v = if m == F::zero() { F::zero() } else { *v * m };
-    });
 }
 
 /// The shapes of `model`'s trainable parameters, by name.
