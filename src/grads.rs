@@ -36,6 +36,12 @@ impl<F: Float> Grads<F> {
         self.by_var.get(&var.id())
     }
 
+    /// Gradient of the variable at tape position `id` (a leaf, a parameter, or a value kept with
+    /// `Tape::retain_grad`).
+    pub fn of_var_id(&self, id: usize) -> Option<&Tensor<F>> {
+        self.by_var.get(&id)
+    }
+
     /// Gradient with respect to a parameter (None if it was not used or is frozen).
     pub fn of(&self, param: &Param<F>) -> Option<&Tensor<F>> {
         self.of_id(param.id())

@@ -33,6 +33,7 @@ pub mod optim;
 pub mod param;
 pub mod posttrain;
 pub mod rng;
+pub mod run;
 pub mod sparsity;
 pub mod tape;
 pub mod tensor;

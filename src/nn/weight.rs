@@ -45,6 +45,17 @@ pub trait WeightTransform<F: Float>: Any {
         None
     }
 
+    /// Follows the model's mode: training (e.g. sampled L0 gates) or evaluation (deterministic
+    /// gates). [`Weight::set_training`] forwards it; `Module::set_training` reaches every weight.
+    fn set_training(&mut self, training: bool) {
+        let _ = training;
+    }
+
+    /// Called by `optim::step` after every optimiser step: puts the transform's own parameters
+    /// back in their domain (the L0 gates clamp `log_alpha`, as the authors'
+    /// `constrain_parameters`).
+    fn project(&mut self) {}
+
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
@@ -57,6 +68,13 @@ pub struct Weight<F: Float> {
     /// (1 for a Linear layer on [N, in], H_out * W_out for a convolution, T for a recurrent
     /// weight over T steps). Layers record it; FLOP counts use it.
     uses_per_example: Cell<usize>,
+    /// Training or evaluation mode (see [`WeightTransform::set_training`]).
+    training: bool,
+    /// Keep the gradient with respect to the effective weight on every tape this weight is used
+    /// on (see [`Weight::effective_grad`]).
+    pub retain_effective_grad: bool,
+    /// The tape position of the effective weight of the last forward pass.
+    effective_var: Cell<Option<usize>>,
 }
 
 impl<F: Float> Weight<F> {
@@ -65,7 +83,22 @@ impl<F: Float> Weight<F> {
             raw: Param::new(raw),
             transform: None,
             uses_per_example: Cell::new(1),
+            training: true,
+            retain_effective_grad: false,
+            effective_var: Cell::new(None),
         }
+    }
+
+    /// Training or evaluation mode, passed on to the transform.
+    pub fn set_training(&mut self, training: bool) {
+        self.training = training;
+        if let Some(t) = &mut self.transform {
+            t.set_training(training);
+        }
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.training
     }
 
     /// Records how often per example the weight was applied (see the field's documentation).
@@ -81,10 +114,23 @@ impl<F: Float> Weight<F> {
     /// The weight the layer computes with, on `tape`.
     pub fn on<'t>(&self, tape: &'t crate::tape::Tape<F>) -> Var<'t, F> {
         let raw = tape.param(&self.raw);
-        match &self.transform {
+        let effective = match &self.transform {
             Some(t) => t.apply(raw),
             None => raw,
+        };
+        if self.retain_effective_grad && effective.requires_grad() {
+            tape.retain_grad(effective);
         }
+        self.effective_var.set(Some(effective.id()));
+        effective
+    }
+
+    /// The gradient with respect to the effective weight of the last forward pass (with
+    /// [`Weight::retain_effective_grad`] set before it): for a masked weight W * m, the dense
+    /// gradient dL/d(W * m), nonzero at pruned entries too, which the raw weight's gradient
+    /// (dL/dW = m * dL/d(W * m)) is not. `None` if it was not kept.
+    pub fn effective_grad<'g>(&self, grads: &'g crate::grads::Grads<F>) -> Option<&'g Tensor<F>> {
+        grads.of_var_id(self.effective_var.get()?)
     }
 
     /// The effective weight as a plain array.

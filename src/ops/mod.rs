@@ -5,6 +5,7 @@
 pub mod conv;
 pub mod density;
 pub mod elementwise;
+pub mod hard_concrete;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
@@ -12,3 +13,4 @@ pub mod pool;
 pub mod reduce;
 pub mod shape;
 pub mod sparsity;
+pub mod threshold_fn;

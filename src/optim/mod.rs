@@ -27,9 +27,23 @@ use crate::tape::Tensor;
 
 pub use adam::{Adam, AdamConfig};
 pub use groups::{Hyper, ParamGroup, ParamMatch};
-pub use schedule::{LrSchedule, Schedule, Warmup};
+pub use schedule::{LrSchedule, Schedule, ScheduleUnit, Warmup};
 pub use sgd::{Sgd, SgdConfig};
 pub use state::ParamShapes;
+
+/// The optimisers `--optimizer` names.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// SGD with (Nesterov) momentum and L2 weight decay.
+    Sgd,
+    /// Adam with L2 weight decay.
+    Adam,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter).
+    Adamw,
+}
 
 /// A per-parameter update rule with per-parameter state keyed by parameter name.
 pub trait Optimizer<F: Float> {
@@ -94,6 +108,12 @@ pub fn step<F: Float, O: Optimizer<F> + ?Sized>(
     model.visit_mut("", &mut |name, p| {
         if !masked.contains(name) {
             update_param(opt, name, p, grads, None);
+        }
+    });
+    // Transforms whose parameters have a domain (L0's log_alpha range) are put back in it.
+    model.visit_weights_mut("", &mut |_, w| {
+        if let Some(t) = &mut w.transform {
+            t.project();
         }
     });
 }

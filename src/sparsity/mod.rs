@@ -14,6 +14,7 @@
 //! zero counts every figure is built from.
 
 pub mod budget;
+pub mod distribution;
 
 pub mod group_soft_threshold;
 pub mod hard_concrete_gate;
