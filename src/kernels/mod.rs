@@ -5,3 +5,8 @@ pub mod conv_gemm;
 pub mod direct_conv;
 pub mod gemm;
 pub mod im2col;
+pub mod sparse_conv;
+pub mod sparse_linear;
+pub mod sparse_micro;
+pub mod sparse_pattern;
+pub mod transpose;

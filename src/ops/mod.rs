@@ -10,4 +10,5 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod shape;
+pub mod sparse;
 pub mod sparsity;

@@ -28,6 +28,7 @@ mod models;
 mod optim;
 mod posttrain;
 mod schedule;
+mod sparse_ops;
 mod sparsity_ops;
 mod sparsity_transforms;
 mod train_run;
