@@ -116,7 +116,7 @@ fn gather_avx2<F: Float>(
     gather_body::<F, Fused, 64>(values, offsets, stride, src, base, out);
 }
 
-/// Tiles of `T` lanes, then single blocks for the remainder.
+/// Tiles of `T` lanes, then one narrower tile for the remainder.
 #[inline(always)]
 fn gather_body<F: Float, M: MulAdd, const T: usize>(
     values: &[F],
@@ -132,10 +132,19 @@ fn gather_body<F: Float, M: MulAdd, const T: usize>(
         gather_tile::<F, M, T>(values, offsets, stride, src, start, tile);
         start += T;
     }
-    for block in tiles.into_remainder().chunks_exact_mut(LANES) {
-        gather_tile::<F, M, LANES>(values, offsets, stride, src, start, block);
-        start += LANES;
+    // The remainder as one tile of its own width (a plane of 80 lanes is one 64 + one 16 tile
+    // when T = 64, one 80-lane tile when T = 128): each tile walks the nonzeros once.
+    let rest = tiles.into_remainder();
+    macro_rules! rest_tile {
+        ($($w:literal)*) => {
+            match rest.len() {
+                0 => {}
+                $($w if $w < T => gather_tile::<F, M, $w>(values, offsets, stride, src, start, rest),)*
+                _ => unreachable!("remainder is a multiple of LANES below T"),
+            }
+        };
     }
+    rest_tile!(16 32 48 64 80 96 112);
 }
 
 #[inline(always)]
@@ -228,11 +237,20 @@ fn dot_body<F: Float, M: MulAdd, const T: usize>(
         dot_tile::<F, M, T>(tile, offsets, stride, src, start, partials);
         start += T;
     }
-    for block in tiles.remainder().chunks_exact(LANES) {
-        let block: &[F; LANES] = block.try_into().expect("LANES elements");
-        dot_tile::<F, M, LANES>(block, offsets, stride, src, start, partials);
-        start += LANES;
+    let rest = tiles.remainder();
+    macro_rules! rest_tile {
+        ($($w:literal)*) => {
+            match rest.len() {
+                0 => {}
+                $($w if $w < T => {
+                    let rest: &[F; $w] = rest.try_into().expect("remainder width");
+                    dot_tile::<F, M, $w>(rest, offsets, stride, src, start, partials)
+                })*
+                _ => unreachable!("remainder is a multiple of LANES below T"),
+            }
+        };
     }
+    rest_tile!(16 32 48 64 80 96 112);
 }
 
 #[inline(always)]
