@@ -5,3 +5,4 @@ pub mod checkpoint;
 pub mod compare;
 pub mod plot;
 pub mod runlog;
+pub mod sparse_export;

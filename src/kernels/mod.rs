@@ -9,4 +9,5 @@ pub mod sparse_conv;
 pub mod sparse_linear;
 pub mod sparse_micro;
 pub mod sparse_pattern;
+pub mod sparse_select;
 pub mod transpose;

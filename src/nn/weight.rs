@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::cell::Cell;
+use std::sync::Arc;
 
 use crate::float::Float;
 use crate::param::Param;
@@ -45,6 +46,13 @@ pub trait WeightTransform<F: Float>: Any {
         None
     }
 
+    /// The mask's shared buffer (the values [`WeightTransform::mask`] returns), for caches that
+    /// must notice a new mask: a mask is only ever replaced or copied on write while shared, so a
+    /// holder of this `Arc` sees any change as a different pointer (`nn::sparse`).
+    fn mask_shared(&self) -> Option<Arc<Tensor<F>>> {
+        None
+    }
+
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
@@ -57,6 +65,8 @@ pub struct Weight<F: Float> {
     /// (1 for a Linear layer on [N, in], H_out * W_out for a convolution, T for a recurrent
     /// weight over T steps). Layers record it; FLOP counts use it.
     uses_per_example: Cell<usize>,
+    /// Sparse-kernel setting and cached pattern (see `nn::sparse`).
+    pub(crate) sparse: crate::nn::sparse::SparseState<F>,
 }
 
 impl<F: Float> Weight<F> {
@@ -65,6 +75,7 @@ impl<F: Float> Weight<F> {
             raw: Param::new(raw),
             transform: None,
             uses_per_example: Cell::new(1),
+            sparse: Default::default(),
         }
     }
 

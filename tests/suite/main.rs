@@ -28,6 +28,8 @@ mod models;
 mod optim;
 mod posttrain;
 mod schedule;
+mod sparse_export;
+mod sparse_nn;
 mod sparse_ops;
 mod sparsity_ops;
 mod sparsity_transforms;
