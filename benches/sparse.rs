@@ -31,7 +31,7 @@ use sparsegrad::ops::conv::Conv2dConfig;
 use sparsegrad::param::Param;
 use sparsegrad::rng::{Rng, seeded, uniform};
 use sparsegrad::sparsity::mask::Mask;
-use sparsegrad::tape::Tape;
+use sparsegrad::tape::{Tape, Var};
 use std::sync::Arc;
 
 const BATCH: usize = 128;
@@ -178,6 +178,42 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
         .measurement_time(Duration::from_secs(1));
 }
 
+/// The dense masked path (with its mask) or the sparse op (with its pattern).
+enum Path {
+    Dense(Arc<ArrayD<f32>>),
+    Sparse(Arc<SparsePattern>),
+}
+
+/// The layer's op on `tape` with input, weight and bias parameters.
+fn layer_op<'t>(
+    tape: &'t Tape<f32>,
+    layer: &Layer,
+    (x, w, b): (&Param<f32>, &Param<f32>, &Param<f32>),
+    path: &Path,
+) -> Var<'t, f32> {
+    let (xv, wv, bv) = (tape.param(x), tape.param(w), tape.param(b));
+    let cfg = layer.cfg();
+    match path {
+        Path::Dense(mask) => {
+            let w_eff = wv * tape.constant_shared(Arc::clone(mask));
+            if layer.conv() {
+                xv.conv2d(w_eff, Some(bv), &cfg)
+            } else {
+                xv.matmul_nt(w_eff) + bv
+            }
+        }
+        Path::Sparse(p) if layer.conv() => xv.sparse_conv2d(wv, Some(bv), &cfg, p),
+        Path::Sparse(p) => xv.sparse_linear(wv, Some(bv), p),
+    }
+}
+
+/// Lets a model (not `Send`: its transforms are plain trait objects) run inside
+/// `ThreadPool::install`. Sound here: `install` blocks the caller, so only one thread touches the
+/// model at a time, and nothing in it is tied to a thread.
+struct AssertSend<T>(T);
+// SAFETY: see the type's documentation.
+unsafe impl<T> Send for AssertSend<T> {}
+
 fn bench_layers(c: &mut Criterion) {
     let mut group = c.benchmark_group("sparse_layers");
     configure(&mut group);
@@ -187,7 +223,6 @@ fn bench_layers(c: &mut Criterion) {
         let w = Param::new(random(&layer.w_shape(), &mut rng));
         let b = Param::new(random(&[layer.c_out], &mut rng));
         let seed = random(&layer.y_shape(), &mut rng);
-        let cfg = layer.cfg();
         let masks: Vec<ArrayD<f32>> = SPARSITIES
             .iter()
             .map(|&s| random_mask(&layer.w_shape(), s, &mut rng))
@@ -195,44 +230,46 @@ fn bench_layers(c: &mut Criterion) {
         for (threads, pool) in pools() {
             let id = |what: &str| format!("{}/{threads}t/{what}", layer.name);
             // Dense masked path (the 95% mask; the density does not change its work).
-            let mask = Arc::new(masks[2].clone());
-            let dense = |tape: &Tape<f32>| {
-                let (xv, wv, bv) = (tape.param(&x), tape.param(&w), tape.param(&b));
-                let w_eff = wv * tape.constant_shared(mask.clone());
-                if layer.conv() {
-                    xv.conv2d(w_eff, Some(bv), &cfg)
-                } else {
-                    xv.matmul_nt(w_eff) + bv
-                }
-            };
+            let dense = Path::Dense(Arc::new(masks[2].clone()));
+            let params = (&x, &w, &b);
             group.bench_function(id("dense_fwd"), |bench| {
-                bench.iter(|| pool.install(|| black_box(dense(&Tape::new()).value())))
+                bench.iter(|| {
+                    pool.install(|| {
+                        black_box(layer_op(&Tape::new(), layer, params, &dense).value())
+                    })
+                })
             });
             group.bench_function(id("dense_fwd_bwd"), |bench| {
                 bench.iter_batched(
                     || seed.clone(),
-                    |g| pool.install(|| black_box(dense(&Tape::new()).backward_with(g))),
+                    |g| {
+                        pool.install(|| {
+                            let tape = Tape::new();
+                            black_box(layer_op(&tape, layer, params, &dense).backward_with(g))
+                        })
+                    },
                     BatchSize::LargeInput,
                 )
             });
             for (&sparsity, mask) in SPARSITIES.iter().zip(&masks) {
-                let pattern = pattern_of(mask);
-                let sparse = |tape: &Tape<f32>| {
-                    let (xv, wv, bv) = (tape.param(&x), tape.param(&w), tape.param(&b));
-                    if layer.conv() {
-                        xv.sparse_conv2d(wv, Some(bv), &cfg, &pattern)
-                    } else {
-                        xv.sparse_linear(wv, Some(bv), &pattern)
-                    }
-                };
+                let sparse = Path::Sparse(pattern_of(mask));
                 let pct = (sparsity * 100.0).round();
                 group.bench_function(id(&format!("{pct}/fwd")), |bench| {
-                    bench.iter(|| pool.install(|| black_box(sparse(&Tape::new()).value())))
+                    bench.iter(|| {
+                        pool.install(|| {
+                            black_box(layer_op(&Tape::new(), layer, params, &sparse).value())
+                        })
+                    })
                 });
                 group.bench_function(id(&format!("{pct}/fwd_bwd")), |bench| {
                     bench.iter_batched(
                         || seed.clone(),
-                        |g| pool.install(|| black_box(sparse(&Tape::new()).backward_with(g))),
+                        |g| {
+                            pool.install(|| {
+                                let tape = Tape::new();
+                                black_box(layer_op(&tape, layer, params, &sparse).backward_with(g))
+                            })
+                        },
                         BatchSize::LargeInput,
                     )
                 });
@@ -251,6 +288,9 @@ fn mask_95<M: Module<f32>>(model: &mut M, rng: &mut Rng) {
     });
 }
 
+/// A model, its name and its input batch.
+type Workload<'a> = (&'static str, &'a mut dyn Module<f32>, &'a Arc<ArrayD<f32>>);
+
 fn bench_inference(c: &mut Criterion) {
     let mut group = c.benchmark_group("sparse_inference");
     configure(&mut group);
@@ -262,7 +302,7 @@ fn bench_inference(c: &mut Criterion) {
     mask_95(&mut lenet5, &mut rng);
     let x300 = Arc::new(random(&[BATCH, 784], &mut rng));
     let x5 = Arc::new(random(&[BATCH, 1, 28, 28], &mut rng));
-    let models: [(&str, &mut dyn Module<f32>, &Arc<ArrayD<f32>>); 2] = [
+    let models: [Workload<'_>; 2] = [
         ("lenet300", &mut lenet300, &x300),
         ("lenet5", &mut lenet5, &x5),
     ];
@@ -270,12 +310,15 @@ fn bench_inference(c: &mut Criterion) {
         for (threads, pool) in pools() {
             for (mode, label) in [(SparseKernels::Off, "dense"), (SparseKernels::On, "sparse")] {
                 set_sparse_kernels(model, mode);
+                let mut cell = AssertSend(&mut *model);
                 group.bench_function(format!("{name}/{threads}t/{label}"), |bench| {
                     bench.iter(|| {
-                        pool.install(|| {
+                        let cell = &mut cell;
+                        pool.install(move || {
                             let tape = Tape::<f32>::new();
                             let _guard = tape.no_grad();
-                            black_box(model.forward(tape.constant_shared(Arc::clone(x))).value())
+                            let y = cell.0.forward(tape.constant_shared(Arc::clone(x)));
+                            black_box(y.value())
                         })
                     })
                 });

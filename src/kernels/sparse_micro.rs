@@ -282,7 +282,7 @@ pub fn reduce_lanes<F: Float>(partial: &[F; LANES]) -> F {
     while width > 1 {
         width /= 2;
         for l in 0..width {
-            v[l] = v[l] + v[l + width];
+            v[l] += v[l + width];
         }
     }
     v[0]
