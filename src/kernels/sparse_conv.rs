@@ -16,13 +16,16 @@
 //!   of the forward as a gather over a zero-margined `G` (`shift_k` = offset within the plane),
 //!   then scattered back from phase planes to NCHW.
 //!
-//! **Why this layout (measured, `sparse` bench `layout` group, f32, batch 128, 95% random, 1
-//! thread, see `docs/sparse.md`).** SparseProp's main layout puts the batch innermost (`[C, H, W,
-//! N]`), so every nonzero and output pixel is a 128-lane AXPY; that needs the input and output
-//! transposed every call (and the output gradient and input gradient in the backward). On the
-//! ResNet-20 shapes those four transposes of 0.5-2 M elements cost as much as the 95%-sparse
-//! convolution itself; the phase-plane copy here is a row copy, and the junk columns cost
-//! `Wq / OW - 1` (6% at 32x32, 25% at 8x8 with padding 1, 50% for LeNet-5's unpadded 8x8).
+//! **Why this layout (measured, `sparse` bench `sparse_layout` group, f32, batch 128, 95%
+//! random, forward, 1 thread, pairs interleaved on a loaded 2-core Xeon).** SparseProp's main
+//! layout puts the batch innermost (`[C, H, W, N]`), so every nonzero and output pixel is a
+//! 128-lane AXPY; that needs the input and output transposed every call (and the output gradient
+//! and input gradient in the backward), and its per-pixel 128-lane rows stream from L2. The
+//! phase-plane layout keeps one image's planes in L1/L2 for all output channels, and its copy is
+//! a row copy; its junk columns cost `Wq / OW - 1` (6% at 32x32, 25% at 8x8 with padding 1, 50%
+//! for LeNet-5's unpadded 8x8). Batch-innermost / phase-plane forward time: LeNet-5 conv2 25.0 /
+//! 4.9 ms, ResNet-20 16x16@32 130 / 39 ms, 32x32@16 60 / 18 ms, 64x64@8 18.9 / 13.6 ms (the
+//! batch-innermost version in the bench shares the same inner loop, `gather_accumulate`).
 //!
 //! **Work split and determinism.** The forward and the input gradient are per image (images in
 //! parallel, each element computed by one task). The weight gradient is summed per fixed chunk of
