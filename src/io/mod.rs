@@ -4,3 +4,4 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod json;
 pub mod plot;
+pub mod sparse_export;

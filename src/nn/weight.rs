@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::cell::Cell;
+use std::sync::Arc;
 
 use crate::float::Float;
 use crate::param::Param;
@@ -56,6 +57,13 @@ pub trait WeightTransform<F: Float>: Any {
     /// `constrain_parameters`).
     fn project(&mut self) {}
 
+    /// The mask's shared buffer (the values [`WeightTransform::mask`] returns), for caches that
+    /// must notice a new mask: a mask is only ever replaced or copied on write while shared, so a
+    /// holder of this `Arc` sees any change as a different pointer (`nn::sparse`).
+    fn mask_shared(&self) -> Option<Arc<Tensor<F>>> {
+        None
+    }
+
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
@@ -75,6 +83,8 @@ pub struct Weight<F: Float> {
     pub retain_effective_grad: bool,
     /// The tape position of the effective weight of the last forward pass.
     effective_var: Cell<Option<usize>>,
+    /// Sparse-kernel setting and cached pattern (see `nn::sparse`).
+    pub(crate) sparse: crate::nn::sparse::SparseState<F>,
 }
 
 impl<F: Float> Weight<F> {
@@ -86,6 +96,7 @@ impl<F: Float> Weight<F> {
             training: true,
             retain_effective_grad: false,
             effective_var: Cell::new(None),
+            sparse: Default::default(),
         }
     }
 

@@ -12,5 +12,6 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod shape;
+pub mod sparse;
 pub mod sparsity;
 pub mod threshold_fn;

@@ -208,6 +208,10 @@ impl<F: Float> WeightTransform<F> for Mask<F> {
         Some(self.mask.value())
     }
 
+    fn mask_shared(&self) -> Option<std::sync::Arc<Tensor<F>>> {
+        Some(self.mask.shared())
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
