@@ -6,3 +6,5 @@ pub mod conv_gemm;
 pub mod direct_conv;
 pub mod gemm;
 pub mod im2col;
+pub mod microkernel;
+pub mod packed_gemm;

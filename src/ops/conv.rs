@@ -9,8 +9,8 @@
 use ndarray::IxDyn;
 
 use crate::float::Float;
-use crate::kernels::conv_gemm::{ConvProblem, conv2d_backward, conv2d_forward};
 pub use crate::kernels::conv_config::Conv2dConfig;
+use crate::kernels::conv_gemm::{ConvProblem, conv2d_backward, conv2d_forward};
 use crate::tape::{Tensor, Var};
 
 /// Checks the shapes of a conv2d call and describes it; panics naming the op and the shapes.
