@@ -171,6 +171,15 @@ proptest! {
         prop_assert!(report.is_ok(), "{}", report.unwrap_err());
     }
 
+    /// The fused gate op on its own: d h' / d(gi, gh, h), gate pre-activations in (-3, 3).
+    #[test]
+    fn gru_gates_gradcheck(inputs in (1usize..4, 1usize..5).prop_flat_map(|(n, h)| {
+        tensors(vec![vec![n, 3 * h], vec![n, 3 * h], vec![n, h]], -3.0, 3.0)
+    })) {
+        let report = gradcheck(|v| v[0].gru_gates(v[1], v[2]), &inputs, &options());
+        prop_assert!(report.is_ok(), "{}", report.unwrap_err());
+    }
+
     /// Same for FastGRNN, full-rank and low-rank W and U, w.r.t. zeta and nu too.
     #[test]
     fn fastgrnn_gradcheck_through_time((w_low, u_low, inputs) in fastgrnn_case()) {
