@@ -762,10 +762,11 @@ fn gru_sequence_is_bit_identical_across_thread_counts() {
             let weights = cell.weights_on(&tape);
             let h0 = tape.constant(Tensor::zeros(IxDyn(&[n, h])));
             let states = unroll_on(&cell, &weights, &split_steps(x), h0).stacked();
-            let grads = (states * states).sum().backward();
             let bits = |t: &Tensor<f32>| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let state_bits = bits(&states.value());
+            let grads = (states * states).sum().backward();
             vec![
-                bits(&states.value()),
+                state_bits,
                 bits(grads.wrt(x).expect("dx")),
                 bits(grads.wrt(weights.weight_ih).expect("dW_ih")),
                 bits(grads.wrt(weights.weight_hh).expect("dW_hh")),
