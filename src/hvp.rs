@@ -233,8 +233,8 @@ where
 /// Copies every parameter and buffer of `src` into the parameter of the same full name in `dst`,
 /// converted through `f64` (exact from `f32` to `f64` or `Dual64`), with its trainable flag:
 /// how a `Dual64` twin (`models::build_as::<Dual64>`) gets the values of the model being pruned.
-/// Fails, naming the parameter, unless both have the same names with the same shapes (a weight
-/// transform such as a mask must be attached to the twin too).
+/// Fails, naming the parameter and changing nothing, unless both have the same names with the
+/// same shapes (a weight transform such as a mask must be attached to the twin too).
 pub fn load_twin<S, D, MS, MD>(src: &MS, dst: &mut MD) -> Result<()>
 where
     S: Float,
@@ -246,34 +246,33 @@ where
     src.visit("", &mut |name, p| {
         values.insert(name.to_string(), p);
     });
-    let mut missing = Vec::new();
-    let mut wrong_shape = None;
-    dst.visit_mut("", &mut |name, p| match values.remove(name) {
-        None => missing.push(name.to_string()),
-        Some(s) if s.shape() != p.shape() => {
-            wrong_shape.get_or_insert((name.to_string(), s.shape().to_vec(), p.shape().to_vec()));
-        }
-        Some(s) => {
-            p.set_value(s.value().mapv(|x| D::c(x.f64())));
-            p.set_trainable(s.trainable());
-        }
+    let mut unmatched = values.clone();
+    let mut problem = None;
+    dst.visit("", &mut |name, p| {
+        let message = match unmatched.remove(name) {
+            None => format!("parameter `{name}` of the twin is not in the model"),
+            Some(s) if s.shape() != p.shape() => format!(
+                "parameter `{name}` has shape {:?} in the model but {:?} in its twin",
+                s.shape(),
+                p.shape()
+            ),
+            Some(_) => return,
+        };
+        problem.get_or_insert(message);
     });
-    if let Some((name, src_shape, dst_shape)) = wrong_shape {
-        return Err(Error::invalid(format!(
-            "hvp twin: parameter `{name}` has shape {src_shape:?} in the model but {dst_shape:?} \
-             in its twin"
-        )));
+    if let Some(name) = unmatched.keys().next() {
+        problem.get_or_insert(format!(
+            "parameter `{name}` of the model is not in the twin"
+        ));
     }
-    if let Some(name) = missing.first() {
-        return Err(Error::invalid(format!(
-            "hvp twin: parameter `{name}` of the twin is not in the model"
-        )));
+    if let Some(message) = problem {
+        return Err(Error::invalid(format!("hvp twin: {message}")));
     }
-    if let Some(name) = values.keys().next() {
-        return Err(Error::invalid(format!(
-            "hvp twin: parameter `{name}` of the model is not in the twin"
-        )));
-    }
+    dst.visit_mut("", &mut |name, p| {
+        let s = values[name];
+        p.set_value(s.value().mapv(|x| D::c(x.f64())));
+        p.set_trainable(s.trainable());
+    });
     Ok(())
 }
 
