@@ -386,34 +386,75 @@ impl Accumulator for Dual64 {
     }
 }
 
-/// The real and tangent parts of a strided `rows x cols` dual matrix, as row-major planes, and
-/// whether any tangent is non-zero.
-///
-/// # Safety
-/// `p`, `rs`, `cs` must describe a valid `rows x cols` matrix.
-unsafe fn planes(p: *const Dual64, rows: usize, cols: usize, rs: isize, cs: isize) -> Planes {
-    let mut re = Vec::with_capacity(rows * cols);
-    let mut eps = Vec::with_capacity(rows * cols);
-    for i in 0..rows {
-        for j in 0..cols {
-            // SAFETY: (i, j) is inside the matrix the caller describes.
-            let x = unsafe { *p.offset(i as isize * rs + j as isize * cs) };
-            re.push(x.re);
-            eps.push(x.eps);
+/// A matrix shape and strides, in elements.
+#[derive(Clone, Copy)]
+struct Layout {
+    rows: usize,
+    cols: usize,
+    rs: isize,
+    cs: isize,
+}
+
+impl Layout {
+    /// The same shape stored densely in the same order as `self` (column-major if `self` is,
+    /// else row-major), so that copying between the two reads and writes memory in sequence.
+    fn dense(self) -> Layout {
+        if self.cs.unsigned_abs() > self.rs.unsigned_abs() {
+            Layout {
+                rs: 1,
+                cs: self.rows as isize,
+                ..self
+            }
+        } else {
+            Layout {
+                rs: self.cols as isize,
+                cs: 1,
+                ..self
+            }
         }
     }
-    let has_tangent = eps.iter().any(|&e| e != 0.0);
-    Planes {
-        re,
-        eps,
-        has_tangent,
+
+    /// Element offsets in the order of [`Layout::dense`].
+    fn offsets(self) -> impl Iterator<Item = isize> {
+        let column_major = self.cs.unsigned_abs() > self.rs.unsigned_abs();
+        let (outer, inner, os, is) = if column_major {
+            (self.cols, self.rows, self.cs, self.rs)
+        } else {
+            (self.rows, self.cols, self.rs, self.cs)
+        };
+        (0..outer as isize).flat_map(move |o| (0..inner as isize).map(move |i| o * os + i * is))
     }
 }
 
+/// The real and tangent parts of a dual matrix as two dense `f64` planes in `layout.dense()`.
 struct Planes {
     re: Vec<f64>,
     eps: Vec<f64>,
+    /// Whether any tangent is non-zero (if not, its products are skipped).
     has_tangent: bool,
+    layout: Layout,
+}
+
+impl Planes {
+    /// # Safety
+    /// `p` and `layout` must describe a valid matrix.
+    unsafe fn split(p: *const Dual64, layout: Layout) -> Planes {
+        let len = layout.rows * layout.cols;
+        let (mut re, mut eps) = (Vec::with_capacity(len), Vec::with_capacity(len));
+        for offset in layout.offsets() {
+            // SAFETY: every offset is inside the matrix the caller describes.
+            let x = unsafe { *p.offset(offset) };
+            re.push(x.re);
+            eps.push(x.eps);
+        }
+        let has_tangent = eps.iter().any(|&e| e != 0.0);
+        Planes {
+            re,
+            eps,
+            has_tangent,
+            layout: layout.dense(),
+        }
+    }
 }
 
 impl Float for Dual64 {
@@ -454,13 +495,20 @@ impl Float for Dual64 {
         rsc: isize,
         csc: isize,
     ) {
+        let (la, lb, lc) = (
+            Layout { rows: m, cols: k, rs: rsa, cs: csa },
+            Layout { rows: k, cols: n, rs: rsb, cs: csb },
+            Layout { rows: m, cols: n, rs: rsc, cs: csc },
+        );
         // SAFETY: the caller guarantees valid m x k and k x n matrices (the trait's contract).
-        let (a, b) = unsafe { (planes(a, m, k, rsa, csa), planes(b, k, n, rsb, csb)) };
+        let (a, b) = unsafe { (Planes::split(a, la), Planes::split(b, lb)) };
+        // The product's planes are laid out like C, so the final pass over C is sequential.
+        let out = lc.dense();
         let mut re = vec![0.0; m * n];
         let mut eps = vec![0.0; m * n];
-        let (ki, ni) = (k as isize, n as isize);
-        let dgemm = |x: &[f64], y: &[f64], beta: f64, out: &mut [f64]| {
-            // SAFETY: fresh row-major planes of the sizes given; `out` aliases neither input.
+        let dgemm = |x: &[f64], y: &[f64], beta: f64, into: &mut [f64]| {
+            let (x_l, y_l) = (a.layout, b.layout);
+            // SAFETY: dense planes of the sizes and strides given; `into` aliases neither input.
             unsafe {
                 matrixmultiply::dgemm(
                     m,
@@ -468,15 +516,15 @@ impl Float for Dual64 {
                     n,
                     1.0,
                     x.as_ptr(),
-                    ki,
-                    1,
+                    x_l.rs,
+                    x_l.cs,
                     y.as_ptr(),
-                    ni,
-                    1,
+                    y_l.rs,
+                    y_l.cs,
                     beta,
-                    out.as_mut_ptr(),
-                    ni,
-                    1,
+                    into.as_mut_ptr(),
+                    out.rs,
+                    out.cs,
                 )
             }
         };
@@ -489,17 +537,15 @@ impl Float for Dual64 {
         }
         // matrixmultiply's rule: with beta = 0, C is not read (it may hold garbage).
         let read_c = !beta.is_zero();
-        for i in 0..m {
-            for j in 0..n {
-                let product = alpha * Dual64::new(re[i * n + j], eps[i * n + j]);
-                // SAFETY: (i, j) is inside the m x n matrix C the caller describes.
-                let cij = unsafe { &mut *c.offset(i as isize * rsc + j as isize * csc) };
-                *cij = if read_c {
-                    product + beta * *cij
-                } else {
-                    product
-                };
-            }
+        for ((offset, &re), &eps) in lc.offsets().zip(&re).zip(&eps) {
+            let product = alpha * Dual64::new(re, eps);
+            // SAFETY: every offset is inside the m x n matrix C the caller describes.
+            let cij = unsafe { &mut *c.offset(offset) };
+            *cij = if read_c {
+                product + beta * *cij
+            } else {
+                product
+            };
         }
     }
 }
