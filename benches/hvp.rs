@@ -23,7 +23,13 @@ const CLASSES: usize = 10;
 const TEMPERATURE: f64 = 200.0;
 
 fn lenet5<F: Float>() -> LeNet5<F> {
-    LeNet5::new((1, 28, 28), CLASSES, LeNet5Options::default(), &mut seeded(0)).expect("fits")
+    LeNet5::new(
+        (1, 28, 28),
+        CLASSES,
+        LeNet5Options::default(),
+        &mut seeded(0),
+    )
+    .expect("fits")
 }
 
 /// One forward + backward of the tempered loss on `images`.

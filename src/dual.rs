@@ -16,9 +16,8 @@
 //! - a tangent of exactly zero stays zero through unary functions, even where the derivative is
 //!   infinite (`sqrt(0 + 0ε) = 0 + 0ε`, not `0 + NaN ε`): constants stay constants.
 //!
-//! There is no dual GEMM in `matrixmultiply`; [`Float::gemm`] splits both operands into real and
-//! tangent planes and runs three `dgemm`s: `C = A B` has `re = Aʳ Bʳ`, `eps = Aʳ Bᵋ + Aᵋ Bʳ` (a
-//! plane of zero tangents skips its product, which is common: data have no tangent).
+//! There is no dual GEMM in `matrixmultiply`; [`Float::gemm`] runs three `dgemm`s on real and
+//! tangent planes (`gemm.rs`), so a product costs about three `f64` products.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -29,6 +28,9 @@ use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, Sub, Su
 use num_traits::{FromPrimitive, Num, NumCast, One, ToPrimitive, Zero};
 
 use crate::float::{Accumulator, Float};
+
+mod gemm;
+use gemm::Layout;
 
 /// `re + eps ε` with `ε² = 0`. See the module documentation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -386,77 +388,6 @@ impl Accumulator for Dual64 {
     }
 }
 
-/// A matrix shape and strides, in elements.
-#[derive(Clone, Copy)]
-struct Layout {
-    rows: usize,
-    cols: usize,
-    rs: isize,
-    cs: isize,
-}
-
-impl Layout {
-    /// The same shape stored densely in the same order as `self` (column-major if `self` is,
-    /// else row-major), so that copying between the two reads and writes memory in sequence.
-    fn dense(self) -> Layout {
-        if self.cs.unsigned_abs() > self.rs.unsigned_abs() {
-            Layout {
-                rs: 1,
-                cs: self.rows as isize,
-                ..self
-            }
-        } else {
-            Layout {
-                rs: self.cols as isize,
-                cs: 1,
-                ..self
-            }
-        }
-    }
-
-    /// Element offsets in the order of [`Layout::dense`].
-    fn offsets(self) -> impl Iterator<Item = isize> {
-        let column_major = self.cs.unsigned_abs() > self.rs.unsigned_abs();
-        let (outer, inner, os, is) = if column_major {
-            (self.cols, self.rows, self.cs, self.rs)
-        } else {
-            (self.rows, self.cols, self.rs, self.cs)
-        };
-        (0..outer as isize).flat_map(move |o| (0..inner as isize).map(move |i| o * os + i * is))
-    }
-}
-
-/// The real and tangent parts of a dual matrix as two dense `f64` planes in `layout.dense()`.
-struct Planes {
-    re: Vec<f64>,
-    eps: Vec<f64>,
-    /// Whether any tangent is non-zero (if not, its products are skipped).
-    has_tangent: bool,
-    layout: Layout,
-}
-
-impl Planes {
-    /// # Safety
-    /// `p` and `layout` must describe a valid matrix.
-    unsafe fn split(p: *const Dual64, layout: Layout) -> Planes {
-        let len = layout.rows * layout.cols;
-        let (mut re, mut eps) = (Vec::with_capacity(len), Vec::with_capacity(len));
-        for offset in layout.offsets() {
-            // SAFETY: every offset is inside the matrix the caller describes.
-            let x = unsafe { *p.offset(offset) };
-            re.push(x.re);
-            eps.push(x.eps);
-        }
-        let has_tangent = eps.iter().any(|&e| e != 0.0);
-        Planes {
-            re,
-            eps,
-            has_tangent,
-            layout: layout.dense(),
-        }
-    }
-}
-
 impl Float for Dual64 {
     const DTYPE: &'static str = "dual64";
     type Acc = Dual64;
@@ -478,7 +409,7 @@ impl Float for Dual64 {
         a
     }
 
-    /// `C <- alpha A B + beta C` by three `dgemm`s on real and tangent planes (module docs).
+    /// `C <- alpha A B + beta C` by three `dgemm`s on real and tangent planes (see [`gemm`]).
     unsafe fn gemm(
         m: usize,
         k: usize,
@@ -495,57 +426,16 @@ impl Float for Dual64 {
         rsc: isize,
         csc: isize,
     ) {
-        let (la, lb, lc) = (
-            Layout { rows: m, cols: k, rs: rsa, cs: csa },
-            Layout { rows: k, cols: n, rs: rsb, cs: csb },
-            Layout { rows: m, cols: n, rs: rsc, cs: csc },
-        );
-        // SAFETY: the caller guarantees valid m x k and k x n matrices (the trait's contract).
-        let (a, b) = unsafe { (Planes::split(a, la), Planes::split(b, lb)) };
-        // The product's planes are laid out like C, so the final pass over C is sequential.
-        let out = lc.dense();
-        let mut re = vec![0.0; m * n];
-        let mut eps = vec![0.0; m * n];
-        let dgemm = |x: &[f64], y: &[f64], beta: f64, into: &mut [f64]| {
-            let (x_l, y_l) = (a.layout, b.layout);
-            // SAFETY: dense planes of the sizes and strides given; `into` aliases neither input.
-            unsafe {
-                matrixmultiply::dgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    x.as_ptr(),
-                    x_l.rs,
-                    x_l.cs,
-                    y.as_ptr(),
-                    y_l.rs,
-                    y_l.cs,
-                    beta,
-                    into.as_mut_ptr(),
-                    out.rs,
-                    out.cs,
-                )
-            }
-        };
-        dgemm(&a.re, &b.re, 0.0, &mut re);
-        if b.has_tangent {
-            dgemm(&a.re, &b.eps, 0.0, &mut eps);
-        }
-        if a.has_tangent {
-            dgemm(&a.eps, &b.re, 1.0, &mut eps);
-        }
-        // matrixmultiply's rule: with beta = 0, C is not read (it may hold garbage).
-        let read_c = !beta.is_zero();
-        for ((offset, &re), &eps) in lc.offsets().zip(&re).zip(&eps) {
-            let product = alpha * Dual64::new(re, eps);
-            // SAFETY: every offset is inside the m x n matrix C the caller describes.
-            let cij = unsafe { &mut *c.offset(offset) };
-            *cij = if read_c {
-                product + beta * *cij
-            } else {
-                product
-            };
+        let layout = Layout::new;
+        // SAFETY: the caller's pointers and strides describe these matrices (the contract).
+        unsafe {
+            gemm::dual_gemm(
+                alpha,
+                (a, layout(m, k, rsa, csa)),
+                (b, layout(k, n, rsb, csb)),
+                beta,
+                (c, layout(m, n, rsc, csc)),
+            )
         }
     }
 }

@@ -271,8 +271,9 @@ impl<'t, F: Float> Var<'t, F> {
             let mut grads: Vec<Option<Tensor<F>>> = vec![None; n_inputs];
             grads[0] = dx.map(|dx| dx.into_shape_with_order(x.raw_dim()).expect("same size"));
             // dgamma = sum(g * xhat), dbeta = sum(g).
-            let per_channel =
-                |which: usize| Tensor::from_shape_fn(IxDyn(&[c]), |i| F::from_acc(sums[i[0]][which]));
+            let per_channel = |which: usize| {
+                Tensor::from_shape_fn(IxDyn(&[c]), |i| F::from_acc(sums[i[0]][which]))
+            };
             if let Some(at) = weight_at.filter(|&at| needs[at]) {
                 grads[at] = Some(per_channel(1));
             }

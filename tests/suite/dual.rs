@@ -43,7 +43,13 @@ fn unary_functions() -> Vec<Unary> {
         ("atanh", |x| x.atanh(), f64::atanh, -0.9, 0.9),
         ("powi(3)", |x| x.powi(3), |x| x.powi(3), -3.0, 3.0),
         ("powi(-2)", |x| x.powi(-2), |x| x.powi(-2), 0.2, 3.0),
-        ("powf(1.7)", |x| x.powf(Dual64::constant(1.7)), |x| x.powf(1.7), 0.1, 3.0),
+        (
+            "powf(1.7)",
+            |x| x.powf(Dual64::constant(1.7)),
+            |x| x.powf(1.7),
+            0.1,
+            3.0,
+        ),
         ("to_degrees", |x| x.to_degrees(), f64::to_degrees, -3.0, 3.0),
         ("to_radians", |x| x.to_radians(), f64::to_radians, -3.0, 3.0),
         ("abs", |x| x.abs(), f64::abs, -3.0, -0.1),
@@ -54,7 +60,12 @@ fn unary_functions() -> Vec<Unary> {
 }
 
 /// A binary function of `Dual64`, its `f64` counterpart, and the intervals of both arguments.
-type Binary = (&'static str, fn(Dual64, Dual64) -> Dual64, fn(f64, f64) -> f64, [f64; 4]);
+type Binary = (
+    &'static str,
+    fn(Dual64, Dual64) -> Dual64,
+    fn(f64, f64) -> f64,
+    [f64; 4],
+);
 
 fn binary_functions() -> Vec<Binary> {
     vec![
@@ -65,9 +76,24 @@ fn binary_functions() -> Vec<Binary> {
         ("rem", |a, b| a % b, |a, b| a % b, [0.1, 0.9, 1.0, 2.0]),
         ("powf", |a, b| a.powf(b), f64::powf, [0.2, 3.0, -2.0, 2.0]),
         ("log", |a, b| a.log(b), f64::log, [0.2, 3.0, 1.5, 4.0]),
-        ("hypot", |a, b| a.hypot(b), f64::hypot, [-3.0, 3.0, 0.3, 3.0]),
-        ("atan2", |a, b| a.atan2(b), f64::atan2, [-3.0, 3.0, 0.3, 3.0]),
-        ("mul_add(2)", |a, b| a.mul_add(b, a), |a, b| a.mul_add(b, a), [-3.0, 3.0, -3.0, 3.0]),
+        (
+            "hypot",
+            |a, b| a.hypot(b),
+            f64::hypot,
+            [-3.0, 3.0, 0.3, 3.0],
+        ),
+        (
+            "atan2",
+            |a, b| a.atan2(b),
+            f64::atan2,
+            [-3.0, 3.0, 0.3, 3.0],
+        ),
+        (
+            "mul_add(2)",
+            |a, b| a.mul_add(b, a),
+            |a, b| a.mul_add(b, a),
+            [-3.0, 3.0, -3.0, 3.0],
+        ),
     ]
 }
 
@@ -144,7 +170,12 @@ fn naive(
 ) -> Array2<Dual64> {
     Array2::from_shape_fn(c.dim(), |(i, j)| {
         let dot = (0..a.ncols()).fold(Dual64::constant(0.0), |s, p| s + a[(i, p)] * b[(p, j)]);
-        alpha * dot + if beta.re == 0.0 && beta.eps == 0.0 { Dual64::constant(0.0) } else { beta * c[(i, j)] }
+        alpha * dot
+            + if beta.re == 0.0 && beta.eps == 0.0 {
+                Dual64::constant(0.0)
+            } else {
+                beta * c[(i, j)]
+            }
     })
 }
 

@@ -45,13 +45,17 @@ fn quadratic_case(n1: usize, n2: usize, seed: u64) -> f64 {
     let b = Array1::from_shape_simple_fn(n, || uniform(&mut rng, -2.0, 2.0));
     let at = [normal(&[n1], &mut rng), normal(&[n2], &mut rng)];
     let v = [normal(&[n1], &mut rng), normal(&[n2], &mut rng)];
-    let (ad, bd) = (a.mapv(Dual64::from).into_dyn(), b.mapv(Dual64::from).into_dyn());
+    let (ad, bd) = (
+        a.mapv(Dual64::from).into_dyn(),
+        b.mapv(Dual64::from).into_dyn(),
+    );
     let out = hvp(
         |x| {
             let tape = x[0].tape();
             let x = Var::concat(&[x[0], x[1]], 0);
             let xa = x.reshape(&[1, n]).matmul(tape.constant(ad.clone()));
-            xa.matmul(x.reshape(&[n, 1])).sum().mul_scalar(0.5) + (tape.constant(bd.clone()) * x).sum()
+            xa.matmul(x.reshape(&[n, 1])).sum().mul_scalar(0.5)
+                + (tape.constant(bd.clone()) * x).sum()
         },
         &at,
         &v,
@@ -90,15 +94,28 @@ impl Mlp {
         let mut rng = seeded(seed);
         let x = Array2::from_shape_simple_fn((n, i), || standard_normal(&mut rng));
         let labels = (0..n).map(|k| (k * 7 + seed as usize) % c).collect();
-        let mut p = |shape: &[usize]| ArrayD::from_shape_simple_fn(IxDyn(shape), || uniform(&mut rng, -1.0, 1.0));
+        let mut p = |shape: &[usize]| {
+            ArrayD::from_shape_simple_fn(IxDyn(shape), || uniform(&mut rng, -1.0, 1.0))
+        };
         let params = vec![p(&[h, i]), p(&[h]), p(&[c, h]), p(&[c])];
-        (Mlp { x, labels, dims: (i, h, c) }, params)
+        (
+            Mlp {
+                x,
+                labels,
+                dims: (i, h, c),
+            },
+            params,
+        )
     }
 
     /// The loss on the tape (the function under test).
     fn loss<'t>(&self, p: &[Var<'t, Dual64>]) -> Var<'t, Dual64> {
         let x = p[0].tape().constant(self.x.mapv(Dual64::from).into_dyn());
-        (x.matmul_nt(p[0]) + p[1]).tanh().matmul_nt(p[2]).add(p[3]).cross_entropy(&self.labels, 0.0)
+        (x.matmul_nt(p[0]) + p[1])
+            .tanh()
+            .matmul_nt(p[2])
+            .add(p[3])
+            .cross_entropy(&self.labels, 0.0)
     }
 
     /// The gradient, by hand (no tape): the independent reference.
@@ -106,17 +123,29 @@ impl Mlp {
         let (i, h, c) = self.dims;
         let n = self.x.nrows();
         let (w1, b1, w2, b2) = (&p[0], &p[1], &p[2], &p[3]);
-        let mut g = vec![vec![0.0; h * i], vec![0.0; h], vec![0.0; c * h], vec![0.0; c]];
+        let mut g = vec![
+            vec![0.0; h * i],
+            vec![0.0; h],
+            vec![0.0; c * h],
+            vec![0.0; c],
+        ];
         for r in 0..n {
             let a1: Vec<f64> = (0..h)
-                .map(|j| (b1[[j]] + (0..i).map(|k| self.x[[r, k]] * w1[[j, k]]).sum::<f64>()).tanh())
+                .map(|j| {
+                    (b1[[j]] + (0..i).map(|k| self.x[[r, k]] * w1[[j, k]]).sum::<f64>()).tanh()
+                })
                 .collect();
-            let z2: Vec<f64> = (0..c).map(|o| b2[[o]] + (0..h).map(|j| a1[j] * w2[[o, j]]).sum::<f64>()).collect();
+            let z2: Vec<f64> = (0..c)
+                .map(|o| b2[[o]] + (0..h).map(|j| a1[j] * w2[[o, j]]).sum::<f64>())
+                .collect();
             let m = z2.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let total: f64 = z2.iter().map(|z| (z - m).exp()).sum();
             // dL/dz2 = (softmax - onehot) / N
             let dz2: Vec<f64> = (0..c)
-                .map(|o| ((z2[o] - m).exp() / total - if o == self.labels[r] { 1.0 } else { 0.0 }) / n as f64)
+                .map(|o| {
+                    ((z2[o] - m).exp() / total - if o == self.labels[r] { 1.0 } else { 0.0 })
+                        / n as f64
+                })
                 .collect();
             for o in 0..c {
                 g[3][o] += dz2[o];
@@ -132,7 +161,10 @@ impl Mlp {
                 }
             }
         }
-        g.into_iter().zip(p).map(|(g, p)| ArrayD::from_shape_vec(p.raw_dim(), g).unwrap()).collect()
+        g.into_iter()
+            .zip(p)
+            .map(|(g, p)| ArrayD::from_shape_vec(p.raw_dim(), g).unwrap())
+            .collect()
     }
 
     /// The full Hessian, column j from central differences of the hand gradient along e_j.
@@ -153,7 +185,10 @@ impl Mlp {
                     flat(&self.gradient(&q))
                 };
                 let (up, down) = (moved(STEP), moved(-STEP));
-                up.iter().zip(&down).map(|(u, d)| (u - d) / (2.0 * STEP)).collect()
+                up.iter()
+                    .zip(&down)
+                    .map(|(u, d)| (u - d) / (2.0 * STEP))
+                    .collect()
             })
             .collect()
     }
@@ -181,7 +216,9 @@ fn mlp_hessian_error(n: usize, dims: (usize, usize, usize), seed: u64) -> f64 {
     let (mlp, p) = Mlp::new(n, dims, seed);
     let exact = hessian_by_hvp(&mlp, &p);
     let reference = mlp.hessian_by_differences(&p);
-    let as_tensor = |h: Vec<Vec<f64>>| vec![ArrayD::from_shape_vec(IxDyn(&[h.len(), h.len()]), h.concat()).unwrap()];
+    let as_tensor = |h: Vec<Vec<f64>>| {
+        vec![ArrayD::from_shape_vec(IxDyn(&[h.len(), h.len()]), h.concat()).unwrap()]
+    };
     // The engine's gradient (real parts) against the hand gradient, while here.
     let out = hvp(|q| mlp.loss(q), &p, &p).unwrap();
     assert!(relative_error(&out.grad, &mlp.gradient(&p)) < 1e-13);
@@ -249,11 +286,14 @@ pub fn model_error(spec: &ModelSpec, batch: usize, training: bool, seed: u64, st
     }
     let dual_images = images.mapv(Dual64::from);
     let out: ModuleHvp = module_hvp(&mut *twin, &v, |m, tape| {
-        m.forward(tape.constant(dual_images.clone())).cross_entropy(&labels, 0.0)
+        m.forward(tape.constant(dual_images.clone()))
+            .cross_entropy(&labels, 0.0)
     })
     .unwrap();
-    let theta: BTreeMap<String, Tensor<f64>> =
-        named_params(&*reference).into_iter().map(|(n, p)| (n, p.value().clone())).collect();
+    let theta: BTreeMap<String, Tensor<f64>> = named_params(&*reference)
+        .into_iter()
+        .map(|(n, p)| (n, p.value().clone()))
+        .collect();
     let mut gradient_at = |h: f64| -> Vec<Tensor<f64>> {
         reference.visit_mut("", &mut |name, p| {
             if let Some(d) = v.get(name) {
@@ -261,21 +301,41 @@ pub fn model_error(spec: &ModelSpec, batch: usize, training: bool, seed: u64, st
             }
         });
         let tape = Tape::<f64>::new();
-        let loss = reference.forward(tape.constant(images.clone())).cross_entropy(&labels, 0.0);
+        let loss = reference
+            .forward(tape.constant(images.clone()))
+            .cross_entropy(&labels, 0.0);
         let grads = loss.backward();
-        out.params.iter().map(|e| {
-            let mut found = None;
-            reference.visit("", &mut |name, p| if name == e.name { found = grads.of(p).cloned() });
-            found.unwrap_or_else(|| Tensor::zeros(e.grad.raw_dim()))
-        }).collect()
+        out.params
+            .iter()
+            .map(|e| {
+                let mut found = None;
+                reference.visit("", &mut |name, p| {
+                    if name == e.name {
+                        found = grads.of(p).cloned()
+                    }
+                });
+                found.unwrap_or_else(|| Tensor::zeros(e.grad.raw_dim()))
+            })
+            .collect()
     };
     let (g0, up, down) = (gradient_at(0.0), gradient_at(step), gradient_at(-step));
     let grads: Vec<_> = out.params.iter().map(|e| e.grad.clone()).collect();
-    assert!(relative_error(&grads, &g0) < 1e-12, "gradient differs from the f64 tape's");
-    let fd: Vec<_> = up.iter().zip(&down).map(|(u, d)| (u - d) / (2.0 * step)).collect();
+    assert!(
+        relative_error(&grads, &g0) < 1e-12,
+        "gradient differs from the f64 tape's"
+    );
+    let fd: Vec<_> = up
+        .iter()
+        .zip(&down)
+        .map(|(u, d)| (u - d) / (2.0 * step))
+        .collect();
     let hv: Vec<_> = out.params.iter().map(|e| e.hv.clone()).collect();
     // The twin is left without tangents.
-    assert!(named_params(&*twin).iter().all(|(_, p)| p.value().iter().all(|x| x.eps == 0.0)));
+    assert!(
+        named_params(&*twin)
+            .iter()
+            .all(|(_, p)| p.value().iter().all(|x| x.eps == 0.0))
+    );
     relative_error(&hv, &fd)
 }
 
@@ -286,7 +346,12 @@ pub fn model_error(spec: &ModelSpec, batch: usize, training: bool, seed: u64, st
 const STEP: f64 = 1e-8;
 
 fn spec(name: &str, input: (usize, usize, usize), classes: usize) -> ModelSpec {
-    ModelSpec { name: name.into(), input, classes, width: 1.0 }
+    ModelSpec {
+        name: name.into(),
+        input,
+        classes,
+        width: 1.0,
+    }
 }
 
 #[test]
@@ -317,9 +382,15 @@ fn module_hvp_differentiates_through_batch_norm_statistics_and_recurrences() {
 fn hvp_accuracy_report() {
     let stats = |mut e: Vec<f64>| {
         e.sort_by(f64::total_cmp);
-        format!("median {:.1e}, worst {:.1e} over {}", e[e.len() / 2], e[e.len() - 1], e.len())
+        format!(
+            "median {:.1e}, worst {:.1e} over {}",
+            e[e.len() / 2],
+            e[e.len() - 1],
+            e.len()
+        )
     };
-    let quadratic = (0..200u64).map(|s| quadratic_case(1 + s as usize % 6, 1 + s as usize / 6 % 6, s));
+    let quadratic =
+        (0..200u64).map(|s| quadratic_case(1 + s as usize % 6, 1 + s as usize / 6 % 6, s));
     println!("quadratic form: {}", stats(quadratic.collect()));
     let mlp = (0..50u64).map(|s| mlp_hessian_error(1 + s as usize % 4, (3, 4, 2), s));
     println!("3-4-2 MLP, full Hessian: {}", stats(mlp.collect()));
@@ -331,8 +402,12 @@ fn hvp_accuracy_report() {
         ("fastgrnn", (1, 4, 3), 3, true),
     ] {
         for step in [1e-5, 1e-6, 1e-7, 1e-8, 1e-9] {
-            let errors = (0..4).map(|s| model_error(&spec(name, input, 3), batch, training, s, step));
-            println!("{name} (training {training}), step {step:e}: {}", stats(errors.collect()));
+            let errors =
+                (0..4).map(|s| model_error(&spec(name, input, 3), batch, training, s, step));
+            println!(
+                "{name} (training {training}), step {step:e}: {}",
+                stats(errors.collect())
+            );
         }
     }
 }
@@ -363,27 +438,50 @@ fn loss<'t, M: Module<Dual64> + ?Sized>(m: &mut M, tape: &'t Tape<Dual64>) -> Va
 fn bad_directions_and_outputs_are_refused_with_a_named_reason() {
     let x = [ArrayD::zeros(IxDyn(&[3]))];
     let err = hvp(|x| x[0].sum(), &x, &[ArrayD::zeros(IxDyn(&[2]))]).unwrap_err();
-    assert_eq!(err.to_string(), "hvp: direction 0 has shape [2], input 0 has shape [3]");
+    assert_eq!(
+        err.to_string(),
+        "hvp: direction 0 has shape [2], input 0 has shape [3]"
+    );
     let err = hvp(|x| x[0].sum(), &x, &[]).unwrap_err();
     assert_eq!(err.to_string(), "hvp: 0 directions for 1 inputs");
     let err = hvp(|x| x[0].exp(), &x, &x).unwrap_err();
-    assert_eq!(err.to_string(), "hvp: the function must return one element, got shape [3]");
+    assert_eq!(
+        err.to_string(),
+        "hvp: the function must return one element, got shape [3]"
+    );
 
     let s = spec("lenet300", (1, 2, 2), 2);
     let mut twin = build_as::<Dual64>(&s, &mut seeded(0)).unwrap();
     let mut v = BTreeMap::from([("fc9.weight".to_string(), ArrayD::zeros(IxDyn(&[1])))]);
     let err = module_hvp(&mut *twin, &v, loss).unwrap_err();
-    assert_eq!(err.to_string(), "hvp: direction `fc9.weight` names no trainable parameter of the model");
+    assert_eq!(
+        err.to_string(),
+        "hvp: direction `fc9.weight` names no trainable parameter of the model"
+    );
     v = BTreeMap::from([("fc3.bias".to_string(), ArrayD::zeros(IxDyn(&[3])))]);
     let err = module_hvp(&mut *twin, &v, loss).unwrap_err();
-    assert_eq!(err.to_string(), "hvp: direction `fc3.bias` has shape [3], the parameter has shape [2]");
+    assert_eq!(
+        err.to_string(),
+        "hvp: direction `fc3.bias` has shape [3], the parameter has shape [2]"
+    );
 }
 
 #[test]
 fn ops_that_drop_the_tangent_are_refused() {
-    let x = [ArrayD::from_elem(IxDyn(&[3]), 0.5), ArrayD::from_elem(IxDyn(&[]), -1.0)];
-    let err = hvp(|x| x[0].soft_threshold(x[1], &ThresholdFn::Sigmoid).sum(), &x, &x).unwrap_err();
-    assert_eq!(err.to_string(), "hvp: op `soft_threshold` computes through plain f64 and has no second derivatives here");
+    let x = [
+        ArrayD::from_elem(IxDyn(&[3]), 0.5),
+        ArrayD::from_elem(IxDyn(&[]), -1.0),
+    ];
+    let err = hvp(
+        |x| x[0].soft_threshold(x[1], &ThresholdFn::Sigmoid).sum(),
+        &x,
+        &x,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "hvp: op `soft_threshold` computes through plain f64 and has no second derivatives here"
+    );
 }
 
 #[test]
@@ -391,13 +489,23 @@ fn a_twin_must_have_the_models_parameters() {
     let mut model = build(&spec("lenet300", (1, 2, 2), 2), &mut seeded(0)).unwrap();
     let mut twin = build_as::<Dual64>(&spec("lenet300", (1, 2, 2), 3), &mut seeded(0)).unwrap();
     let err = load_twin(&*model, &mut *twin).unwrap_err();
-    assert_eq!(err.to_string(), "hvp twin: parameter `fc3.weight` has shape [2, 100] in the model but [3, 100] in its twin");
+    assert_eq!(
+        err.to_string(),
+        "hvp twin: parameter `fc3.weight` has shape [2, 100] in the model but [3, 100] in its twin"
+    );
     let mut twin = build_as::<Dual64>(&spec("lenet300", (1, 2, 2), 2), &mut seeded(0)).unwrap();
-    model.visit_weights_mut("", &mut |_, w| w.transform = Some(Box::new(Mask::ones(w.raw.shape()))));
+    model.visit_weights_mut("", &mut |_, w| {
+        w.transform = Some(Box::new(Mask::ones(w.raw.shape())))
+    });
     let err = load_twin(&*model, &mut *twin).unwrap_err();
-    assert_eq!(err.to_string(), "hvp twin: parameter `fc1.weight_mask` of the model is not in the twin");
+    assert_eq!(
+        err.to_string(),
+        "hvp twin: parameter `fc1.weight_mask` of the model is not in the twin"
+    );
     // With the mask on both, the masked model's values arrive exactly.
-    twin.visit_weights_mut("", &mut |_, w| w.transform = Some(Box::new(Mask::ones(w.raw.shape()))));
+    twin.visit_weights_mut("", &mut |_, w| {
+        w.transform = Some(Box::new(Mask::ones(w.raw.shape())))
+    });
     load_twin(&*model, &mut *twin).unwrap();
     let (a, b) = (named_params(&*model), named_params(&*twin));
     for ((_, pa), (_, pb)) in a.iter().zip(&b) {

@@ -46,7 +46,12 @@ where
     leaves
         .iter()
         .zip(at)
-        .map(|(l, x)| grads.wrt(*l).cloned().unwrap_or_else(|| Tensor::zeros(x.raw_dim())))
+        .map(|(l, x)| {
+            grads
+                .wrt(*l)
+                .cloned()
+                .unwrap_or_else(|| Tensor::zeros(x.raw_dim()))
+        })
         .collect()
 }
 
@@ -84,14 +89,23 @@ where
         diff <= 1e-6 * (1.0 + scale),
         "{name}: |H v - differences| = {diff:e} (scale {scale:e})"
     );
-    assert!(grad_diff <= 1e-12, "{name}: gradient differs by {grad_diff:e}");
+    assert!(
+        grad_diff <= 1e-12,
+        "{name}: gradient differs by {grad_diff:e}"
+    );
 }
 
 /// One op: `|x| body` becomes `score(body)` on both element types.
 macro_rules! op {
     ($rng:expr, $name:expr, $at:expr, |$x:ident| $body:expr) => {{
         let seed = $rng.next_u64();
-        check($name, |$x| score($body, seed), |$x| score($body, seed), $at, $rng)
+        check(
+            $name,
+            |$x| score($body, seed),
+            |$x| score($body, seed),
+            $at,
+            $rng,
+        )
     }};
 }
 
@@ -111,7 +125,9 @@ fn distinct(shape: &[usize], rng: &mut Rng) -> Tensor<f64> {
     for i in (1..n).rev() {
         order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
-    let values = order.iter().map(|&k| 0.1 * k as f64 - 0.1 * n as f64 / 2.0 + uniform(rng, 0.0, 0.05));
+    let values = order
+        .iter()
+        .map(|&k| 0.1 * k as f64 - 0.1 * n as f64 / 2.0 + uniform(rng, 0.0, 0.05));
     ArrayD::from_shape_vec(IxDyn(shape), values.collect()).expect("size")
 }
 
