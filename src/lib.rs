@@ -19,9 +19,11 @@
 pub mod alloc;
 pub mod check;
 pub mod data;
+pub mod dual;
 pub mod error;
 pub mod float;
 pub mod grads;
+pub mod hvp;
 pub mod io;
 pub mod kernels;
 pub mod methods;

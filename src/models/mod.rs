@@ -18,6 +18,7 @@ pub use resnet::{BasicBlock, ResNet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::float::Float;
 use crate::nn::Module;
 use crate::rng::Rng;
 
@@ -95,6 +96,13 @@ pub struct ModelSpec {
 /// Builds the model of `spec`, initialised from `rng`. Every model visits its prunable weights
 /// in forward order, so the first visited is the input layer and the last the classifier.
 pub fn build(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<f32>>> {
+    build_as::<f32>(spec, rng)
+}
+
+/// [`build`] with any element type: an `f64` twin for gradient checks, a `Dual64` twin for
+/// Hessian-vector products (`crate::hvp`). The same `rng` state gives the same initial values
+/// (rounded to `F`) whatever `F` is.
+pub fn build_as<F: Float>(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<F>>> {
     let (c, h, w) = spec.input;
     let name = spec.name;
     if spec.width != 1.0 && !matches!(name, ModelName::Mobilenet | ModelName::Fastgrnn) {

@@ -117,6 +117,12 @@ impl<F: Float> Tape<F> {
         self.len() == 0
     }
 
+    /// The op name of every value recorded so far, in order (`"leaf"`, `"param"` and
+    /// `"constant"` included). [`crate::hvp`] uses it to refuse ops its dual numbers cannot pass.
+    pub fn ops(&self) -> Vec<&'static str> {
+        self.nodes.borrow().iter().map(|n| n.op).collect()
+    }
+
     /// Whether ops currently record backward closures.
     pub fn grad_enabled(&self) -> bool {
         self.no_grad_depth.get() == 0
