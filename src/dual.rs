@@ -409,7 +409,7 @@ impl Float for Dual64 {
         a
     }
 
-    /// `C <- alpha A B + beta C` by three `dgemm`s on real and tangent planes (see [`gemm`]).
+    /// `C <- alpha A B + beta C` by three `dgemm`s on real and tangent planes (see the `gemm` submodule).
     unsafe fn gemm(
         m: usize,
         k: usize,

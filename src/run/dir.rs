@@ -15,6 +15,7 @@ pub const POSTTRAIN_LOG_FILE: &str = "posttrain.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const MODEL_FILE: &str = "model.safetensors";
+pub const SPARSE_MODEL_FILE: &str = "model.sparse.safetensors";
 pub const CURVES_FILE: &str = "curves.svg";
 pub const SPARSITY_FILE: &str = "sparsity.svg";
 
@@ -26,6 +27,7 @@ pub const RUN_FILES: &[&str] = &[
     SUMMARY_FILE,
     CHECKPOINT_FILE,
     MODEL_FILE,
+    SPARSE_MODEL_FILE,
     CURVES_FILE,
     SPARSITY_FILE,
 ];
