@@ -58,6 +58,7 @@ pub fn run(
     let mut method = config.build_method()?;
     method.attach(student.as_mut())?;
     let info = inputs.meta.info.clone();
+    let spec = info.spec();
     let fresh = move |seed: u64| fresh_model(&info, seed);
     method.init(
         student.as_mut(),
@@ -68,6 +69,7 @@ pub fn run(
             batch_size: config.batch_size,
             seed: config.seed,
             fresh_model: &fresh,
+            spec,
         },
     )?;
     let setup_seconds = setup_start.elapsed().as_secs_f64();
