@@ -151,11 +151,13 @@ impl Plugin<TrainContext> for Lottery {
     const SHARED: &'static [&'static str] = &["first_layer_dense", "last_layer_dense", "rounds"];
 
     fn build(options: &LotteryOptions, context: &TrainContext) -> Result<Self> {
-        fraction("--prune-fraction", options.prune_fraction)?;
-        fraction("--output-prune-fraction", options.output_prune_fraction)?;
-        if options.prune_fraction == 0.0 {
-            return Err(Error::invalid("--prune-fraction must be in (0, 1), got 0"));
+        let p = options.prune_fraction;
+        if !(p > 0.0 && p < 1.0) {
+            return Err(Error::invalid(format!(
+                "--prune-fraction must be in (0, 1), got {p}"
+            )));
         }
+        fraction("--output-prune-fraction", options.output_prune_fraction)?;
         Ok(Lottery {
             options: options.clone(),
             rounds: pruning_rounds(context.shared.rounds, DEFAULT_ROUNDS)?,
@@ -304,7 +306,7 @@ impl Method for Lottery {
             && s > round_steps
         {
             return Err(Error::invalid(format!(
-                "--rewind-step ({s}) must be within the first round ({round_steps} steps: --epochs {} of {} steps)",
+                "--rewind-step ({s}) must be within the first round (--epochs {} x {} steps = {round_steps} steps)",
                 run.epochs, run.steps_per_epoch
             )));
         }
