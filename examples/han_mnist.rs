@@ -1,4 +1,4 @@
-//! Han et al. prune-retrain on LeNet-300-100 through the whole-run API: dense training, then three
+//! Han et al. prune-retrain on LeNet-300-100 through the whole-run API: dense training, then two
 //! rounds of pruning |w| < q std per layer (q per layer) and retraining at lr / 10; prints every
 //! round's kept fractions from the summary.
 //! cargo run --release --example han_mnist
@@ -15,7 +15,7 @@ fn main() -> Result<()> {
         out: Some(PathBuf::from("runs/example-han")),
         ..TrainConfig::default()
     };
-    config.sparsity.shared.rounds = Some(3);
+    config.sparsity.shared.rounds = Some(2);
     // The output layer is pruned more gently, as in the paper's per-layer results.
     config.sparsity.methods.han.han_q = vec![1.0, 1.0, 0.6];
     let options = RunOptions {

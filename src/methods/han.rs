@@ -28,7 +28,7 @@ use crate::nn::Module;
 use crate::tape::Tensor;
 
 /// Pruning rounds after the dense one when `--rounds` is not given.
-pub const DEFAULT_ROUNDS: usize = 3;
+pub const DEFAULT_ROUNDS: usize = 2;
 
 /// Han's flags.
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
