@@ -15,12 +15,10 @@
 //! which keeps its own per-layer fraction (0, or `--last-layer-dense`, keeps it dense as open_lth
 //! does).
 //!
-//! Controls (`--lottery-control`): `reinit` resets the survivors to a second random
-//! initialisation (drawn once per run from another seed) instead of the rewind point; `random-
-//! prune` prunes, per layer, as many weights as the ticket procedure would, chosen at random, and
-//! rewinds like a ticket. A single run cannot see another run's masks, so the reinit control's
-//! masks come from the same procedure on its own training (the densities per layer are the
-//! ticket's in `layer` scope).
+//! Controls (`--lottery-control`): `reinit` resets survivors to a second random initialisation
+//! (one per run, another seed); `random-prune` prunes per layer as many weights as a ticket would,
+//! chosen at random, and rewinds like a ticket. One run cannot see another's masks: the reinit
+//! control's masks come from the same procedure on its own training (see `docs/methods.md`).
 //!
 //! Every round gets a summary row (`method_details.rounds`): density of the prunable weights,
 //! final and best test accuracy, best validation accuracy, the iteration (optimiser steps into
@@ -138,14 +136,6 @@ pub struct Lottery {
     reinit: Vec<(String, Tensor<f32>)>,
 }
 
-fn fraction(flag: &str, v: f64) -> Result<()> {
-    if (0.0..1.0).contains(&v) {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!("{flag} must be in [0, 1), got {v}")))
-    }
-}
-
 impl Plugin<TrainContext> for Lottery {
     type Options = LotteryOptions;
     const SHARED: &'static [&'static str] = &["first_layer_dense", "last_layer_dense", "rounds"];
@@ -157,7 +147,12 @@ impl Plugin<TrainContext> for Lottery {
                 "--prune-fraction must be in (0, 1), got {p}"
             )));
         }
-        fraction("--output-prune-fraction", options.output_prune_fraction)?;
+        let q = options.output_prune_fraction;
+        if !(0.0..1.0).contains(&q) {
+            return Err(Error::invalid(format!(
+                "--output-prune-fraction must be in [0, 1), got {q}"
+            )));
+        }
         Ok(Lottery {
             options: options.clone(),
             rounds: pruning_rounds(context.shared.rounds, DEFAULT_ROUNDS)?,
