@@ -21,7 +21,8 @@ fn tiny_batch(n: usize, seed: u64) -> Batch<f32> {
 }
 
 /// Softmax cross-entropy gradient of a linear layer z = W x + b, averaged over the batch,
-/// written out entry by entry.
+/// written out entry by entry (index loops on purpose: the formula's indices).
+#[allow(clippy::needless_range_loop)]
 fn hand_grad(w: &Tensor<f32>, b: &Tensor<f32>, batch: &Batch<f32>) -> Vec<Vec<f64>> {
     let (outs, ins) = (w.shape()[0], w.shape()[1]);
     let n = batch.labels.len();
