@@ -7,6 +7,10 @@
 //! | `str` | train | [`str`](mod@str), [`str_controller`] | learnable soft thresholds (Kusupati et al. 2020), optional target controller |
 //! | `gmp` | train | [`gmp`] | gradual magnitude pruning on the cubic schedule (Zhu & Gupta 2017) |
 //! | `magnitude` | train | [`magnitude`] | train dense, prune once by magnitude, fine-tune |
+//! | `han` | train | [`han`] | prune \|w\| < q std per layer, retrain at reduced lr, iterate (Han et al. 2015) |
+//! | `lottery` | train | [`lottery`] | iterative magnitude pruning with rewinding, controls (Frankle & Carbin 2019) |
+//! | `snip` | train | [`snip`] | prune at init by connection sensitivity \|g w\| (Lee et al. 2019) |
+//! | `grasp` | train | [`grasp`] | prune at init by gradient flow -w (H g) (Wang et al. 2020) |
 //! | `fcpts` | posttrain | [`fcpts`], [`fixup`] | learned per-layer thresholds to an exact target (Gong et al. 2024) |
 //! | `magnitude-*`, `lamp` | posttrain | [`baselines`] | one-shot magnitude pruning with an allocation rule |
 //!
@@ -19,12 +23,16 @@ pub mod dense;
 pub mod fcpts;
 pub mod fixup;
 pub mod gmp;
+pub mod grasp;
+pub mod han;
+pub mod lottery;
 pub mod magnitude;
 pub mod options;
 pub mod plugin;
 pub mod prune;
 pub mod registry;
 pub mod schedule;
+pub mod snip;
 pub mod str;
 pub mod str_controller;
 pub mod str_watch;
@@ -33,7 +41,7 @@ pub use fixup::FixUp;
 pub use gmp::Gmp;
 pub use magnitude::Magnitude;
 pub use options::{PosttrainContext, SharedOptions, TrainContext};
-pub use plugin::{InitData, Method, MethodState, NoOptions, Plugin, RunShape, StepInfo};
+pub use plugin::{EpochEval, InitData, Method, MethodState, NoOptions, Plugin, RunShape, StepInfo};
 pub use prune::{Prunable, bake, prunable_weights, uniform_prune_counts};
 pub use registry::{PosttrainMethod, PosttrainMethodOptions, TrainMethod, TrainMethodOptions};
 pub use schedule::PolynomialSchedule;

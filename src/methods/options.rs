@@ -44,6 +44,10 @@ pub struct SharedOptions {
     /// Keep the last prunable layer (the classifier) dense.
     #[arg(long)]
     pub last_layer_dense: bool,
+    /// Iterative methods (han, lottery): pruning rounds after the first, dense one; each round
+    /// runs --epochs epochs (default: per method).
+    #[arg(long)]
+    pub rounds: Option<usize>,
 }
 
 impl Default for SharedOptions {

@@ -11,7 +11,7 @@
 //! init            data-aware start on a fresh run (SNIP, GraSP, Wanda): batches of the training split
 //! per step:       regulariser (added to the loss), backward, after_backward (sees the gradients,
 //!                 incl. effective-weight ones), optimiser step, after_step
-//! per epoch:      after_epoch (warnings)
+//! per epoch:      after_epoch (warnings), after_evaluate (the epoch's accuracies)
 //! start_round     iterative methods (rounds > 1): at the start of every round after the first
 //! finish          bake transforms into plain weights; may report an exact fix-up
 //! state / load_state   the method's own state, in every checkpoint (resume stays bit-identical)
@@ -24,6 +24,7 @@ use crate::data::{Batch, Dataset, Normalize, gather};
 use crate::error::{Error, Result};
 use crate::grads::Grads;
 use crate::methods::fixup::FixUp;
+use crate::models::ModelSpec;
 use crate::nn::Module;
 use crate::optim::ParamGroup;
 use crate::rng::derived;
@@ -55,6 +56,17 @@ impl RunShape {
     pub fn total_steps(&self) -> usize {
         self.epochs * self.steps_per_epoch * self.rounds
     }
+}
+
+/// The accuracies evaluated after an epoch, as `after_evaluate` sees them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochEval {
+    /// 0-based epoch, counted over all rounds.
+    pub epoch: usize,
+    /// Optimiser steps taken so far (all rounds).
+    pub steps_done: usize,
+    pub val_acc: Option<f64>,
+    pub test_acc: f64,
 }
 
 /// A method's own state, saved in every checkpoint: JSON (counters, schedules, flags) and named
@@ -100,6 +112,9 @@ pub struct InitData<'a> {
     /// A freshly initialised model of the run's architecture from another seed (SNIP's option of
     /// scoring on another initialisation than the one trained).
     pub fresh_model: &'a dyn Fn(u64) -> Result<Box<dyn Module<f32>>>,
+    /// The run's architecture, for twins of other element types (GraSP's `Dual64` twin for
+    /// Hessian-vector products, `models::build_as`).
+    pub spec: ModelSpec,
 }
 
 /// RNG stream of the batches `init` draws (see `rng::derived`).
@@ -235,6 +250,13 @@ pub trait Method {
     fn after_epoch(&mut self, model: &mut dyn Module<f32>, epoch: usize) -> Result<Vec<String>> {
         let _ = (model, epoch);
         Ok(Vec::new())
+    }
+
+    /// Sees the accuracies evaluated after every epoch (before its checkpoint is written, so
+    /// what it records is resumed): per-round reports such as lottery tickets' iteration of
+    /// best validation accuracy.
+    fn after_evaluate(&mut self, eval: &EpochEval) {
+        let _ = eval;
     }
 
     /// Runs at the start of round `round` >= 1 (iterative pruning: prune, rewind).

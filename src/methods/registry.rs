@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::methods::options::{PosttrainContext, TrainContext, settings_of};
 use crate::methods::plugin::{Method, Plugin};
 use crate::methods::{baselines, dense, fcpts, gmp, magnitude, str};
+use crate::methods::{grasp, han, lottery, snip};
 
 /// Declares a registry from its table. For each line `Variant = "name", field: Plugin, "help";`
 /// (optionally `=> constructor` when one plugin type serves several names) it generates:
@@ -116,6 +117,10 @@ registry! {
     Str = "str", str: str::Str, "STR: learned soft thresholds (Kusupati et al. 2020)";
     Gmp = "gmp", gmp: gmp::Gmp, "gradual magnitude pruning, cubic schedule (Zhu & Gupta 2017)";
     Magnitude = "magnitude", magnitude: magnitude::Magnitude, "train dense, prune once by magnitude, fine-tune";
+    Han = "han", han: han::Han, "prune |w| < q std per layer, retrain at reduced lr, iterate (Han et al. 2015)";
+    Lottery = "lottery", lottery: lottery::Lottery, "lottery tickets: iterative magnitude pruning with rewinding (Frankle & Carbin 2019)";
+    Snip = "snip", snip: snip::Snip, "SNIP: prune at init by connection sensitivity |g w| (Lee et al. 2019)";
+    Grasp = "grasp", grasp: grasp::Grasp, "GraSP: prune at init by gradient flow -w (H g) (Wang et al. 2020)";
 }
 
 registry! {

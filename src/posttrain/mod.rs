@@ -62,6 +62,7 @@ pub fn run(
     method.attach(student.as_mut())?;
     set_sparse_kernels(student.as_mut(), config.sparse_kernels);
     let info = inputs.meta.info.clone();
+    let spec = info.spec();
     let fresh = move |seed: u64| fresh_model(&info, seed);
     method.init(
         student.as_mut(),
@@ -72,6 +73,7 @@ pub fn run(
             batch_size: config.batch_size,
             seed: config.seed,
             fresh_model: &fresh,
+            spec,
         },
     )?;
     let setup_seconds = setup_start.elapsed().as_secs_f64();

@@ -286,6 +286,7 @@ impl Session {
             batch_size: self.config.batch_size,
             seed: self.config.seed,
             fresh_model: &fresh,
+            spec: self.info.spec(),
         };
         self.method.init(self.model.as_mut(), &data)
     }

@@ -16,7 +16,7 @@ use crate::data::{epoch_order, gather_augmented};
 use crate::error::Result;
 use crate::io::checkpoint;
 use crate::io::json::write_json;
-use crate::methods::StepInfo;
+use crate::methods::{EpochEval, StepInfo};
 use crate::metrics::correct;
 use crate::nn::{set_sparse_kernels, sparse_layers};
 use crate::optim::{self, ScheduleUnit};
@@ -147,6 +147,12 @@ impl Session {
             progress.note(&format!("warning: {warning}"));
         }
         let metrics = self.evaluate_epoch(epoch, &totals, epoch_start);
+        self.method.after_evaluate(&EpochEval {
+            epoch,
+            steps_done: self.state.step,
+            val_acc: metrics.val_acc,
+            test_acc: metrics.test_acc,
+        });
         log.append(&metrics)?;
         self.save_checkpoint()?;
         progress.finish_epoch(&epoch_line(&metrics, &label));

@@ -22,7 +22,7 @@ fn texts(svg: &str) -> Vec<String> {
         .filter_map(|t| {
             let start = t.find('>')? + 1;
             let end = t.find("</text>")?;
-            Some(t[start..end].to_string())
+            Some(t[start..end].trim().to_string())
         })
         .collect()
 }
