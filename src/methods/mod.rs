@@ -7,6 +7,9 @@
 //! | `str` | train | [`str`](mod@str), [`str_controller`] | learnable soft thresholds (Kusupati et al. 2020), optional target controller |
 //! | `gmp` | train | [`gmp`] | gradual magnitude pruning on the cubic schedule (Zhu & Gupta 2017) |
 //! | `magnitude` | train | [`magnitude`] | train dense, prune once by magnitude, fine-tune |
+//! | `rigl`, `set`, `static` | train | [`dynamic`], [`drop_grow`] | sparse training from a random mask: drop by \|w\|, grow by \|gradient\| (RigL, Evci et al. 2020) or at random (SET), or keep it (static) |
+//! | `dnw` | train | [`dnw`] | forward top-k of \|w\| per layer (or global), straight-through gradient to every weight (Wortsman et al. 2019) |
+//! | `acdc` | train | [`acdc`] | dense warm-up, alternating sparse (magnitude mask) and dense phases, ending sparse; exports the last dense model too (Peste et al. 2021) |
 //! | `fcpts` | posttrain | [`fcpts`], [`fixup`] | learned per-layer thresholds to an exact target (Gong et al. 2024) |
 //! | `magnitude-*`, `lamp` | posttrain | [`baselines`] | one-shot magnitude pruning with an allocation rule |
 //!
@@ -14,8 +17,12 @@
 //! ([`prune`], [`schedule`], `sparsity::budget`). `docs/methods.md` has each method's equations,
 //! defaults and how it was verified; `docs/architecture.md` the checklist for adding a method.
 
+pub mod acdc;
 pub mod baselines;
 pub mod dense;
+pub mod dnw;
+pub mod drop_grow;
+pub mod dynamic;
 pub mod fcpts;
 pub mod fixup;
 pub mod gmp;

@@ -20,7 +20,7 @@ use crate::methods::StepInfo;
 use crate::metrics::correct;
 use crate::optim::{self, ScheduleUnit};
 use crate::run::config::TrainConfig;
-use crate::run::dir::{CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE};
+use crate::run::dir::{CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE, extra_model_file};
 use crate::run::evaluate::accuracy;
 use crate::run::figures::{draw_sparsity, draw_training_curves, title};
 use crate::run::guard::{At, check_loss, check_params};
@@ -274,6 +274,10 @@ impl Session {
             self.model.as_ref(),
             &meta.to_metadata(),
         )?;
+        for (tag, tensors) in self.method.extra_exports() {
+            let file = self.out.join(extra_model_file(&tag)?);
+            checkpoint::save(&file, &tensors, &meta.to_metadata())?;
+        }
         let final_test = accuracy(
             self.model.as_mut(),
             &self.data.test,
