@@ -16,8 +16,10 @@ fn main() -> Result<()> {
     let data = load_mnist_dir(Path::new("data/mnist-10k"))?;
     let norm = Normalize::fit(&data.train);
     let mut model = LeNet300::<f32>::new(28 * 28, 10, &mut derived(0, 1));
-    let mut config: TrainConfig = TrainConfig::default();
-    config.method = "rigl".parse()?;
+    let mut config = TrainConfig {
+        method: "rigl".parse()?,
+        ..TrainConfig::default()
+    };
     config.sparsity.shared.target_sparsity = Some(0.9);
     config.sparsity.shared.distribution = Distribution::Erk;
     let mut rigl = config.build_method()?; // --rigl-update-every 100, alpha 0.3, T_end 75%

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::export_tensors;
 use crate::methods::options::{TrainContext, clap_defaults};
-use crate::methods::plugin::{Method, MethodState, Plugin};
+use crate::methods::plugin::{Method, MethodState, NamedTensors, Plugin};
 use crate::methods::prune::{
     Prunable, Score, attach_masks, mask_of, prune_counts, scores, shrink_masks,
 };
@@ -115,11 +115,10 @@ impl AcdcSchedule {
 
     /// The phase of 0-based epoch `epoch`.
     pub fn phase_of(&self, epoch: usize) -> Phase {
+        let final_phase = epoch >= self.epochs - self.last;
         if epoch < self.warmup {
             Phase::Dense
-        } else if epoch >= self.epochs - self.last {
-            Phase::Sparse
-        } else if ((epoch - self.warmup) / self.phase).is_multiple_of(2) {
+        } else if final_phase || ((epoch - self.warmup) / self.phase).is_multiple_of(2) {
             Phase::Sparse
         } else {
             Phase::Dense
@@ -253,7 +252,7 @@ impl Method for Acdc {
         Ok(Vec::new())
     }
 
-    fn extra_exports(&self) -> Vec<(String, Vec<(String, Tensor<f32>)>)> {
+    fn extra_exports(&self) -> Vec<(String, NamedTensors)> {
         if self.dense.is_empty() {
             return Vec::new();
         }

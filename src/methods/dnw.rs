@@ -97,10 +97,12 @@ impl Dnw {
         model.visit_weights_mut("", &mut |_, w| {
             let keep = self.layers[l].len() - counts[l];
             l += 1;
-            if let Some(t) = w.transform.as_mut() {
-                if let Some(top) = t.as_any_mut().downcast_mut::<TopKStraightThrough<f32>>() {
-                    top.set_keep(keep);
-                }
+            if let Some(top) = w
+                .transform
+                .as_mut()
+                .and_then(|t| t.as_any_mut().downcast_mut::<TopKStraightThrough<f32>>())
+            {
+                top.set_keep(keep);
             }
         });
         Ok(())

@@ -30,6 +30,9 @@ use crate::optim::ParamGroup;
 use crate::rng::derived;
 use crate::tape::{Tape, Tensor, Var};
 
+/// Named tensors (an export's or a state's).
+pub type NamedTensors = Vec<(String, Tensor<f32>)>;
+
 /// Where the loop is when a hook runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepInfo {
@@ -256,7 +259,7 @@ pub trait Method {
     /// export's form, `io::checkpoint::export_tensors`), each written to
     /// `model.{tag}.safetensors` in the run directory (AC/DC: its last dense model). The tag is
     /// lowercase letters, digits and `-`.
-    fn extra_exports(&self) -> Vec<(String, Vec<(String, Tensor<f32>)>)> {
+    fn extra_exports(&self) -> Vec<(String, NamedTensors)> {
         Vec::new()
     }
 
