@@ -11,6 +11,9 @@
 //! | `lottery` | train | [`lottery`] | iterative magnitude pruning with rewinding, controls (Frankle & Carbin 2019) |
 //! | `snip` | train | [`snip`] | prune at init by connection sensitivity \|g w\| (Lee et al. 2019) |
 //! | `grasp` | train | [`grasp`] | prune at init by gradient flow -w (H g) (Wang et al. 2020) |
+//! | `rigl`, `set`, `static` | train | [`dynamic`], [`drop_grow`] | sparse training from a random mask: drop by \|w\|, grow by \|gradient\| (RigL, Evci et al. 2020) or at random (SET), or keep it (static) |
+//! | `dnw` | train | [`dnw`] | forward top-k of \|w\| per layer (or global), straight-through gradient to every weight (Wortsman et al. 2019) |
+//! | `acdc` | train | [`acdc`] | dense warm-up, alternating sparse (magnitude mask) and dense phases, ending sparse; exports the last dense model too (Peste et al. 2021) |
 //! | `fcpts` | posttrain | [`fcpts`], [`fixup`] | learned per-layer thresholds to an exact target (Gong et al. 2024) |
 //! | `magnitude-*`, `lamp` | posttrain | [`baselines`] | one-shot magnitude pruning with an allocation rule |
 //!
@@ -18,8 +21,12 @@
 //! ([`prune`], [`schedule`], `sparsity::budget`). `docs/methods.md` has each method's equations,
 //! defaults and how it was verified; `docs/architecture.md` the checklist for adding a method.
 
+pub mod acdc;
 pub mod baselines;
 pub mod dense;
+pub mod dnw;
+pub mod drop_grow;
+pub mod dynamic;
 pub mod fcpts;
 pub mod fixup;
 pub mod gmp;

@@ -14,6 +14,7 @@
 //! per epoch:      after_epoch (warnings), after_evaluate (the epoch's accuracies)
 //! start_round     iterative methods (rounds > 1): at the start of every round after the first
 //! finish          bake transforms into plain weights; may report an exact fix-up
+//! extra_exports   models written besides the final one (`model.{tag}.safetensors`)
 //! state / load_state   the method's own state, in every checkpoint (resume stays bit-identical)
 //! ```
 
@@ -29,6 +30,9 @@ use crate::nn::Module;
 use crate::optim::ParamGroup;
 use crate::rng::derived;
 use crate::tape::{Tape, Tensor, Var};
+
+/// Named tensors (an export's or a state's).
+pub type NamedTensors = Vec<(String, Tensor<f32>)>;
 
 /// Where the loop is when a hook runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,6 +275,14 @@ pub trait Method {
     fn finish(&mut self, model: &mut dyn Module<f32>) -> Result<Option<FixUp>> {
         crate::methods::bake(model);
         Ok(None)
+    }
+
+    /// Models the method exports besides the final one, after `finish`: (tag, tensors in the
+    /// export's form, `io::checkpoint::export_tensors`), each written to
+    /// `model.{tag}.safetensors` in the run directory (AC/DC: its last dense model). The tag is
+    /// lowercase letters, digits and `-`.
+    fn extra_exports(&self) -> Vec<(String, NamedTensors)> {
+        Vec::new()
     }
 
     /// Method-specific figures for the summary (`null`: none).

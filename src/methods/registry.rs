@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::methods::options::{PosttrainContext, TrainContext, settings_of};
 use crate::methods::plugin::{Method, Plugin};
-use crate::methods::{baselines, dense, fcpts, gmp, magnitude, str};
+use crate::methods::{acdc, baselines, dense, dnw, dynamic, fcpts, gmp, magnitude, str};
 use crate::methods::{grasp, han, lottery, snip};
 
 /// Declares a registry from its table. For each line `Variant = "name", field: Plugin, "help";`
@@ -121,6 +121,11 @@ registry! {
     Lottery = "lottery", lottery: lottery::Lottery, "lottery tickets: iterative magnitude pruning with rewinding (Frankle & Carbin 2019)";
     Snip = "snip", snip: snip::Snip, "SNIP: prune at init by connection sensitivity |g w| (Lee et al. 2019)";
     Grasp = "grasp", grasp: grasp::Grasp, "GraSP: prune at init by gradient flow -w (H g) (Wang et al. 2020)";
+    Rigl = "rigl", rigl: dynamic::DynamicSparse<dynamic::RiglOptions>, "RigL: random sparse start, drop by |w| and grow by |gradient| (Evci et al. 2020)";
+    Set = "set", set: dynamic::DynamicSparse<dynamic::SetOptions>, "SET: random sparse start, drop by |w| and grow at random (Mocanu et al. 2018)";
+    Acdc = "acdc", acdc: acdc::Acdc, "AC/DC: dense warm-up, alternating magnitude-sparse and dense phases, ending sparse (Peste et al. 2021)";
+    Dnw = "dnw", dnw: dnw::Dnw, "DNW: forward top-k of |w|, gradient to every weight (Wortsman et al. 2019)";
+    Static = "static", static_mask: dynamic::DynamicSparse<dynamic::StaticOptions>, "a fixed random mask at the --distribution allocation (control of RigL and SET)";
 }
 
 registry! {

@@ -21,7 +21,7 @@ use crate::metrics::correct;
 use crate::nn::{set_sparse_kernels, sparse_layers};
 use crate::optim::{self, ScheduleUnit};
 use crate::run::config::TrainConfig;
-use crate::run::dir::{CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE};
+use crate::run::dir::{CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, extra_model_file};
 use crate::run::evaluate::accuracy;
 use crate::run::figures::{draw_sparsity, draw_training_curves, title};
 use crate::run::guard::{At, check_loss, check_params};
@@ -286,6 +286,10 @@ impl Session {
         let method_details = self.method.summary(self.model.as_ref());
         let meta = CheckpointMeta::new(&self.info, &self.config, None);
         let exports = save_exports(&self.out, self.model.as_ref(), &meta.to_metadata())?;
+        for (tag, tensors) in self.method.extra_exports() {
+            let file = self.out.join(extra_model_file(&tag)?);
+            checkpoint::save(&file, &tensors, &meta.to_metadata())?;
+        }
         // The final evaluation runs the model as `eval` runs the export: its zeros as masks.
         mask_exact_zeros(self.model.as_mut());
         set_sparse_kernels(self.model.as_mut(), self.config.sparse_kernels);
