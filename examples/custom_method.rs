@@ -13,7 +13,7 @@ use sparsegrad::data::{Normalize, batches, epoch_order, load_mnist_dir};
 use sparsegrad::methods::prune::{Score, attach_masks, scores, shrink_masks};
 use sparsegrad::methods::{InitData, Method, StepInfo, uniform_prune_counts};
 use sparsegrad::metrics::correct;
-use sparsegrad::models::LeNet300;
+use sparsegrad::models::{LeNet300, ModelName, ModelSpec};
 use sparsegrad::optim;
 use sparsegrad::prelude::*;
 use sparsegrad::rng::derived;
@@ -74,6 +74,12 @@ fn main() -> Result<()> {
             batch_size: 64,
             seed: 0,
             fresh_model: &fresh,
+            spec: ModelSpec {
+                name: ModelName::Lenet300,
+                input: (1, 28, 28),
+                classes: 10,
+                width: 1.0,
+            },
         },
     )?;
 
