@@ -7,8 +7,11 @@
 //! | `str` | train | [`str`](mod@str), [`str_controller`] | learnable soft thresholds (Kusupati et al. 2020), optional target controller |
 //! | `gmp` | train | [`gmp`] | gradual magnitude pruning on the cubic schedule (Zhu & Gupta 2017) |
 //! | `magnitude` | train | [`magnitude`] | train dense, prune once by magnitude, fine-tune |
+//! | `sensitivity` | train | [`sensitivity`] | insensitivity-weighted decay, then thresholding (Tartaglione et al. 2018) |
+//! | `l0` | train | [`l0`] | hard-concrete L0 gates per neuron / channel / weight (Louizos et al. 2018) |
 //! | `fcpts` | posttrain | [`fcpts`], [`fixup`] | learned per-layer thresholds to an exact target (Gong et al. 2024) |
 //! | `magnitude-*`, `lamp` | posttrain | [`baselines`] | one-shot magnitude pruning with an allocation rule |
+//! | `wanda` | posttrain | [`wanda`] | \|W_ij\| \|\|X_j\|\| on calibration inputs, per output row (Sun et al. 2023) |
 //!
 //! Pruning methods are compositions of a score, a distribution over layers and a schedule
 //! ([`prune`], [`schedule`], `sparsity::budget`). `docs/methods.md` has each method's equations,
@@ -19,15 +22,18 @@ pub mod dense;
 pub mod fcpts;
 pub mod fixup;
 pub mod gmp;
+pub mod l0;
 pub mod magnitude;
 pub mod options;
 pub mod plugin;
 pub mod prune;
 pub mod registry;
 pub mod schedule;
+pub mod sensitivity;
 pub mod str;
 pub mod str_controller;
 pub mod str_watch;
+pub mod wanda;
 
 pub use fixup::FixUp;
 pub use gmp::Gmp;

@@ -6,6 +6,9 @@ use crate::error::Result;
 use crate::methods::options::{PosttrainContext, TrainContext, settings_of};
 use crate::methods::plugin::{Method, Plugin};
 use crate::methods::{baselines, dense, fcpts, gmp, magnitude, str};
+use crate::methods::l0;
+use crate::methods::sensitivity;
+use crate::methods::wanda;
 
 /// Declares a registry from its table. For each line `Variant = "name", field: Plugin, "help";`
 /// (optionally `=> constructor` when one plugin type serves several names) it generates:
@@ -116,6 +119,8 @@ registry! {
     Str = "str", str: str::Str, "STR: learned soft thresholds (Kusupati et al. 2020)";
     Gmp = "gmp", gmp: gmp::Gmp, "gradual magnitude pruning, cubic schedule (Zhu & Gupta 2017)";
     Magnitude = "magnitude", magnitude: magnitude::Magnitude, "train dense, prune once by magnitude, fine-tune";
+    Sensitivity = "sensitivity", sensitivity: sensitivity::Sensitivity, "sensitivity-driven decay of weights the output is insensitive to, then thresholding (Tartaglione et al. 2018)";
+    L0 = "l0", l0: l0::L0, "L0: hard-concrete gates per neuron / channel, expected-L0 penalty (Louizos et al. 2018)";
 }
 
 registry! {
@@ -130,4 +135,5 @@ registry! {
     MagnitudeGlobal = "magnitude-global", magnitude_global: baselines::Baseline => baselines::Baseline::global, "magnitude, one threshold on |w| over all layers";
     MagnitudeL2norm = "magnitude-l2norm", magnitude_l2norm: baselines::Baseline => baselines::Baseline::l2norm, "magnitude, one threshold on |w| / ||W_l||";
     Lamp = "lamp", lamp: baselines::Baseline => baselines::Baseline::lamp, "LAMP scores, global top-k (Lee et al. 2021)";
+    Wanda = "wanda", wanda: wanda::Wanda, "Wanda: |W_ij| ||X_j|| on the calibration inputs, per output row (Sun et al. 2023)";
 }
