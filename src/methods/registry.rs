@@ -3,12 +3,12 @@
 //! builders all come. Adding a method is one line here (see `docs/architecture.md`).
 
 use crate::error::Result;
+use crate::methods::l0;
 use crate::methods::options::{PosttrainContext, TrainContext, settings_of};
 use crate::methods::plugin::{Method, Plugin};
-use crate::methods::{baselines, dense, fcpts, gmp, magnitude, str};
-use crate::methods::l0;
 use crate::methods::sensitivity;
 use crate::methods::wanda;
+use crate::methods::{baselines, dense, fcpts, gmp, magnitude, str};
 
 /// Declares a registry from its table. For each line `Variant = "name", field: Plugin, "help";`
 /// (optionally `=> constructor` when one plugin type serves several names) it generates:

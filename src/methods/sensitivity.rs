@@ -133,7 +133,9 @@ pub fn sensitivities(
     output: SensitivityOutput,
 ) -> Vec<Tensor<f32>> {
     let mut total: Vec<Tensor<f32>> = Vec::new();
-    model.visit_weights("", &mut |_, w| total.push(Tensor::zeros(w.raw.value().raw_dim())));
+    model.visit_weights("", &mut |_, w| {
+        total.push(Tensor::zeros(w.raw.value().raw_dim()))
+    });
     let n = batch.labels.len().max(1) as f32;
     let mut pass = |class: Option<usize>, model: &mut dyn Module<f32>| -> usize {
         let tape = Tape::new();
@@ -220,9 +222,11 @@ impl Method for Sensitivity {
         let layers = &self.layers;
         let pending = &mut self.pending;
         model.visit_weights("", &mut |_, w| {
-            pending.push(layers[l].sparsified.then(|| {
-                (w.raw.value().clone(), s[l].mapv(|s| (1.0 - s).max(0.0)))
-            }));
+            pending.push(
+                layers[l]
+                    .sparsified
+                    .then(|| (w.raw.value().clone(), s[l].mapv(|s| (1.0 - s).max(0.0)))),
+            );
             l += 1;
         });
         Ok(())

@@ -77,7 +77,7 @@ impl Plugin<PosttrainContext> for Wanda {
 pub fn wanda_scores(weight: &Tensor<f32>, norms: &InputNorms) -> Result<Vec<f64>> {
     let rows = weight.shape()[0];
     let columns = weight.len() / rows.max(1);
-    if norms.columns != columns || norms.groups == 0 || rows % norms.groups != 0 {
+    if norms.columns != columns || norms.groups == 0 || !rows.is_multiple_of(norms.groups) {
         return Err(Error::invalid(format!(
             "wanda: recorded {} groups of {} input columns for a weight of shape {:?}",
             norms.groups,

@@ -93,7 +93,8 @@ impl InputNorms {
                         for image in 0..n {
                             for &r in &rows {
                                 for &q in &cols {
-                                    sum += x[[image, channel, r, q]].to_f64().unwrap_or(0.0).powi(2);
+                                    sum +=
+                                        x[[image, channel, r, q]].to_f64().unwrap_or(0.0).powi(2);
                                 }
                             }
                         }

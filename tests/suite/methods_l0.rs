@@ -26,7 +26,11 @@ fn l0_config(edit: impl FnOnce(&mut TrainConfig)) -> TrainConfig {
 }
 
 /// The method of `config`, attached to `model`, with N = `train_images`.
-fn attached(config: &TrainConfig, model: &mut dyn Module<f32>, train_images: usize) -> Box<dyn Method> {
+fn attached(
+    config: &TrainConfig,
+    model: &mut dyn Module<f32>,
+    train_images: usize,
+) -> Box<dyn Method> {
     let mut method = config.build_method().unwrap();
     method.attach(model).unwrap();
     method
@@ -89,14 +93,27 @@ fn gates_sit_on_input_neurons_of_linear_layers_and_output_channels_of_convolutio
             ("fc3.weight_log_alpha".to_string(), vec![1, 100]),
         ]
     );
-    let mut lenet5 =
-        LeNet5::<f32>::new((1, 28, 28), 10, LeNet5Options::default(), &mut derived(0, 1)).unwrap();
+    let mut lenet5 = LeNet5::<f32>::new(
+        (1, 28, 28),
+        10,
+        LeNet5Options::default(),
+        &mut derived(0, 1),
+    )
+    .unwrap();
     attached(&config, &mut lenet5, 100);
     let shapes: Vec<Vec<usize>> = log_alphas(&lenet5)
         .into_iter()
         .map(|(_, t)| t.shape().to_vec())
         .collect();
-    assert_eq!(shapes, [vec![20, 1, 1, 1], vec![50, 1, 1, 1], vec![1, 800], vec![1, 500]]);
+    assert_eq!(
+        shapes,
+        [
+            vec![20, 1, 1, 1],
+            vec![50, 1, 1, 1],
+            vec![1, 800],
+            vec![1, 500]
+        ]
+    );
     // Per-weight gates have the weight's shape; drop rates per layer set log_alpha.
     let config = l0_config(|c| {
         c.sparsity.methods.l0.l0_gates = clap::ValueEnum::from_str("weight", false).unwrap();
@@ -180,10 +197,18 @@ fn evaluation_gates_are_deterministic_and_training_gates_are_sampled() {
         l += 1;
         let effective = w.effective();
         let raw = w.raw.value();
-        for ((i, j), &e) in effective.clone().into_dimensionality::<ndarray::Ix2>().unwrap().indexed_iter() {
+        for ((i, j), &e) in effective
+            .clone()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap()
+            .indexed_iter()
+        {
             let z = test_gate(la[[0, j]] as f64);
             let want = (z * raw[[i, j]] as f64) as f32;
-            assert!((e - want).abs() <= 1e-6 * want.abs().max(1e-3), "{name}[{i}, {j}]: {e} vs {want}");
+            assert!(
+                (e - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                "{name}[{i}, {j}]: {e} vs {want}"
+            );
         }
     });
     // Training passes draw the noise of the current step: a new sample every step, the same
@@ -198,8 +223,14 @@ fn evaluation_gates_are_deterministic_and_training_gates_are_sampled() {
     };
     method.after_step(&mut model, &step0).unwrap();
     let d = logits(&mut model, &x);
-    assert!(c.iter().zip(d.iter()).any(|(p, q)| p != q), "training gates must be sampled");
-    assert!(c.iter().zip(a.iter()).any(|(p, q)| p != q), "training differs from evaluation");
+    assert!(
+        c.iter().zip(d.iter()).any(|(p, q)| p != q),
+        "training gates must be sampled"
+    );
+    assert!(
+        c.iter().zip(a.iter()).any(|(p, q)| p != q),
+        "training differs from evaluation"
+    );
     let e = logits(&mut model, &x);
     assert_bits_equal("the same step's sample", &d, &e);
 }
@@ -210,11 +241,18 @@ fn evaluation_gates_are_deterministic_and_training_gates_are_sampled() {
 #[test]
 fn baking_zeroes_exactly_the_closed_gates() {
     let config = l0_config(|_| {});
-    let mut model =
-        LeNet5::<f32>::new((1, 28, 28), 10, LeNet5Options::default(), &mut derived(0, 1)).unwrap();
+    let mut model = LeNet5::<f32>::new(
+        (1, 28, 28),
+        10,
+        LeNet5Options::default(),
+        &mut derived(0, 1),
+    )
+    .unwrap();
     let mut method = attached(&config, &mut model, 100);
     scramble_gates(&mut model, 9);
-    let x = Tensor::from_shape_fn(ndarray::IxDyn(&[4, 1, 28, 28]), |i| ((i[2] * 28 + i[3] + i[0]) % 17) as f32 / 17.0);
+    let x = Tensor::from_shape_fn(ndarray::IxDyn(&[4, 1, 28, 28]), |i| {
+        ((i[2] * 28 + i[3] + i[0]) % 17) as f32 / 17.0
+    });
     model.set_training(false);
     let before = logits(&mut model, &x);
     let alphas = log_alphas(&model);
@@ -232,22 +270,38 @@ fn baking_zeroes_exactly_the_closed_gates() {
         let raw = w.raw.value();
         for (index, &v) in raw.indexed_iter() {
             // The gate of this entry: output channel for 4-d weights, input column otherwise.
-            let gate = if raw.ndim() == 4 { la[[index[0], 0, 0, 0]] } else { la[[0, index[1]]] };
+            let gate = if raw.ndim() == 4 {
+                la[[index[0], 0, 0, 0]]
+            } else {
+                la[[0, index[1]]]
+            };
             let closed = test_gate(gate as f64) == 0.0;
             if closed {
-                assert_eq!(v.to_bits(), 0.0f32.to_bits(), "{name}{index:?} must be +0.0");
+                assert_eq!(
+                    v.to_bits(),
+                    0.0f32.to_bits(),
+                    "{name}{index:?} must be +0.0"
+                );
             } else {
                 assert!(v != 0.0, "{name}{index:?}: an open gate kept a zero");
             }
         }
         closed_total += la.iter().filter(|&&a| test_gate(a as f64) == 0.0).count();
     });
-    assert!(closed_total > 0, "the scrambled gates must close some groups");
+    assert!(
+        closed_total > 0,
+        "the scrambled gates must close some groups"
+    );
     let summary = method.summary(&model);
     let architecture = summary["architecture"].as_str().unwrap().to_string();
     let open: Vec<String> = alphas
         .iter()
-        .map(|(_, la)| la.iter().filter(|&&a| test_gate(a as f64) > 0.0).count().to_string())
+        .map(|(_, la)| {
+            la.iter()
+                .filter(|&&a| test_gate(a as f64) > 0.0)
+                .count()
+                .to_string()
+        })
         .collect();
     assert_eq!(architecture, open.join("-"));
 }

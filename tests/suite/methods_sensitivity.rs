@@ -40,7 +40,9 @@ fn info(epoch: usize) -> StepInfo {
 fn batch() -> Batch<f32> {
     let images = Tensor::from_shape_vec(
         ndarray::IxDyn(&[3, INPUTS]),
-        vec![0.5, -1.0, 2.0, 0.0, 1.5, 0.25, -0.5, 1.0, -2.0, 0.75, 0.0, -1.25],
+        vec![
+            0.5, -1.0, 2.0, 0.0, 1.5, 0.25, -0.5, 1.0, -2.0, 0.75, 0.0, -1.25,
+        ],
     )
     .unwrap();
     Batch {
@@ -51,12 +53,19 @@ fn batch() -> Batch<f32> {
 
 /// One step as the training loop takes it (before_step, forward, loss, backward, plain SGD,
 /// after_step); returns the weight before and after.
-fn one_step(method: &mut dyn Method, layer: &mut Linear<f32>, lr: f64, epoch: usize) -> (Tensor<f32>, Tensor<f32>) {
+fn one_step(
+    method: &mut dyn Method,
+    layer: &mut Linear<f32>,
+    lr: f64,
+    epoch: usize,
+) -> (Tensor<f32>, Tensor<f32>) {
     let before = layer.weight.raw.value().clone();
     let b = batch();
     method.before_step(layer, &b, &info(epoch)).unwrap();
     let tape = Tape::new();
-    let loss = layer.forward(tape.constant(b.images.clone())).cross_entropy(&b.labels, 0.0);
+    let loss = layer
+        .forward(tape.constant(b.images.clone()))
+        .cross_entropy(&b.labels, 0.0);
     let grads = loss.backward();
     let mut opt = Sgd::new(SgdConfig {
         lr,
@@ -72,14 +81,23 @@ fn one_step(method: &mut dyn Method, layer: &mut Linear<f32>, lr: f64, epoch: us
 /// The update by hand, in f64: softmax p_n = softmax(W x_n + b); dL/dW_ij = mean_n (p_ni -
 /// [i = t_n]) x_nj; dp_k/dW_ij = p_k ([k = i] - p_i) x_j, dz_k/dW_ij = [k = i] x_j; S sums
 /// |batch mean| over the classes k (unspecified) or takes k = t_n (specified).
-fn by_hand(w: &Tensor<f32>, bias: &Tensor<f32>, variant: &str, output: &str, lr: f64, lambda: f64) -> Vec<f64> {
+fn by_hand(
+    w: &Tensor<f32>,
+    bias: &Tensor<f32>,
+    variant: &str,
+    output: &str,
+    lr: f64,
+    lambda: f64,
+) -> Vec<f64> {
     let b = batch();
     let n = b.labels.len();
     let x = |r: usize, j: usize| b.images[[r, j]] as f64;
     let probs: Vec<Vec<f64>> = (0..n)
         .map(|r| {
             let z: Vec<f64> = (0..CLASSES)
-                .map(|i| bias[[i]] as f64 + (0..INPUTS).map(|j| w[[i, j]] as f64 * x(r, j)).sum::<f64>())
+                .map(|i| {
+                    bias[[i]] as f64 + (0..INPUTS).map(|j| w[[i, j]] as f64 * x(r, j)).sum::<f64>()
+                })
                 .collect();
             let m = z.iter().cloned().fold(f64::MIN, f64::max);
             let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
@@ -91,7 +109,10 @@ fn by_hand(w: &Tensor<f32>, bias: &Tensor<f32>, variant: &str, output: &str, lr:
     let mut out = Vec::new();
     for i in 0..CLASSES {
         for j in 0..INPUTS {
-            let grad: f64 = (0..n).map(|r| (probs[r][i] - delta(i, b.labels[r])) * x(r, j)).sum::<f64>() / n as f64;
+            let grad: f64 = (0..n)
+                .map(|r| (probs[r][i] - delta(i, b.labels[r])) * x(r, j))
+                .sum::<f64>()
+                / n as f64;
             let dy = |r: usize, k: usize| match output {
                 "softmax" => probs[r][k] * (delta(k, i) - probs[r][i]) * x(r, j),
                 _ => delta(k, i) * x(r, j),
@@ -135,8 +156,13 @@ fn one_step_is_the_papers_update_with_the_sensitivity_by_hand() {
                 .zip(w0.iter())
                 .map(|((a, b), w)| (b - a) / (lambda * *w as f64))
                 .collect();
-            let (lo, hi) = shrink.iter().fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
-            assert!(hi - lo > 1e-3, "{variant}/{output}: insensitivity is uniform");
+            let (lo, hi) = shrink
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+            assert!(
+                hi - lo > 1e-3,
+                "{variant}/{output}: insensitivity is uniform"
+            );
         }
     }
 }
@@ -152,13 +178,26 @@ fn warmup_is_plain_training_and_thresholding_prunes_for_good() {
     let mut method = c.build_method().unwrap();
     method.attach(&mut layer).unwrap();
     let bias = layer.bias.as_ref().unwrap().value().clone();
-    let want = by_hand(layer.weight.raw.value(), &bias, "unspecified", "softmax", 0.1, 0.0);
+    let want = by_hand(
+        layer.weight.raw.value(),
+        &bias,
+        "unspecified",
+        "softmax",
+        0.1,
+        0.0,
+    );
     let (_, after) = one_step(method.as_mut(), &mut layer, 0.1, 0);
     for (got, want) in after.iter().zip(&want) {
-        assert!((*got as f64 - want).abs() < 1e-6, "warm-up: {got} vs {want}");
+        assert!(
+            (*got as f64 - want).abs() < 1e-6,
+            "warm-up: {got} vs {want}"
+        );
     }
     assert!(method.after_epoch(&mut layer, 0).unwrap().is_empty());
-    assert!(layer.weight.raw.value().iter().all(|v| *v != 0.0), "no pruning in the warm-up");
+    assert!(
+        layer.weight.raw.value().iter().all(|v| *v != 0.0),
+        "no pruning in the warm-up"
+    );
     method.after_epoch(&mut layer, 1).unwrap();
     let pruned: Vec<bool> = after.iter().map(|v| v.abs() < 0.2).collect();
     assert!(pruned.iter().any(|p| *p) && !pruned.iter().all(|p| *p));
@@ -182,6 +221,10 @@ fn a_short_run_prunes_and_exports_zeros() {
     let mut c = short(&dir.join("run"), "sensitivity", 2);
     c.sparsity.methods.sensitivity.sensitivity_lambda = 0.02;
     let summary = finish(&c);
-    assert!(summary.overall_sparsity > 0.05, "{}", summary.overall_sparsity);
+    assert!(
+        summary.overall_sparsity > 0.05,
+        "{}",
+        summary.overall_sparsity
+    );
     assert_eq!(summary.method_details["sparsification_epochs"], 2);
 }

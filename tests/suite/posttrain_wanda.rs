@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use sparsegrad::ops::conv::Conv2dConfig;
 use sparsegrad::methods::wanda::{prune_mask, wanda_scores};
 use sparsegrad::nn::input_norms::InputNorms;
 use sparsegrad::nn::{Conv2d, Linear, Module};
+use sparsegrad::ops::conv::Conv2dConfig;
 use sparsegrad::posttrain::{self, PosttrainConfig};
 use sparsegrad::rng::{derived, seeded, uniform};
 use sparsegrad::run::dir::MODEL_FILE;
@@ -27,7 +27,9 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn random(shape: &[usize], seed: u64) -> Tensor<f32> {
     let mut rng = seeded(seed);
-    Tensor::from_shape_simple_fn(ndarray::IxDyn(shape), || uniform(&mut rng, -1.0, 1.0) as f32)
+    Tensor::from_shape_simple_fn(ndarray::IxDyn(shape), || {
+        uniform(&mut rng, -1.0, 1.0) as f32
+    })
 }
 
 fn forward(layer: &mut dyn Module<f32>, x: &Tensor<f32>) {
@@ -41,8 +43,11 @@ fn forward(layer: &mut dyn Module<f32>, x: &Tensor<f32>) {
 fn linear_scores_are_weight_magnitude_times_input_column_norm() {
     let mut layer = Linear::<f32>::new(3, 2, true, &mut derived(0, 1));
     layer.weight.raw.set_value(
-        Tensor::from_shape_vec(ndarray::IxDyn(&[2, 3]), vec![0.5, -2.0, 1.0, -0.25, 0.75, 3.0])
-            .unwrap(),
+        Tensor::from_shape_vec(
+            ndarray::IxDyn(&[2, 3]),
+            vec![0.5, -2.0, 1.0, -0.25, 0.75, 3.0],
+        )
+        .unwrap(),
     );
     layer.weight.input_norms = Some(InputNorms::default());
     let x1 = Tensor::from_shape_vec(ndarray::IxDyn(&[2, 3]), vec![1.0, 2.0, 0.0, -3.0, 0.5, 1.0])
@@ -67,9 +72,15 @@ fn linear_scores_are_weight_magnitude_times_input_column_norm() {
         assert!((s - w).abs() < 1e-12, "{s} vs {w}");
     }
     // Per row, pruning 1 each: row 0 drops col 0 (1.87 < 4.12 < 4.58), row 1 col 0 (0.94).
-    assert_eq!(prune_mask(&scores, 2, 2, true), vec![0.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
-    // Per layer, pruning 2: the two lowest of the layer (0.94, 1.72).
-    assert_eq!(prune_mask(&scores, 2, 2, false), vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
+    assert_eq!(
+        prune_mask(&scores, 2, 2, true),
+        vec![0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    );
+    // Per layer, pruning 2: the two lowest of the layer (0.94, 1.72), both in row 1.
+    assert_eq!(
+        prune_mask(&scores, 2, 2, false),
+        vec![1.0, 1.0, 1.0, 0.0, 0.0, 1.0]
+    );
 }
 
 /// A convolution records the squared norms of its unfolded patches: for every (channel, tap)
@@ -91,7 +102,10 @@ fn conv_norms_are_the_norms_of_the_unfolded_patches() {
     let norms = conv.weight.input_norms.clone().unwrap();
     let [oh, ow] = conv.output_hw([h, w]);
     let per_group = c_in / 2;
-    assert_eq!((norms.groups, norms.columns, norms.rows), (2, per_group * kh * kw, n * oh * ow));
+    assert_eq!(
+        (norms.groups, norms.columns, norms.rows),
+        (2, per_group * kh * kw, n * oh * ow)
+    );
     for g in 0..2 {
         for c in 0..per_group {
             for i in 0..kh {
@@ -110,7 +124,10 @@ fn conv_norms_are_the_norms_of_the_unfolded_patches() {
                         }
                     }
                     let got = norms.squared_norm(g, (c * kh + i) * kw + j);
-                    assert!((got - want).abs() < 1e-9 * want.max(1.0), "g{g} c{c} ({i},{j}): {got} vs {want}");
+                    assert!(
+                        (got - want).abs() < 1e-9 * want.max(1.0),
+                        "g{g} c{c} ({i},{j}): {got} vs {want}"
+                    );
                 }
             }
         }
@@ -121,7 +138,8 @@ fn conv_norms_are_the_norms_of_the_unfolded_patches() {
     let columns = per_group * kh * kw;
     for (k, s) in scores.iter().enumerate() {
         let (row, col) = (k / columns, k % columns);
-        let want = (weight.as_slice().unwrap()[k] as f64).abs() * norms.squared_norm(row / 3, col).sqrt();
+        let want =
+            (weight.as_slice().unwrap()[k] as f64).abs() * norms.squared_norm(row / 3, col).sqrt();
         assert_eq!(*s, want);
     }
 }
@@ -178,7 +196,11 @@ fn whole_runs_meet_the_target_per_row_with_and_without_fine_tuning() {
         };
         let s = posttrain::run(&config, false, &mut Progress::plain()).unwrap();
         let want = (r0 * s.params_total as f64).round() as usize;
-        assert_eq!(s.params_total - s.params_nonzero, want, "finetune {finetune}");
+        assert_eq!(
+            s.params_total - s.params_nonzero,
+            want,
+            "finetune {finetune}"
+        );
         let (sparse, _) = load_model(&config.out_dir().join(MODEL_FILE)).unwrap();
         let (dense, _) = load_model(&dense_model()).unwrap();
         let mut dense_weights = Vec::new();
@@ -190,13 +212,20 @@ fn whole_runs_meet_the_target_per_row_with_and_without_fine_tuning() {
             let rows = v.shape()[0];
             let columns = v.len() / rows;
             let pruned: Vec<usize> = (0..rows)
-                .map(|i| (0..columns).filter(|&j| v.as_slice().unwrap()[i * columns + j] == 0.0).count())
+                .map(|i| {
+                    (0..columns)
+                        .filter(|&j| v.as_slice().unwrap()[i * columns + j] == 0.0)
+                        .count()
+                })
                 .collect();
             let (lo, hi) = (pruned.iter().min().unwrap(), pruned.iter().max().unwrap());
             assert!(hi - lo <= 1, "{name}: per-row counts {lo}..{hi}");
             if !finetune {
                 for (a, b) in v.iter().zip(d.iter()) {
-                    assert!(*a == 0.0 || a.to_bits() == b.to_bits(), "{name}: a survivor changed");
+                    assert!(
+                        *a == 0.0 || a.to_bits() == b.to_bits(),
+                        "{name}: a survivor changed"
+                    );
                 }
             }
         });
