@@ -5,10 +5,11 @@
 //! weight (a column of [out, in]) and per output channel of a convolution (structured, the
 //! paper's experiments), or one per weight (`--l0-gates weight`). The loss is the paper's eq. 3
 //! with the hard-concrete expectation of eq. 12 as the authors' `L0MLP.regularization` computes
-//! it: cross-entropy + (1/N) sum_l sum_j P(z_j != 0) (lambda_l |g_j| + (prior / 2) sum_{w in g_j}
-//! w^2), N the number of training images, |g_j| the weights a gate controls (`_reg_w` in the
-//! authors' `l0_layers.py`). lambda may differ per layer (the paper's "L0-sep"). log_alpha starts
-//! at ln(1 - p) - ln p from a drop rate p (per layer), is clamped to [ln 1e-2, ln 1e2] after every
+//! it: cross-entropy + sum_l sum_j P(z_j != 0) (lambda_l |g_j| / N + (c / 2) sum_{w in g_j} w^2),
+//! N the number of training images, |g_j| the weights a gate controls, c the authors'
+//! `prior_prec` / N (`_reg_w` in the authors' `l0_layers.py`). lambda may differ per layer
+//! (the paper's "L0-sep"). log_alpha starts at ln(1 - p) - ln p from a drop rate p (per
+//! layer), is clamped to [ln 1e-2, ln 1e2] after every
 //! step (`WeightTransform::project`), has no weight decay, and in evaluation the deterministic gate
 //! min(1, max(0, sigmoid(log_alpha)(zeta - gamma) + gamma)) is used. `finish` bakes that gate
 //! into the weights with exact +0.0 for every closed gate, so the export has the removed neurons
@@ -60,8 +61,8 @@ pub struct L0Options {
     /// prunable layer (the paper's MLP: 0.2,0.5,0.5).
     #[arg(long, value_delimiter = ',', default_values_t = vec![0.5])]
     pub l0_drop_rate: Vec<f64>,
-    /// L0: precision of the L2 prior on the gated weights, each group weighted by P(z != 0)
-    /// (the authors' `_reg_w`; 0: none, leave --weight-decay to the optimiser).
+    /// L0: weight c of the L2 prior (c/2) sum_j P(z_j != 0) sum w^2 on the gated weights (the
+    /// authors' `_reg_w` prior precision / N; 0: none, leave --weight-decay to the optimiser).
     #[arg(long, default_value_t = 0.0)]
     pub l0_l2: f64,
     /// L0: learning-rate multiplier of log_alpha (the authors: 1 over ~120k Adam steps; a
@@ -266,9 +267,9 @@ impl Method for L0 {
         ]
     }
 
-    /// (1/N) sum_l sum_j P(z_j != 0) (lambda_l |g_j| + (prior/2) sum_{w in g_j} w^2): eq. 12's
-    /// expected L0 norm and the authors' gate-weighted L2 prior (`_reg_w`), scaled as
-    /// `L0MLP.regularization` scales it.
+    /// sum_l sum_j P(z_j != 0) (lambda_l |g_j| / N + (c/2) sum_{w in g_j} w^2): eq. 12's
+    /// expected L0 norm, scaled by 1/N as `L0MLP.regularization` scales it, and the authors'
+    /// gate-weighted L2 prior (`_reg_w`) with c = their precision / N.
     fn regulariser<'t>(
         &mut self,
         model: &dyn Module<f32>,

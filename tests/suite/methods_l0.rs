@@ -135,7 +135,7 @@ fn gates_sit_on_input_neurons_of_linear_layers_and_output_channels_of_convolutio
     }
 }
 
-/// The penalty equals (1/N) sum_l lambda_l |g| sum_j P_j + (prior/2) sum_j P_j sum_{g_j} w^2,
+/// The penalty equals sum_l lambda_l |g| sum_j P_j / N + (c/2) sum_j P_j sum_{g_j} w^2,
 /// computed here by hand in f64 from the parameters, with a lambda per layer ("L0-sep").
 #[test]
 fn the_penalty_is_the_expected_l0_norm_over_n_plus_the_gated_l2_prior() {
