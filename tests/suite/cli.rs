@@ -34,7 +34,7 @@ fn unknown_model_and_method() {
     );
     assert_error(
         &["train", "--method", "magic"],
-        "unknown --method `magic` (expected one of: dense, str, gmp, magnitude)",
+        "unknown --method `magic` (expected one of: dense, str, gmp, magnitude, sensitivity, l0)",
     );
 }
 
