@@ -9,8 +9,9 @@
 //! attach          structural: transforms on weights (no data); also before a checkpoint loads
 //! check_run       the method's settings against the run's length (before any file is written)
 //! init            data-aware start on a fresh run (SNIP, GraSP, Wanda): batches of the training split
-//! per step:       regulariser (added to the loss), backward, after_backward (sees the gradients,
-//!                 incl. effective-weight ones), optimiser step, after_step
+//! per step:       before_step (sees the batch), regulariser (added to the loss), backward,
+//!                 after_backward (sees the gradients, incl. effective-weight ones), optimiser
+//!                 step, after_step
 //! per epoch:      after_epoch (warnings), after_evaluate (the epoch's accuracies)
 //! start_round     iterative methods (rounds > 1): at the start of every round after the first
 //! finish          bake transforms into plain weights; may report an exact fix-up
@@ -211,6 +212,19 @@ pub trait Method {
     /// may run forward and backward passes on batches of the training split.
     fn init(&mut self, model: &mut dyn Module<f32>, data: &InitData) -> Result<()> {
         let _ = (model, data);
+        Ok(())
+    }
+
+    /// Sees the step's training batch before the forward pass, for methods that run passes of
+    /// their own on it (sensitivity: a backward pass from the network's outputs, not the loss).
+    /// Called by the training loop only.
+    fn before_step(
+        &mut self,
+        model: &mut dyn Module<f32>,
+        batch: &Batch<f32>,
+        info: &StepInfo,
+    ) -> Result<()> {
+        let _ = (model, batch, info);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::methods::options::{PosttrainContext, TrainContext, settings_of};
 use crate::methods::plugin::{Method, Plugin};
 use crate::methods::{acdc, baselines, dense, dnw, dynamic, fcpts, gmp, magnitude, str};
-use crate::methods::{grasp, han, lottery, snip};
+use crate::methods::{grasp, han, l0, lottery, sensitivity, snip, wanda};
 
 /// Declares a registry from its table. For each line `Variant = "name", field: Plugin, "help";`
 /// (optionally `=> constructor` when one plugin type serves several names) it generates:
@@ -126,6 +126,8 @@ registry! {
     Acdc = "acdc", acdc: acdc::Acdc, "AC/DC: dense warm-up, alternating magnitude-sparse and dense phases, ending sparse (Peste et al. 2021)";
     Dnw = "dnw", dnw: dnw::Dnw, "DNW: forward top-k of |w|, gradient to every weight (Wortsman et al. 2019)";
     Static = "static", static_mask: dynamic::DynamicSparse<dynamic::StaticOptions>, "a fixed random mask at the --distribution allocation (control of RigL and SET)";
+    Sensitivity = "sensitivity", sensitivity: sensitivity::Sensitivity, "sensitivity-driven decay of weights the output is insensitive to, then thresholding (Tartaglione et al. 2018)";
+    L0 = "l0", l0: l0::L0, "L0: hard-concrete gates per neuron / channel, expected-L0 penalty (Louizos et al. 2018)";
 }
 
 registry! {
@@ -140,4 +142,5 @@ registry! {
     MagnitudeGlobal = "magnitude-global", magnitude_global: baselines::Baseline => baselines::Baseline::global, "magnitude, one threshold on |w| over all layers";
     MagnitudeL2norm = "magnitude-l2norm", magnitude_l2norm: baselines::Baseline => baselines::Baseline::l2norm, "magnitude, one threshold on |w| / ||W_l||";
     Lamp = "lamp", lamp: baselines::Baseline => baselines::Baseline::lamp, "LAMP scores, global top-k (Lee et al. 2021)";
+    Wanda = "wanda", wanda: wanda::Wanda, "Wanda: |W_ij| ||X_j|| on the calibration inputs, per output row (Sun et al. 2023)";
 }

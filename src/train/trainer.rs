@@ -191,6 +191,8 @@ impl Session {
             self.augment.as_ref(),
             epoch,
         );
+        self.method
+            .before_step(self.model.as_mut(), &batch, &info)?;
         let tape = Tape::new();
         let logits = self.model.forward(tape.constant(batch.images));
         let mut loss = logits.cross_entropy(&batch.labels, self.config.label_smoothing);
