@@ -92,7 +92,7 @@ fn matmul(c: &mut Criterion) {
 
 /// `gemm/{name}`: f32 products through `kernels::gemm` (all threads of the pool, so run once with
 /// `RAYON_NUM_THREADS=1` and once with 2), with the names, shapes and operand layouts of the
-/// `gemm` section of `shared/bench/pytorch_peer.py` (`nt` = A times a transposed view of B):
+/// PyTorch peer's `torch.mm` timings (`nt` = A times a transposed view of B):
 /// square 1024^3, and ResNet-20's im2col forward (`col[M,K] W[N,K]^T`), input-gradient
 /// (`dY[M,N] W[N,K]`) and weight-gradient (`dY^T col`, K = batch x positions) products.
 fn gemm_shapes(c: &mut Criterion) {

@@ -1,6 +1,6 @@
 //! Recurrent cells unrolled over 28 steps (input 32, hidden 128, batch 128, f32): forward only
-//! (under `no_grad`) and forward + backward of `sum(all states)`, as PyTorch's GRUCell loop in
-//! `shared/bench/pytorch_peer.py` (which runs 128 steps; compare per step).
+//! (under `no_grad`) and forward + backward of `sum(all states)`, as a PyTorch `GRUCell` loop
+//! timed on the same cores would (compare per step).
 //!
 //! - `gru/{fwd, fwd_bwd}`: [`GruCell`] through `unroll_sequence`.
 //! - `gru/gemm_floor_fwd_bwd`: baseline in the same run, only the GEMMs a GRU step needs

@@ -1,7 +1,8 @@
 //! One full training step at batch 128: forward, cross-entropy, backward, and an SGD update
 //! (lr 0.1, momentum 0.9, weight decay 5e-4) through `optim::step`, for LeNet-300-100,
-//! LeNet-5-Caffe and ResNet-20. The `train` section of `shared/bench/pytorch_peer.py` times the
-//! same steps in PyTorch; run both in one sitting and compare medians.
+//! LeNet-5-Caffe and ResNet-20. To race PyTorch, time the same steps there (same batch, model and
+//! optimiser, `torch.set_num_threads` equal to `RAYON_NUM_THREADS`) in the same sitting and compare
+//! medians.
 //!
 //! Variants (the peer's `reparam`):
 //! - `dense`: plain weights;

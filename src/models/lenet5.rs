@@ -11,7 +11,7 @@
 //! **Relus after the convolutions.** Caffe's network has none: its only nonlinearities are the
 //! max-pools and the relu after `ip1`. The PyTorch ports in the sparsity literature
 //! (`LeNet_5_Caffe` in Tim Dettmers' `sparse_learning`, after Milad Alizadeh's SNIP code, and
-//! `shared/bench/pytorch_peer.py`) put a relu after each convolution. The Caffe network is the
+//! the PyTorch training-step benchmark we race) put a relu after each convolution. The Caffe network is the
 //! default here; [`LeNet5Options::relu_after_conv`] gives the PyTorch ports' variant.
 //!
 //! Parameter names are `conv1`, `conv2`, `fc1`, `fc2` (Caffe calls the linear layers `ip1`,

@@ -1,7 +1,9 @@
-//! Per-layer sparsity, parameter and FLOP accounting of a model's prunable weights.
+//! Per-layer sparsity and multiply-accumulate (MAC) accounting of a model's prunable weights.
 //!
-//! FLOPs are counted as multiply-accumulates per example, the convention of the STR paper's tables
-//! (ResNet-50: 4.09G). A layer's sparse FLOPs are its dense FLOPs times its density
+//! `params` counts a layer's prunable weights (printed as "weights"); `flops_*` count
+//! multiply-accumulates per example (printed as "MACs"; the field names are kept so that summaries
+//! written by earlier versions load), the convention of the STR paper's "FLOPs" tables
+//! (ResNet-50: 4.09G). A layer's sparse MACs are its dense MACs times its density
 //! (unstructured sparsity: every zero weight skips its multiply-accumulates). Biases and
 //! batchnorm are not counted (they are dense and negligible).
 //! Uses per example come from the last forward pass (see `Weight::record_uses`), so run one
@@ -143,11 +145,11 @@ pub fn format_table(report: &SparsityReport) -> String {
         "{:<28} {:>18} {:>10} {:>10} {:>9} {:>12} {:>12} {:>10}\n",
         "layer",
         "shape",
-        "params",
+        "weights",
         "nonzero",
         "sparsity",
-        "FLOPs dense",
-        "FLOPs sparse",
+        "MACs dense",
+        "MACs sparse",
         "threshold"
     );
     for l in &report.layers {
