@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs the same short runs with two sparsegrad binaries and compares their results: the tensor
 # bytes of model.safetensors (the header's JSON metadata may differ when configs gain fields) and
-# summary.json without timings. Used to show that a refactor changes no result.
+# summary.json without timings (keys only the new version writes are ignored). Used to show that a
+# refactor changes no result.
 #   tools/same_results.sh OLD_BINARY NEW_BINARY [WORKDIR]
+# NEW_FLAGS (environment) is added to every train / posttrain command of the new binary: a binary
+# with sparse kernels needs NEW_FLAGS="--sparse-kernels off" to reproduce the bytes of one without
+# (the sparse kernels sum in another order; the values agree to float rounding).
 set -euo pipefail
 old=$1 new=$2 work=${3:-$(mktemp -d)}
 runs=(
@@ -24,9 +28,11 @@ b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
 print(hashlib.sha256(b[8 + n:]).hexdigest())
 PY
 }
-summary_digest() { python3 - "$1" <<'PY'
+summary_digest() { python3 - "$1" "$2" <<'PY'
 import sys, json
 s = json.load(open(sys.argv[1]))
+old = json.load(open(sys.argv[2]))
+s = {k: v for k, v in s.items() if k in old}
 for k in ('wall_seconds', 'optimise_seconds', 'evaluate_seconds', 'config'): s.pop(k, None)
 print(json.dumps(s, sort_keys=True))
 PY
@@ -35,11 +41,13 @@ for which in old new; do
   bin=${!which}; mkdir -p "$work/$which"
   for r in "${runs[@]}"; do
     name=${r%%|*}; args=${r#*|}
-    "$bin" $args --quiet --force --out "$work/$which/$name" > /dev/null
+    extra=""; [ "$which" = new ] && extra=${NEW_FLAGS:-}
+    "$bin" ${args%% *} $extra ${args#* } --quiet --force --out "$work/$which/$name" > /dev/null
   done
   for m in fcpts "fcpts --variant code" "${baselines[@]}" "magnitude-erk --no-finetune"; do
     name=post-${m// /_}
-    "$bin" posttrain --checkpoint "$work/$which/lenet5/model.safetensors" --target-sparsity 0.9 \
+    extra=""; [ "$which" = new ] && extra=${NEW_FLAGS:-}
+    "$bin" posttrain $extra --checkpoint "$work/$which/lenet5/model.safetensors" --target-sparsity 0.9 \
       --iters 64 --calib 256 --method $m --quiet --force --out "$work/$which/$name" > /dev/null
   done
 done
@@ -47,7 +55,8 @@ status=0
 for d in "$work"/old/*/; do
   name=$(basename "$d")
   a=$(tensor_hash "$work/old/$name/model.safetensors"); b=$(tensor_hash "$work/new/$name/model.safetensors")
-  sa=$(summary_digest "$work/old/$name/summary.json"); sb=$(summary_digest "$work/new/$name/summary.json")
+  sa=$(summary_digest "$work/old/$name/summary.json" "$work/old/$name/summary.json")
+  sb=$(summary_digest "$work/new/$name/summary.json" "$work/old/$name/summary.json")
   if [ "$a" = "$b" ] && [ "$sa" = "$sb" ]; then echo "same      $name"; else echo "DIFFERENT $name"; status=1; fi
 done
 exit $status
