@@ -15,18 +15,20 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{}: cannot draw the figure ({e})", path.display()))
 }
 
+/// A point of a line: (x, mean accuracy %, its standard deviation %).
+type Point = (f64, f64, f64);
+/// A labelled line of points.
+type Line<'a> = (&'a str, Vec<Point>);
+/// x of a setting.
+type XOf<'a> = &'a dyn Fn(&Setting) -> f64;
+
 /// Colour `i` of `n`, evenly spaced in hue.
 fn colour(i: usize, n: usize) -> HSLColor {
     HSLColor(i as f64 / n.max(1) as f64, 0.75, 0.42)
 }
 
 /// One series' points: (x, mean accuracy %, std %), complete settings only, by x.
-fn points(
-    agg: &Aggregate,
-    model: &str,
-    series: &str,
-    x: &dyn Fn(&Setting) -> f64,
-) -> Vec<(f64, f64, f64)> {
+fn points(agg: &Aggregate, model: &str, series: &str, x: &dyn Fn(&Setting) -> f64) -> Vec<Point> {
     let mut p: Vec<_> = agg
         .settings
         .iter()
@@ -47,7 +49,7 @@ fn points(
 pub fn draw_accuracy(dir: &Path, agg: &Aggregate, model: &str) -> Result<Vec<PathBuf>> {
     let sparsity = |s: &Setting| 100.0 * s.sparsity.mean;
     let flops = |s: &Setting| 100.0 * s.flops_fraction.mean;
-    let figures: [(&str, &str, &dyn Fn(&Setting) -> f64); 2] = [
+    let figures: [(&str, &str, XOf<'_>); 2] = [
         ("accuracy_vs_sparsity", "achieved sparsity (%)", &sparsity),
         ("accuracy_vs_flops", "FLOPs (% of dense)", &flops),
     ];
@@ -55,7 +57,7 @@ pub fn draw_accuracy(dir: &Path, agg: &Aggregate, model: &str) -> Result<Vec<Pat
     for (stem, x_desc, x) in figures {
         let path = dir.join(format!("{stem}-{model}.svg"));
         let series = series_of(agg, model);
-        let lines: Vec<(&str, Vec<(f64, f64, f64)>)> = series
+        let lines: Vec<Line<'_>> = series
             .iter()
             .map(|s| (*s, points(agg, model, s, x)))
             .collect();
@@ -65,12 +67,7 @@ pub fn draw_accuracy(dir: &Path, agg: &Aggregate, model: &str) -> Result<Vec<Pat
     Ok(written)
 }
 
-fn draw_lines(
-    path: &Path,
-    title: &str,
-    x_desc: &str,
-    lines: &[(&str, Vec<(f64, f64, f64)>)],
-) -> Result<()> {
+fn draw_lines(path: &Path, title: &str, x_desc: &str, lines: &[Line<'_>]) -> Result<()> {
     let all = lines.iter().flat_map(|(_, p)| p.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y, e) in all {

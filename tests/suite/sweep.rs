@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sparsegrad::sweep::aggregate::{aggregate, read_run};
+use sparsegrad::sweep::aggregate::{RunResult, aggregate, read_run};
 use sparsegrad::sweep::scripts::read_manifest;
 
 use crate::cli_support::run;
@@ -63,8 +63,14 @@ fn tiny_sweep_runs_with_two_workers_and_aggregates_over_seeds() {
     let out = dir.join("sweep");
     let (code, stdout, stderr) = sweep(&file, &out, &["--run", "2", "--threads", "2"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("6 jobs (4 training, 2 post-training)"), "{stdout}");
-    assert!(stdout.contains("6 run, 0 already complete, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("6 jobs (4 training, 2 post-training)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("6 run, 0 already complete, 0 failed"),
+        "{stdout}"
+    );
     let jobs_txt = std::fs::read_to_string(out.join("jobs.txt")).unwrap();
     assert_eq!(jobs_txt.lines().count(), 4);
     assert!(jobs_txt.lines().all(|l| l.contains(" train --finish ")));
@@ -73,7 +79,10 @@ fn tiny_sweep_runs_with_two_workers_and_aggregates_over_seeds() {
     let slurm = std::fs::read_to_string(out.join("slurm.sh")).unwrap();
     assert!(slurm.contains("SLURM_ARRAY_TASK_ID"));
     let submit = std::fs::read_to_string(out.join("submit.sh")).unwrap();
-    assert!(submit.contains("--dependency=afterany:$first --array=1-2%"), "{submit}");
+    assert!(
+        submit.contains("--dependency=afterany:$first --array=1-2%"),
+        "{submit}"
+    );
 
     // One run made incomplete: its summary removed (an interrupted run keeps its checkpoint).
     let manifest = read_manifest(&out).unwrap();
@@ -82,7 +91,12 @@ fn tiny_sweep_runs_with_two_workers_and_aggregates_over_seeds() {
         .iter()
         .find(|j| j.series == "gmp" && j.seed == 1)
         .unwrap();
-    let gmp1_before = read_run(&gmp1.out).unwrap();
+    // Wall time is the one figure a rerun may change.
+    let figures = |mut r: RunResult| {
+        r.wall_seconds = 0.0;
+        r
+    };
+    let gmp1_before = figures(read_run(&gmp1.out).unwrap());
     std::fs::remove_file(gmp1.out.join("summary.json")).unwrap();
 
     let agg = aggregate(&out).unwrap();
@@ -104,10 +118,17 @@ fn tiny_sweep_runs_with_two_workers_and_aggregates_over_seeds() {
         } else {
             0.0
         };
-        assert!((setting.test_accuracy.std - std).abs() < 1e-12, "{}", setting.series);
+        assert!(
+            (setting.test_accuracy.std - std).abs() < 1e-12,
+            "{}",
+            setting.series
+        );
     }
     let gmp = agg.settings.iter().find(|s| s.series == "gmp").unwrap();
-    assert_eq!((gmp.test_accuracy.n, gmp.seeds.as_slice()), (1, &[0u64][..]));
+    assert_eq!(
+        (gmp.test_accuracy.n, gmp.seeds.as_slice()),
+        (1, &[0u64][..])
+    );
     let dense = agg.settings.iter().find(|s| s.series == "dense").unwrap();
     assert_eq!(dense.test_accuracy.n, 2);
     assert_eq!(dense.target, None);
@@ -130,8 +151,11 @@ fn tiny_sweep_runs_with_two_workers_and_aggregates_over_seeds() {
     // Running again skips the complete runs and resumes the interrupted one to the same result.
     let (code, stdout, stderr) = sweep(&file, &out, &["--run", "2", "--threads", "2"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("1 run, 5 already complete, 0 failed"), "{stdout}");
-    assert_eq!(read_run(&gmp1.out).unwrap(), gmp1_before);
+    assert!(
+        stdout.contains("1 run, 5 already complete, 0 failed"),
+        "{stdout}"
+    );
+    assert_eq!(figures(read_run(&gmp1.out).unwrap()), gmp1_before);
     assert!(aggregate(&out).unwrap().incomplete.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -159,7 +183,10 @@ fn jobs_txt_runs_under_xargs_to_the_numbers_of_sweep_run() {
     assert!(b.incomplete.is_empty(), "{:?}", b.incomplete);
     assert_eq!(a.settings.len(), b.settings.len());
     for (x, y) in a.settings.iter().zip(&b.settings) {
-        assert_eq!((&x.series, x.test_accuracy.n), (&y.series, y.test_accuracy.n));
+        assert_eq!(
+            (&x.series, x.test_accuracy.n),
+            (&y.series, y.test_accuracy.n)
+        );
         assert_eq!(x.test_accuracy.mean, y.test_accuracy.mean, "{}", x.series);
         assert_eq!(x.layers, y.layers, "{}", x.series);
     }
@@ -213,6 +240,9 @@ fn the_results_sweep_file_expands() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sweeps/results.toml");
     let (code, stdout, stderr) = sweep(file, &dir, &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("336 jobs (210 training, 126 post-training)"), "{stdout}");
+    assert!(
+        stdout.contains("336 jobs (210 training, 126 post-training)"),
+        "{stdout}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -163,7 +163,7 @@ pub fn run_sweep(args: &SweepArgs) -> Result<()> {
     }
     let d = dir.display();
     let then = if phase2 > 0 {
-        format!(" && parallel -j 4 < {d}/{AFTER_JOBS_FILE}")
+        format!("; parallel -j 4 < {d}/{AFTER_JOBS_FILE}")
     } else {
         String::new()
     };
