@@ -1,6 +1,6 @@
 //! A sweep as written: the TOML sweep file (format in `docs/sweeps.md`) or the `sweep` command's
 //! flags, read into a [`Grid`] without judging the flags yet. Whether a method exists and reads
-//! a flag is decided in [`crate::sweep::expand`], by parsing each job's command line with the
+//! a flag is decided in [`mod@crate::sweep::expand`], by parsing each job's command line with the
 //! subcommand's own config (so the registry's settings lists are the only truth).
 
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! Sweeps: a grid of (model x method x settings x sparsity x seed) runs as one command
 //! (`sparsegrad sweep`, format in `docs/sweeps.md`). A sweep file or flags are read into a
-//! [`grid::Grid`], expanded and validated into jobs ([`expand`]), written as scheduler-neutral
+//! [`grid::Grid`], expanded and validated into jobs ([`mod@expand`]), written as scheduler-neutral
 //! command lines plus Slurm scripts ([`scripts`]), run here with N workers ([`runner`]), and
-//! gathered over seeds into tables and figures ([`aggregate`], [`results`], [`figures`]).
+//! gathered over seeds into tables and figures ([`mod@aggregate`], [`results`], [`figures`]).
 //!
 //! Shaped around files rather than a daemon so the same `jobs.txt` runs under `sweep --run`,
 //! GNU parallel, `xargs -P` and Slurm arrays: every line is idempotent (`--finish`), and the
