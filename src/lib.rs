@@ -37,6 +37,7 @@ pub mod posttrain;
 pub mod rng;
 pub mod run;
 pub mod sparsity;
+pub mod sweep;
 pub mod tape;
 pub mod tensor;
 pub mod train;

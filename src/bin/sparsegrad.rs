@@ -13,9 +13,15 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use sparsegrad::error::{Error, Result};
 use sparsegrad::nn::SparseKernels;
 use sparsegrad::posttrain::{self, PosttrainConfig};
+use sparsegrad::run::dir::{CHECKPOINT_FILE, SUMMARY_FILE};
 use sparsegrad::run::evaluate::evaluate_checkpoint;
 use sparsegrad::run::report::{compare_runs, report_run};
+use sparsegrad::sweep::results::write_report;
+use sparsegrad::sweep::scripts::MANIFEST_FILE;
 use sparsegrad::train::{Outcome, Progress, RunOptions, TrainConfig, train};
+
+#[path = "sparsegrad/sweep_cli.rs"]
+mod sweep_cli;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +46,9 @@ enum Command {
     Report(ReportArgs),
     /// Sparsify a trained model with a small calibration set (FCPTS or a magnitude baseline).
     Posttrain(Box<PosttrainArgs>),
+    /// Expand a grid of runs (a TOML sweep file or flags; see docs/sweeps.md) into jobs.txt,
+    /// Slurm scripts and a manifest, and optionally run it here (`--run N`).
+    Sweep(Box<sweep_cli::SweepArgs>),
 }
 
 #[derive(Args)]
@@ -50,6 +59,10 @@ struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Bring the run in --out to its end whatever its state: nothing if complete, resume if
+    /// interrupted, start otherwise (what sweep job lines use; rerunning one is harmless).
+    #[arg(long, conflicts_with_all = ["resume", "force"])]
+    finish: bool,
     /// Overwrite a run already in --out.
     #[arg(long)]
     force: bool,
@@ -63,6 +76,10 @@ struct TrainArgs {
 struct PosttrainArgs {
     #[command(flatten)]
     config: PosttrainConfig,
+    /// Nothing if the run in --out is complete, else run it afresh (post-training runs are
+    /// short and not resumable).
+    #[arg(long, conflicts_with = "force")]
+    finish: bool,
     /// Overwrite a run already in --out.
     #[arg(long)]
     force: bool,
@@ -87,7 +104,9 @@ struct EvalArgs {
 #[derive(Args)]
 struct ReportArgs {
     /// Run directories written by `sparsegrad train` or `sparsegrad posttrain`: one gives its
-    /// per-layer table, several a Markdown table comparing them.
+    /// per-layer table, several a Markdown table comparing them. A sweep directory (written by
+    /// `sparsegrad sweep`): aggregates its runs over seeds into results.md, results.csv and
+    /// SVG figures there.
     #[arg(required = true)]
     runs: Vec<PathBuf>,
 }
@@ -118,10 +137,16 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     let config = &args.config;
     config.validate()?;
     config.refuse_unused_settings(&given(matches))?;
+    let out = config.out_dir();
+    if args.finish && out.join(SUMMARY_FILE).exists() {
+        println!("{} is complete: nothing to do", out.display());
+        return Ok(());
+    }
     set_threads(config.threads)?;
+    let resume = args.resume || (args.finish && out.join(CHECKPOINT_FILE).exists());
     let options = RunOptions {
-        resume: args.resume,
-        force: args.force,
+        resume,
+        force: args.force || (args.finish && !resume),
         stop_after: None,
     };
     let Outcome::Finished(summary) = train(config, options, &mut Progress::new(args.quiet))? else {
@@ -146,8 +171,13 @@ fn run_posttrain(args: &PosttrainArgs, matches: &ArgMatches) -> Result<()> {
     let config = &args.config;
     config.validate()?;
     config.refuse_unused_settings(&given(matches))?;
+    if args.finish && config.out_dir().join(SUMMARY_FILE).exists() {
+        println!("{} is complete: nothing to do", config.out_dir().display());
+        return Ok(());
+    }
     set_threads(config.threads)?;
-    let s = posttrain::run(config, args.force, &mut Progress::new(args.quiet))?;
+    let force = args.force || args.finish;
+    let s = posttrain::run(config, force, &mut Progress::new(args.quiet))?;
     let fixup = s
         .fixup
         .as_ref()
@@ -189,6 +219,7 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
 fn run_report(args: &ReportArgs) -> Result<()> {
     let runs: Vec<&Path> = args.runs.iter().map(PathBuf::as_path).collect();
     match runs.as_slice() {
+        [dir] if dir.join(MANIFEST_FILE).exists() => print!("{}", write_report(dir)?),
         [run] => print!("{}", report_run(run)?),
         runs => print!("{}", compare_runs(runs)?),
     }
@@ -257,6 +288,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => run_eval(args),
         Command::Report(args) => run_report(args),
         Command::Posttrain(args) => run_posttrain(args, sub("posttrain")),
+        Command::Sweep(args) => sweep_cli::run_sweep(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

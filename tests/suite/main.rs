@@ -51,4 +51,5 @@ mod sparse_run;
 mod sparsity_ops;
 mod sparsity_transforms;
 mod survey_support;
+mod sweep;
 mod train_run;
