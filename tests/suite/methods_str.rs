@@ -264,11 +264,12 @@ fn controller_loss_is_the_gap_to_the_scheduled_target() {
         density: Density::paper(),
         scale,
         ramp,
+        dual_lr: 0.0,
     };
     let value = |c: &Controller, now: f32, t: usize| {
         let tape = Tape::<f32>::new();
         let v = tape.leaf(ndarray::arr0(now).into_dyn());
-        c.loss(v, t, 100).item() as f64
+        c.loss(v, t, 100, 0.0).item() as f64
     };
     let close = |a: f64, b: f64| (a - b).abs() < 1e-5 * (1.0 + b.abs());
     let linear = controller(ControlScale::Linear, 0.0);
