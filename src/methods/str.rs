@@ -211,7 +211,7 @@ impl Method for Str {
         let plan = super::str_fixup::plan(model, controller.target);
         if self.config.finish == StrFinish::Strict && plan.share_moved() > FIXUP_WARN_SHARE {
             return Err(Error::invalid(format!(
-                "--str-finish strict: {}; the run's last checkpoint is kept",
+                "--strict-target (--str-finish strict): {}; the run's last checkpoint is kept",
                 plan.summary().describe()
             )));
         }

@@ -60,7 +60,7 @@ fn mask(w: &Weight<f32>) -> &ThresholdMask<f32> {
 /// dr_a/dt = p(0.15) + p(-0.15) = 2.857143.
 /// layer b: w = (0.5, -0.05), bins of 0.1375 over [-0.05, 0.5]; t_b = 0.06 prunes {-0.05}:
 /// r_b = 1/2; p(0.06) = 1 / (2 x 0.1375) = 3.636364 (first bin), p(-0.06) = 0 (below min).
-/// S = (4/4 ... ) = (4 x 1/4 + 2 x 1/2) / 6 = 1/3. Eq. 8 x eq. 11: dL_c/dt_l =
+/// S = (4 x 1/4 + 2 x 1/2) / 6 = 1/3. Eq. 8 x eq. 11: dL_c/dt_l =
 /// sign(S - r0) n_l / N dr_l/dt: for r0 = 0.5, -4/6 x 2.857143 = -1.904762 and
 /// -2/6 x 3.636364 = -1.212121; for r0 = 0.2 the same with a plus sign. The scores get
 /// dL/dt t (1 - t).

@@ -123,19 +123,27 @@ fn runs_end_at_the_exact_target_from_both_sides_on_every_granularity() {
     }
 }
 
-/// `--str-finish strict` fails instead of warning; `learned` keeps the thresholds as they are.
+/// `--strict-target` and `--str-finish strict` fail instead of warning; `learned` keeps the
+/// thresholds as they are.
 #[test]
 fn strict_finish_fails_and_learned_finish_skips_the_fix_up() {
-    let mut config = with_target("strict", "layer", -8.0, 0.97);
-    config.sparsity.methods.str.str_finish = clap::ValueEnum::from_str("strict", false).unwrap();
-    let err = train(&config, RunOptions::default(), &mut Progress::plain())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("--str-finish strict: the learned thresholds prune")
-            && err.ends_with("the run's last checkpoint is kept"),
-        "{err}"
-    );
+    for (name, strict_flag) in [("strict-finish", false), ("strict-target", true)] {
+        let mut config = with_target(name, "layer", -8.0, 0.97);
+        if strict_flag {
+            config.sparsity.methods.str.strict_target = true;
+        } else {
+            config.sparsity.methods.str.str_finish =
+                clap::ValueEnum::from_str("strict", false).unwrap();
+        }
+        let err = train(&config, RunOptions::default(), &mut Progress::plain())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--strict-target (--str-finish strict): the learned thresholds prune")
+                && err.ends_with("the run's last checkpoint is kept"),
+            "{err}"
+        );
+    }
     let mut config = with_target("learned", "layer", -8.0, 0.97);
     config.sparsity.methods.str.str_finish = clap::ValueEnum::from_str("learned", false).unwrap();
     let summary = finish(&config);
