@@ -46,12 +46,20 @@ fn linear(shape: [usize; 2], values: &[f32], t: f64) -> Linear<f32> {
     let w = Tensor::from_shape_vec(ndarray::IxDyn(&shape), values.to_vec()).unwrap();
     layer.weight.raw.set_value(w);
     let score = (t / (1.0 - t)).ln();
-    layer.weight.transform = Some(Box::new(ThresholdMask::<f32>::new(score, FcptsVariant::Code)));
+    layer.weight.transform = Some(Box::new(ThresholdMask::<f32>::new(
+        score,
+        FcptsVariant::Code,
+    )));
     layer
 }
 
 fn mask(w: &Weight<f32>) -> &ThresholdMask<f32> {
-    w.transform.as_ref().unwrap().as_any().downcast_ref().unwrap()
+    w.transform
+        .as_ref()
+        .unwrap()
+        .as_any()
+        .downcast_ref()
+        .unwrap()
 }
 
 /// By hand, with a 4-bin histogram density (p = count / (n width) per bin):

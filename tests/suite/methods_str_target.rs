@@ -203,13 +203,20 @@ fn default_s_init_prunes_the_documented_share_at_step_0() {
         let mut model = build(&spec, &mut sparsegrad::rng::derived(0, 1)).unwrap();
         let mut config = short(&temp_dir("s-init"), "str", 1);
         config.sparsity.methods.str.s_init = DEFAULT_S_INIT;
-        config.build_method().unwrap().attach(model.as_mut()).unwrap();
+        config
+            .build_method()
+            .unwrap()
+            .attach(model.as_mut())
+            .unwrap();
         let (mut zeros, mut total) = (0, 0);
         let mut layers = Vec::new();
         model.visit_weights("", &mut |layer, w| {
             let eff = w.effective();
             let z = eff.iter().filter(|v| **v == 0.0).count();
-            layers.push(format!("{layer} {:.1}%", 100.0 * z as f64 / eff.len() as f64));
+            layers.push(format!(
+                "{layer} {:.1}%",
+                100.0 * z as f64 / eff.len() as f64
+            ));
             zeros += z;
             total += eff.len();
         });
