@@ -54,8 +54,8 @@ impl StrG {
 #[serde(default)]
 pub struct StrOptions {
     /// STR: initial threshold parameter s (threshold g(s)). The default -5 (g = 0.0067) prunes
-    /// before the first step about 18.0% of LeNet-300's weights, 17.6% of LeNet-5's, 20.1% of
-    /// ResNet-20's, 18.4% of MobileNet's and 3.7% of FastGRNN's (seed 0); the paper starts near 0
+    /// before the first step about 17.8% of LeNet-300's weights, 18.5% of LeNet-5's, 8.0% of
+    /// ResNet-20's, 16.6% of MobileNet's and 5.5% of FastGRNN's (seed 0); the paper starts near 0
     /// (ImageNet: s = -3200), which prunes nothing in a run of a few epochs (docs/methods.md).
     #[arg(long, default_value_t = DEFAULT_S_INIT)]
     pub s_init: f64,
@@ -106,7 +106,7 @@ pub struct StrOptions {
 pub enum StrFinish {
     /// Magnitude fix-up to the exact count; warns above 1% of the kept weights moved.
     Exact,
-    /// The same fix-up, but fails instead of warning (the issue's `--strict-target`).
+    /// The same fix-up, but fails instead of warning (the same as `--strict-target`).
     Strict,
     /// The learned thresholds as they are (STR before the fix-up existed).
     Learned,
