@@ -152,8 +152,18 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     let Outcome::Finished(summary) = train(config, options, &mut Progress::new(args.quiet))? else {
         unreachable!("train stops early only when asked to")
     };
+    let fixup = summary
+        .fixup
+        .as_ref()
+        .map(|f| {
+            format!(
+                " pruned_before_fixup={} fixup_weights={}",
+                f.pruned_before, f.changed
+            )
+        })
+        .unwrap_or_default();
     println!(
-        "test_accuracy={:.4} best_test_accuracy={:.4} sparsity={:.4} params={}/{} flops={}/{} wall_seconds={:.1}",
+        "test_accuracy={:.4} best_test_accuracy={:.4} sparsity={:.4} params={}/{}{fixup} flops={}/{} wall_seconds={:.1}",
         summary.test_accuracy,
         summary.best_test_accuracy,
         summary.overall_sparsity,

@@ -77,12 +77,53 @@ pub struct FixUp {
     pub pruned_after: usize,
     /// Weights whose mask the fix-up changed (pruned or restored): sum_l |k_l - c_l|.
     pub changed: usize,
+    /// N, all prunable weights (0 in summaries written before it was recorded).
+    #[serde(default)]
+    pub weights: usize,
     /// Per-layer sparsity and threshold learned by the optimisation, before the fix-up (in the
     /// summary's per-layer table, not repeated here).
     #[serde(skip)]
     pub learned_sparsity: Vec<f64>,
     #[serde(skip)]
     pub learned_threshold: Vec<f64>,
+}
+
+/// Above this share of the weights the target keeps, a training run's fix-up warns (and STR's
+/// `--str-finish strict` fails): the fix-up, not the learning, chose that much of the sparse
+/// model. Measured on the kept weights, not on all N: at 99.8% sparsity 1% of N is five times
+/// the weights that survive.
+pub const FIXUP_WARN_SHARE: f64 = 0.01;
+
+impl FixUp {
+    /// `changed` / (N - goal): the share of the weights the target keeps that the fix-up moved.
+    pub fn share_moved(&self) -> f64 {
+        self.changed as f64 / self.weights.saturating_sub(self.goal).max(1) as f64
+    }
+
+    /// "the learned thresholds prune A% of the weights instead of B%; the fix-up moves N
+    /// weights (C% of the D the target keeps)".
+    pub fn describe(&self) -> String {
+        let n = self.weights.max(1) as f64;
+        format!(
+            "the learned thresholds prune {:.3}% of the weights instead of {:.3}%; the fix-up moves {} weights ({:.2}% of the {} the target keeps)",
+            100.0 * self.pruned_before as f64 / n,
+            100.0 * self.goal as f64 / n,
+            self.changed,
+            100.0 * self.share_moved(),
+            self.weights.saturating_sub(self.goal)
+        )
+    }
+
+    /// The warning a training run gives when the fix-up moved more than [`FIXUP_WARN_SHARE`].
+    pub fn warning(&self) -> Option<String> {
+        (self.share_moved() > FIXUP_WARN_SHARE).then(|| {
+            format!(
+                "{} (more than {}%: the controller did not reach the target; try more epochs or a larger --controller-dual-lr)",
+                self.describe(),
+                100.0 * FIXUP_WARN_SHARE
+            )
+        })
+    }
 }
 
 fn layer_states(model: &dyn Module<f32>) -> Vec<ThresholdedLayer> {
@@ -144,6 +185,7 @@ pub fn fix_up(model: &mut dyn Module<f32>, r0: f64) -> FixUp {
     }
     FixUp {
         goal,
+        weights: total,
         pruned_before: before.iter().map(|l| l.pruned).sum(),
         pruned_after: states.iter().map(|l| l.pruned).sum(),
         changed: before

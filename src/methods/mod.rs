@@ -4,7 +4,7 @@
 //! | `--method` | subcommand | file | what it does |
 //! |---|---|---|---|
 //! | `dense` | train | [`dense`] | nothing |
-//! | `str` | train | [`str`](mod@str), [`str_controller`] | learnable soft thresholds (Kusupati et al. 2020), optional target controller |
+//! | `str` | train | [`str`](mod@str), [`str_controller`], [`str_options`], [`str_fixup`] | learnable soft thresholds (Kusupati et al. 2020), optional target controller and exact finish |
 //! | `gmp` | train | [`gmp`] | gradual magnitude pruning on the cubic schedule (Zhu & Gupta 2017) |
 //! | `magnitude` | train | [`magnitude`] | train dense, prune once by magnitude, fine-tune |
 //! | `han` | train | [`han`] | prune \|w\| < q std per layer, retrain at reduced lr, iterate (Han et al. 2015) |
@@ -47,6 +47,8 @@ pub mod sensitivity;
 pub mod snip;
 pub mod str;
 pub mod str_controller;
+pub mod str_fixup;
+pub mod str_options;
 pub mod str_watch;
 pub mod wanda;
 
@@ -58,4 +60,4 @@ pub use plugin::{EpochEval, InitData, Method, MethodState, NoOptions, Plugin, Ru
 pub use prune::{Prunable, bake, prunable_weights, uniform_prune_counts};
 pub use registry::{PosttrainMethod, PosttrainMethodOptions, TrainMethod, TrainMethodOptions};
 pub use schedule::PolynomialSchedule;
-pub use str::{ControlScale, Controller, Str, StrConfig, StrGranularity};
+pub use str::{ControlScale, Controller, Str, StrConfig, StrFinish, StrGranularity};

@@ -18,179 +18,47 @@
 //!
 //! `docs/methods.md` ("STR") has the equations, defaults and how each was verified.
 
-use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::methods::options::{TrainContext, clap_defaults};
+use crate::methods::fixup::{FIXUP_WARN_SHARE, FixUp};
+use crate::methods::options::TrainContext;
 use crate::methods::plugin::{Method, MethodState, Plugin, StepInfo};
 use crate::methods::prune::{prunable_weights, uniform_prune_counts};
 use crate::nn::{Module, Weight};
-use crate::ops::sparsity::{Density, ThresholdFn};
 use crate::optim::{ParamGroup, ParamMatch};
 use crate::sparsity::{Granularity, GroupSoftThreshold, SoftThreshold};
 use crate::tape::{Tape, Var};
 
 pub use super::str_controller::{ControlScale, Controller, sparsity_on};
+pub use super::str_options::{
+    DEFAULT_DUAL_LR, DEFAULT_S_INIT, StrConfig, StrFinish, StrG, StrGranularity, StrOptions,
+};
 pub use super::str_watch::{NEGLIGIBLE_THRESHOLD, NoPruningWatch};
-
-/// Shape of the learnable thresholds (`--str-granularity`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum StrGranularity {
-    /// One s per layer (the paper's experiments).
-    Layer,
-    /// One s per output channel (dimension 0 of the weight).
-    Channel,
-    /// One s shared by every sparsified layer.
-    Global,
-    /// One s per weight entry.
-    Weight,
-    /// Structured: one s per low-rank factor, thresholding the norms of its rank-1 components
-    /// (rows of W1, columns of W2).
-    Rank,
-}
-
-/// The threshold function g (`--str-g`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum StrG {
-    /// g = sigmoid (the paper's unstructured experiments).
-    Sigmoid,
-    /// g = exp (the paper's structured, low-rank experiments).
-    Exp,
-}
-
-impl StrG {
-    pub fn function(self) -> ThresholdFn {
-        match self {
-            StrG::Sigmoid => ThresholdFn::Sigmoid,
-            StrG::Exp => ThresholdFn::Exp,
-        }
-    }
-}
-
-/// STR's flags.
-#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[group(skip)]
-#[serde(default)]
-pub struct StrOptions {
-    /// STR: initial threshold parameter s (threshold g(s); -5 prunes from the start on MNIST-scale
-    /// runs, the paper's ImageNet -3200 prunes nothing in a short run).
-    #[arg(long, default_value_t = DEFAULT_S_INIT)]
-    pub s_init: f64,
-    /// STR: shape of the learnable thresholds (rank: low-rank factors, structured).
-    #[arg(long, value_enum, default_value_t = StrGranularity::Layer)]
-    pub str_granularity: StrGranularity,
-    /// STR: the threshold function g.
-    #[arg(long, value_enum, default_value_t = StrG::Sigmoid)]
-    pub str_g: StrG,
-    /// STR: weight decay of the thresholds (default: --weight-decay, as in the paper).
-    #[arg(long)]
-    pub threshold_decay: Option<f64>,
-    /// STR with --target-sparsity: weight of the control loss |S_now - S|.
-    #[arg(long, default_value_t = 1.0)]
-    pub controller_weight: f64,
-    /// STR with --target-sparsity: fraction of the run over which the target ramps up (0: none).
-    #[arg(long, default_value_t = 0.5)]
-    pub controller_ramp: f64,
-    /// STR with --target-sparsity: log (|ln(1-S_now) - ln(1-S)|) | linear (|S_now - S|).
-    #[arg(long, value_enum, default_value_t = ControlScale::LogDensity)]
-    pub controller_loss: ControlScale,
-}
-
-impl Default for StrOptions {
-    fn default() -> Self {
-        clap_defaults()
-    }
-}
-
-/// STR's settings, resolved from its options and the run ([`StrConfig::new`]).
-#[derive(Clone, Debug)]
-pub struct StrConfig {
-    pub granularity: StrGranularity,
-    /// g: `Sigmoid` (paper, unstructured) or `Exp` (paper, structured).
-    pub g: ThresholdFn,
-    pub s_init: f64,
-    pub first_layer_dense: bool,
-    pub last_layer_dense: bool,
-    /// Weight decay of the thresholds (the paper: the weights' weight decay).
-    pub threshold_decay: f64,
-    pub controller: Option<Controller>,
-    /// Epochs of the run (the no-pruning warning extrapolates to the last one).
-    pub epochs: usize,
-}
-
-impl StrConfig {
-    /// Checks and resolves STR's options in the run's context; messages name the flag.
-    pub fn new(o: &StrOptions, context: &TrainContext) -> Result<Self> {
-        if !o.s_init.is_finite() {
-            return Err(Error::invalid(format!(
-                "--s-init must be a finite number, got {}",
-                o.s_init
-            )));
-        }
-        if let Some(d) = o.threshold_decay
-            && !(d >= 0.0 && d.is_finite())
-        {
-            return Err(Error::invalid(format!(
-                "--threshold-decay must be a non-negative number, got {d}"
-            )));
-        }
-        if !(o.controller_weight > 0.0 && o.controller_weight.is_finite()) {
-            return Err(Error::invalid(format!(
-                "--controller-weight must be a positive number, got {}",
-                o.controller_weight
-            )));
-        }
-        if !(0.0..1.0).contains(&o.controller_ramp) {
-            return Err(Error::invalid(format!(
-                "--controller-ramp must be in [0, 1), got {}",
-                o.controller_ramp
-            )));
-        }
-        let shared = &context.shared;
-        let controller = shared.target_sparsity.map(|target| Controller {
-            target,
-            weight: o.controller_weight,
-            density: Density::paper(),
-            scale: o.controller_loss,
-            ramp: o.controller_ramp,
-        });
-        if controller.is_some()
-            && matches!(
-                o.str_granularity,
-                StrGranularity::Weight | StrGranularity::Rank
-            )
-        {
-            return Err(Error::invalid(format!(
-                "--target-sparsity needs --str-granularity layer, channel or global (with `{}` no threshold is shared by enough weights for the control loss to have a gradient)",
-                serde_json::to_value(o.str_granularity)
-                    .expect("serialises")
-                    .as_str()
-                    .unwrap_or("")
-            )));
-        }
-        Ok(StrConfig {
-            granularity: o.str_granularity,
-            g: o.str_g.function(),
-            s_init: o.s_init,
-            first_layer_dense: shared.first_layer_dense,
-            last_layer_dense: shared.last_layer_dense,
-            threshold_decay: o.threshold_decay.unwrap_or(context.weight_decay),
-            controller,
-            epochs: context.epochs,
-        })
-    }
-}
 
 /// The STR method.
 pub struct Str {
     config: StrConfig,
     /// Number of weights in all prunable layers (the controller's N).
     total_weights: usize,
-    /// The no-pruning warning's watch (in checkpoints).
+    /// What a checkpoint holds: the no-pruning watch and the controller's multiplier.
+    state: StrState,
+    /// The gap measured by this step's regulariser, applied to the multiplier in `after_step`.
+    pending_gap: Option<(f64, usize, usize)>,
+}
+
+/// STR's state in a checkpoint. The multiplier is stored by its bits too, so a resumed run
+/// continues with exactly the same f64 (JSON numbers need not read back bit-exactly);
+/// checkpoints written before it existed read as mu = 0.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+struct StrState {
+    #[serde(flatten)]
     watch: NoPruningWatch,
+    /// mu, for reading.
+    multiplier: f64,
+    /// mu's bits (what is restored).
+    multiplier_bits: u64,
 }
 
 impl Str {
@@ -198,8 +66,14 @@ impl Str {
         Str {
             config,
             total_weights: 0,
-            watch: NoPruningWatch::default(),
+            state: StrState::default(),
+            pending_gap: None,
         }
+    }
+
+    /// The controller's Lagrange multiplier mu (0 without a target).
+    pub fn multiplier(&self) -> f64 {
+        self.state.multiplier
     }
 
     pub fn config(&self) -> &StrConfig {
@@ -299,34 +173,69 @@ impl Method for Str {
     ) -> Option<Var<'t, f32>> {
         let controller = self.config.controller.as_ref()?;
         let now = sparsity_on(model, tape, &controller.density, self.total_weights)?;
-        Some(controller.loss(now, info.step, info.total_steps))
+        let (t, total) = (info.step, info.total_steps);
+        self.pending_gap = Some((controller.gap(now.item() as f64, t, total), t, total));
+        Some(controller.loss(now, t, total, self.state.multiplier))
     }
 
     fn after_step(&mut self, model: &mut dyn Module<f32>, info: &StepInfo) -> Result<()> {
-        self.watch.observe(model, info.epoch);
+        self.state.watch.observe(model, info.epoch);
+        if let (Some(controller), Some((gap, t, total))) =
+            (&self.config.controller, self.pending_gap.take())
+        {
+            let mu = controller.next_multiplier(self.state.multiplier, gap, t, total);
+            self.state.multiplier = mu;
+            self.state.multiplier_bits = mu.to_bits();
+        }
         Ok(())
     }
 
     /// Warns when every threshold stayed ~0 all epoch and would still be ~0 at the end of the
     /// run ([`NoPruningWatch`]).
     fn after_epoch(&mut self, model: &mut dyn Module<f32>, epoch: usize) -> Result<Vec<String>> {
-        let warning = self.watch.warning(model, epoch, self.config.epochs);
+        let warning = self.state.watch.warning(model, epoch, self.config.epochs);
         Ok(warning.into_iter().collect())
     }
 
-    /// The run's state: the no-pruning warning's watch and whether it was given.
+    /// With a target and `--str-finish exact|strict`: the exact fix-up
+    /// ([`super::str_fixup::fix_up`], which also bakes); otherwise the bake alone.
+    fn finish(&mut self, model: &mut dyn Module<f32>) -> Result<Option<FixUp>> {
+        let Some(controller) = &self.config.controller else {
+            crate::methods::bake(model);
+            return Ok(None);
+        };
+        if self.config.finish == StrFinish::Learned {
+            crate::methods::bake(model);
+            return Ok(None);
+        }
+        let plan = super::str_fixup::plan(model, controller.target);
+        if self.config.finish == StrFinish::Strict && plan.share_moved() > FIXUP_WARN_SHARE {
+            return Err(Error::invalid(format!(
+                "--strict-target (--str-finish strict): {}; the run's last checkpoint is kept",
+                plan.summary().describe()
+            )));
+        }
+        Ok(Some(plan.apply(model)))
+    }
+
+    /// The controller's final multiplier mu.
+    fn summary(&self, model: &dyn Module<f32>) -> serde_json::Value {
+        let _ = model;
+        match self.config.controller {
+            Some(_) => serde_json::json!({ "multiplier": self.state.multiplier }),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    /// The run's state: the no-pruning warning's watch, whether it was given, and mu.
     fn state(&self) -> MethodState {
-        MethodState::of(&self.watch)
+        MethodState::of(&self.state)
     }
 
     fn load_state(&mut self, state: &MethodState) -> Result<()> {
-        self.watch = state.read("str")?;
+        let mut read: StrState = state.read("str")?;
+        read.multiplier = f64::from_bits(read.multiplier_bits);
+        self.state = read;
         Ok(())
     }
 }
-
-/// The default `--s-init` (and the one the no-pruning warning suggests): g(s) = sigmoid(-5) =
-/// 0.0067, which prunes from the first step on MNIST-scale runs without collapsing them (the
-/// sweep behind it is in `docs/methods.md`, "STR": -3 prunes every weight of LeNet-300 at once,
-/// -20 and below prune nothing in 20 epochs).
-pub const DEFAULT_S_INIT: f64 = -5.0;

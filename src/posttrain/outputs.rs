@@ -159,6 +159,7 @@ mod tests {
             pruned_before,
             pruned_after: goal,
             changed: pruned_before.abs_diff(goal),
+            weights: 1000,
             learned_sparsity: Vec::new(),
             learned_threshold: Vec::new(),
         }

@@ -67,7 +67,11 @@ pub fn train(
             epochs_done: last_epoch,
         });
     }
-    Ok(Outcome::Finished(Box::new(s.finish()?)))
+    let summary = s.finish()?;
+    if let Some(warning) = summary.fixup.as_ref().and_then(|f| f.warning()) {
+        progress.note(&format!("warning: {warning}"));
+    }
+    Ok(Outcome::Finished(Box::new(summary)))
 }
 
 /// Running sums of one epoch's training batches.

@@ -42,6 +42,18 @@ fn str_settings() {
         "train --method str --target-sparsity 0.9 --controller-loss square",
         "unknown --controller-loss `square` (expected one of: log, linear)",
     );
+    assert_error(
+        "train --method str --target-sparsity 0.9 --strict-target --str-finish learned",
+        "--strict-target needs the exact finish, and --str-finish learned turns it off",
+    );
+    assert_error(
+        "train --method str --strict-target",
+        "--strict-target and --str-finish strict need --target-sparsity",
+    );
+    assert_error(
+        "train --method str --str-finish strict",
+        "--strict-target and --str-finish strict need --target-sparsity",
+    );
     for granularity in ["weight", "rank"] {
         assert_error(
             &format!("train --method str --target-sparsity 0.9 --str-granularity {granularity}"),

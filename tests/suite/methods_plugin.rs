@@ -259,6 +259,13 @@ fn a_checkpoint_of_the_previous_version_resumes_to_the_same_model() {
         "str",
         "--target-sparsity",
         "0.5",
+        // Configs saved before these settings existed read as the behaviour of that version.
+        "--controller-dual-lr",
+        "0",
+        "--controller-density",
+        "kde",
+        "--str-finish",
+        "learned",
         "--quiet",
         "--resume",
         "--out",
