@@ -33,11 +33,72 @@ pub struct ModelSpec {
     pub width: f64,
 }
 
+/// The most values (parameters and buffers) a model may hold: 2^28, 1 GiB of f32 weights, 80x
+/// MobileNet at width 1 (the largest model here at its standard size). A spec beyond it, from a
+/// damaged checkpoint's metadata or absurd images, is refused before anything is allocated.
+pub const MAX_MODEL_VALUES: u128 = 1 << 28;
+
+impl ModelSpec {
+    /// How many values (parameters and buffers, everything a checkpoint of the model stores) the
+    /// model of this spec holds, computed from the spec alone without building it. Saturating, so
+    /// an absurd spec gives a huge count rather than an overflow; 0 for an unknown model name.
+    pub fn values(&self) -> u128 {
+        let (c, h, w) = self.input;
+        let (c128, classes) = (c as u128, self.classes as u128);
+        match self.name.as_str() {
+            "lenet300" => lenet300::values(product(&[c128, h as u128, w as u128]), classes),
+            "lenet5" => lenet5::values(self.input, classes),
+            "resnet20" | "resnet32" | "resnet56" => {
+                let depth: u128 = self.name["resnet".len()..].parse().expect("a depth");
+                resnet::values((depth - 2) / 6, c128, classes)
+            }
+            "mobilenet" => mobilenet::values(c128, classes, self.width),
+            "fastgrnn" => fastgrnn::values(self.input, classes, self.width),
+            _ => 0,
+        }
+    }
+}
+
+/// Saturating product of sizes.
+pub(crate) fn product(factors: &[u128]) -> u128 {
+    factors.iter().fold(1, |acc, &f| acc.saturating_mul(f))
+}
+
+/// Saturating sum of value counts.
+pub(crate) fn sum(terms: &[u128]) -> u128 {
+    terms.iter().fold(0, |acc, &t| acc.saturating_add(t))
+}
+
+/// Values of `nn.Linear(inputs, outputs)` with bias.
+pub(crate) fn linear_values(inputs: u128, outputs: u128) -> u128 {
+    sum(&[product(&[outputs, inputs]), outputs])
+}
+
+/// Values of `nn.BatchNorm2d(features)`: weight, bias, running mean and variance, and the batch
+/// counter.
+pub(crate) fn batchnorm_values(features: u128) -> u128 {
+    sum(&[product(&[4, features]), 1])
+}
+
 /// Builds the model of `spec`, initialised from `rng`. Every model visits its prunable weights
 /// in forward order, so the first visited is the input layer and the last the classifier.
+/// A spec whose model would hold more than [`MAX_MODEL_VALUES`] values is refused.
 pub fn build(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<f32>>> {
     let (c, h, w) = spec.input;
     let name = spec.name.as_str();
+    let values = spec.values();
+    if values > MAX_MODEL_VALUES {
+        let count = if values == u128::MAX {
+            "more values than can be counted".to_string()
+        } else {
+            format!("{values} values")
+        };
+        return Err(Error::invalid(format!(
+            "--model {name} for {c}x{h}x{w} images and {} classes at width {:?} would hold \
+             {count}, over the limit of {MAX_MODEL_VALUES}",
+            spec.classes, spec.width
+        )));
+    }
     if spec.width != 1.0 && !matches!(name, "mobilenet" | "fastgrnn") {
         return Err(Error::invalid(format!(
             "--width {} applies to mobilenet and fastgrnn only, not to --model {name}",
@@ -45,7 +106,7 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<f32>>> {
         )));
     }
     Ok(match name {
-        "lenet300" => Box::new(LeNet300::new(c * h * w, spec.classes, rng)),
+        "lenet300" => Box::new(LeNet300::new(c * h * w, spec.classes, rng)), // bounded above
         "lenet5" => Box::new(LeNet5::new(
             spec.input,
             spec.classes,
