@@ -260,7 +260,7 @@ pub fn load_cifar10_dir(dir: &Path) -> Result<TrainTest> {
     TrainTest::new(
         (read_files(&train_files, &layout, &root)?, &root),
         (
-            read_files(&[test_file.clone()], &layout, &test_file)?,
+            read_files(std::slice::from_ref(&test_file), &layout, &test_file)?,
             &test_file,
         ),
         root.clone(),

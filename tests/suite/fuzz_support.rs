@@ -27,6 +27,8 @@ pub fn fuzz_config(default_cases: u32) -> ProptestConfig {
         cases,
         // A failing input is shrunk to a small one; bounded so a long run reports promptly.
         max_shrink_iters: 2048,
+        // Findings become named regression tests next to the reader's tests, not seed files.
+        failure_persistence: None,
         ..ProptestConfig::default()
     }
 }
