@@ -16,6 +16,10 @@ use sparsegrad::data::{DataKind, load_dir, load_mnist_dir};
 
 // ---- allocation tracking: the current thread's largest block and peak heap use ---------------
 
+#[path = "suite/fuzz_formats.rs"]
+mod fuzz_formats;
+#[path = "suite/fuzz_json.rs"]
+mod fuzz_json;
 #[path = "data_idx/fuzz_memory.rs"]
 mod fuzz_memory;
 #[path = "suite/fuzz_support.rs"]

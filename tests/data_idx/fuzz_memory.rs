@@ -12,6 +12,7 @@ use sparsegrad::io::checkpoint::{Checkpoint, load};
 use sparsegrad::io::runlog::MetricsLog;
 use sparsegrad::train::trainer::{load_model, read_summary};
 
+use crate::fuzz_formats::*;
 use crate::fuzz_support::*;
 use crate::memory_use;
 
@@ -96,5 +97,27 @@ proptest! {
 }
 
 fn seed_file(name: &str) -> String {
-    std::fs::read_to_string(seed_runs_cached().0.join(name)).unwrap()
+    std::fs::read_to_string(seed_runs_cached().train.join(name)).unwrap()
+}
+
+/// Found by `fuzz_memory_checkpoint`: an export whose metadata said its LeNet-300 took 1x65536x65536
+/// images made `load_model` allocate the 82 TB model it described (the process aborted).
+#[test]
+fn checkpoint_metadata_describing_a_huge_model_is_refused_before_allocating() {
+    let dir = FuzzDir::new("huge-model-metadata");
+    let export = std::fs::read(seed_runs_cached().train.join("model.safetensors")).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&metadata_of(&export)).unwrap();
+    meta["info"]["input"] = serde_json::json!([1, 65536, 65536]);
+    let path = dir.write(
+        "model.safetensors",
+        &with_metadata(&export, &meta.to_string()),
+    );
+    let (result, usage) = memory_use(|| load_model(&path).map(|_| ()));
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "--model lenet300 for 1x65536x65536 images and 10 classes at width 1.0 would hold \
+         1288490220210 values, over the limit of 268435456"
+    );
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    assert!(usage.peak <= 8 * len + SLACK, "peak {} bytes", usage.peak);
 }

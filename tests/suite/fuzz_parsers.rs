@@ -1,9 +1,10 @@
 //! Fuzz properties of every reader of untrusted bytes: IDX (raw and gzip) files and directories,
 //! CIFAR-10/100 files and directories, safetensors checkpoints and exports with their JSON
-//! metadata, and the run files `report` and `--resume` read back (`summary.json`,
-//! `metrics.jsonl`). Each feeds random bytes, damaged copies of valid files (truncations, bit
-//! flips, inserted, removed and overwritten bytes, trailing garbage) and headers with extreme
-//! fields, and asserts no panic and, on failure, a one-line error naming the file.
+//! metadata, the run files `report` and `--resume` read back (`summary.json`, `metrics.jsonl`),
+//! and a whole `train --resume` from a damaged checkpoint. Each feeds random bytes, damaged
+//! copies of valid files (truncations, bit flips, inserted, removed and overwritten bytes,
+//! trailing garbage) and headers with extreme fields, and asserts no panic and, on failure, a
+//! one-line error naming the file.
 //!
 //! Memory bounds (no allocation from an unchecked header) are asserted on the same inputs in
 //! `tests/data_idx/fuzz_memory.rs`, which has a counting allocator. A long run raises every
@@ -22,7 +23,10 @@ use sparsegrad::io::checkpoint::{Checkpoint, load};
 use sparsegrad::io::compare::{ComparisonRow, markdown_table};
 use sparsegrad::io::runlog::MetricsLog;
 use sparsegrad::train::trainer::{load_model, read_summary};
+use sparsegrad::train::{Progress, RunOptions, TrainConfig, train};
 
+use crate::fuzz_formats::*;
+use crate::fuzz_json::{edit_json_under, json_edit};
 use crate::fuzz_support::*;
 
 /// Cases per property on CI; each property takes a few seconds at most.
@@ -212,7 +216,48 @@ proptest! {
 
 /// A file of the cached seed runs: `run` (training) or `post` (post-training).
 fn seed_file(run: &str, name: &str) -> String {
-    let (train, post) = seed_runs_cached();
-    let dir = if run == "run" { train } else { post };
+    let runs = seed_runs_cached();
+    let dir = if run == "run" {
+        &runs.train
+    } else {
+        &runs.post
+    };
     std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+/// The resumable seed run's checkpoint, damaged as bytes, or with its loop state or its
+/// optimiser and model tensors edited in the metadata: `train --resume` refuses it or runs on.
+fn resume_input() -> impl Strategy<Value = Vec<u8>> {
+    let valid = std::fs::read(seed_runs_cached().resumable.join("checkpoint.safetensors")).unwrap();
+    let state = {
+        let valid = valid.clone();
+        prop::collection::vec(json_edit(), 1..=3).prop_map(move |edits| {
+            let metadata = edit_json_under(&metadata_of(&valid), "/state", &edits);
+            with_metadata(&valid, &metadata)
+        })
+    };
+    prop_oneof![damaged(valid), state]
+}
+
+proptest! {
+    #![proptest_config(fuzz_config(CI_CASES / 8))]
+
+    /// `train --resume` from a damaged checkpoint: no panic, and a failure is one line.
+    #[test]
+    fn fuzz_resume(bytes in resume_input()) {
+        let seed = seed_runs_cached();
+        let dir = FuzzDir::new("resume");
+        let run = dir.0.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        for entry in std::fs::read_dir(&seed.resumable).unwrap() {
+            let from = entry.unwrap().path();
+            std::fs::copy(&from, run.join(from.file_name().unwrap())).unwrap();
+        }
+        std::fs::write(run.join("checkpoint.safetensors"), &bytes).unwrap();
+        let config = TrainConfig { out: run, ..seed.resumable_config.clone() };
+        let resume = RunOptions { resume: true, ..RunOptions::default() };
+        if let Err(e) = train(&config, resume, &mut Progress::plain()) {
+            prop_assert!(!e.to_string().contains('\n'), "error is not one line: {}", e);
+        }
+    }
 }

@@ -9,6 +9,8 @@ mod cli_support;
 mod common;
 mod data_cifar;
 mod engine;
+mod fuzz_formats;
+mod fuzz_json;
 mod fuzz_parsers;
 mod fuzz_support;
 mod grad_conv;
