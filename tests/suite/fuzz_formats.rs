@@ -16,6 +16,7 @@ use crate::fuzz_support::{damaged, random_bytes};
 
 // ---- IDX and CIFAR -----------------------------------------------------------------------------
 
+/// An unsigned-byte IDX file: magic 00 00 08 ndim, big-endian dims, then `data`.
 pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut out = vec![0, 0, 0x08, dims.len() as u8];
     for d in dims {

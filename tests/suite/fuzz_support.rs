@@ -200,8 +200,6 @@ impl Drop for FuzzDir {
     }
 }
 
-/// An unsigned-byte IDX file: magic 00 00 08 ndim, big-endian dims, then `data`.
-
 // ---- the check -------------------------------------------------------------------------------
 
 /// The reader's answer is either a value or an error whose one-line message starts with
