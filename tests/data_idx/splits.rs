@@ -198,3 +198,21 @@ fn gzip_claim_beyond_deflate_ratio_is_refused_before_decoding() {
         ),
     );
 }
+
+#[test]
+fn the_most_compressible_gzip_still_loads() {
+    // 4 MiB of zeros at the best compression: the densest real gzip there is, close to deflate's
+    // 1032:1, must stay under the bound.
+    let dir = TempDir::new("gzip-dense");
+    let raw = idx_bytes(&[4 << 20], &vec![0; 4 << 20]);
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut enc, &raw).unwrap();
+    let gz = enc.finish().unwrap();
+    assert!(
+        raw.len() > 1000 * gz.len(),
+        "ratio {}",
+        raw.len() / gz.len()
+    );
+    let path = dir.write("zeros.gz", &gz);
+    assert_eq!(read_idx(&path).unwrap().data.len(), 4 << 20);
+}
