@@ -81,3 +81,24 @@ fn absurd_specs_are_refused_before_allocating() {
     }
     assert!(MAX_MODEL_VALUES >= 10 * spec("mobilenet", (3, 32, 32), 100, 1.0).values());
 }
+
+/// What `load_model` can check before building (left to the CLI part of issue 15): the model its
+/// metadata describes holds no more values than the file stores, for an export (exactly the
+/// model's values) and a training checkpoint (the model's, its transforms' and the optimiser's).
+#[test]
+fn a_checkpoint_stores_at_least_the_values_of_its_model() {
+    use sparsegrad::io::checkpoint::{Checkpoint, load};
+    use sparsegrad::train::trainer::CheckpointMeta;
+    let run = &crate::fuzz_formats::seed_runs_cached().train;
+    for (name, exact) in [("model.safetensors", true), ("checkpoint.safetensors", false)] {
+        let path = run.join(name);
+        let ckpt: Checkpoint<f32> = load(&path).unwrap();
+        let spec = CheckpointMeta::from_checkpoint(&ckpt, &path).unwrap().info.spec();
+        let stored: u128 = ckpt.tensors.iter().map(|(_, t)| t.len() as u128).sum();
+        if exact {
+            assert_eq!(spec.values(), stored, "{name}");
+        } else {
+            assert!(spec.values() < stored, "{name}: {} > {stored}", spec.values());
+        }
+    }
+}
