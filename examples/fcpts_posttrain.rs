@@ -12,7 +12,7 @@
 
 use sparsegrad::error::Result;
 use sparsegrad::posttrain::{self, PosttrainConfig};
-use sparsegrad::train::trainer::MODEL_FILE;
+use sparsegrad::run::dir::MODEL_FILE;
 use sparsegrad::train::{Progress, RunOptions, TrainConfig, train};
 
 fn main() -> Result<()> {
@@ -24,17 +24,17 @@ fn main() -> Result<()> {
     };
     let dense = TrainConfig {
         epochs: 3,
-        out: dir.join("dense"),
+        out: Some(dir.join("dense")),
         ..TrainConfig::default()
     };
     train(&dense, force, &mut Progress::new(false))?;
 
     for method in ["fcpts", "magnitude-erk"] {
         let config = PosttrainConfig {
-            checkpoint: dense.out.join(MODEL_FILE),
-            method: method.into(),
-            target_sparsity: 0.9,
-            out: dir.join(method),
+            checkpoint: Some(dense.out_dir().join(MODEL_FILE)),
+            method: method.parse().unwrap(),
+            target_sparsity: Some(0.9),
+            out: Some(dir.join(method)),
             ..PosttrainConfig::default()
         };
         let s = posttrain::run(&config, true, &mut Progress::new(false))?;

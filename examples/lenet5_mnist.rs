@@ -19,11 +19,11 @@ fn main() -> Result<()> {
     sparsegrad::alloc::tune_allocator();
     let start = Instant::now();
     let config = TrainConfig {
-        model: "lenet5".into(),
+        model: "lenet5".parse().unwrap(),
         data: "mnist-10k".into(),
         epochs: 10,
         lr: 0.05,
-        out: "runs/example-lenet5-mnist".into(),
+        out: Some("runs/example-lenet5-mnist".into()),
         ..TrainConfig::default()
     };
     // `force`: a second run of the example replaces the first one's directory.

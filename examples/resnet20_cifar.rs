@@ -50,13 +50,13 @@ fn parse_args(args: &[String]) -> std::result::Result<(String, usize), String> {
 
 fn run(data: String, epochs: usize) -> Result<f64> {
     let config = TrainConfig {
-        model: "resnet20".into(),
+        model: "resnet20".parse().unwrap(),
         data,
         epochs,
         batch_size: 128,
         lr: 0.1,
         weight_decay: 1e-4,
-        out: "runs/example-resnet20-cifar".into(),
+        out: Some("runs/example-resnet20-cifar".into()),
         ..TrainConfig::default()
     };
     let options = RunOptions {

@@ -7,7 +7,7 @@ use std::path::Path;
 use sparsegrad::data::{Normalize, batches, epoch_order, load_mnist_dir};
 use sparsegrad::methods::{Str, StrConfig};
 use sparsegrad::sparsity::report::{format_table, sparsity_report};
-use sparsegrad::train::trainer::build_optimizer;
+use sparsegrad::train::build_optimizer;
 use sparsegrad::train::{Method, StepInfo, TrainConfig, evaluate::accuracy};
 use sparsegrad::{models::LeNet300, optim, prelude::*, rng::derived};
 
@@ -17,9 +17,12 @@ fn main() -> Result<()> {
     let mut model = LeNet300::<f32>::new(28 * 28, 10, &mut derived(0, 1));
     // CLI defaults: per-layer s, g = sigmoid, s_init -5, lr 0.05, wd 5e-4, 10 epochs.
     let mut config = TrainConfig::default();
-    config.sparsity.target_sparsity = Some(0.95);
-    let mut str = Str::new(StrConfig::from_train_config(&config)?);
-    str.prepare(&mut model)?; // every Linear weight now computes sign(W) relu(|W| - g(s))
+    config.sparsity.shared.target_sparsity = Some(0.95);
+    let mut str = Str::new(StrConfig::new(
+        &config.sparsity.methods.str,
+        &config.method_context(),
+    )?);
+    str.attach(&mut model)?; // every Linear weight now computes sign(W) relu(|W| - g(s))
     let mut opt = build_optimizer(&config, &str)?; // SGD; thresholds decay like W (paper)
     let (epochs, batch) = (config.epochs, config.batch_size);
     let schedule = LrSchedule::new(config.lr, None, Schedule::parse("cosine", epochs)?);
@@ -44,14 +47,14 @@ fn main() -> Result<()> {
             optim::step(opt.as_mut(), &mut model, &loss.backward());
             str.after_step(&mut model, &info)?;
         }
-        for warning in str.after_epoch(&mut model, epoch) {
+        for warning in str.after_epoch(&mut model, epoch)? {
             eprintln!("warning: {warning}");
         }
         let sparsity = sparsity_report(&model).overall_sparsity;
         println!("epoch {} sparsity {sparsity:.4}", epoch + 1);
     }
     print!("{}", format_table(&sparsity_report(&model))); // per layer, with g(s)
-    str.finish(&mut model); // W := sign(W) relu(|W| - g(s)): plain sparse weights from here on
+    str.finish(&mut model)?; // W := sign(W) relu(|W| - g(s)): plain sparse weights from here on
     let test: Vec<usize> = (0..data.test.len()).collect();
     let acc = accuracy(&mut model, &data.test, &test, &norm);
     println!("test_accuracy={acc:.4}");

@@ -1,9 +1,10 @@
-//! The element type of every tensor: `f32` for training, `f64` for gradient checks.
+//! The element type of every tensor: `f32` for training, `f64` for gradient checks, and
+//! [`Dual64`](crate::dual::Dual64) for Hessian-vector products ([`crate::hvp`]).
 //!
 //! Everything numeric in the crate is generic over [`Float`]. The trait adds to `num_traits::Float`
-//! the two things the engine needs that the standard traits do not give: a GEMM entry point
-//! (dispatching to `matrixmultiply::sgemm` / `dgemm`) and lossless-enough conversion from `f64`
-//! constants written in the source.
+//! the things the engine needs that the standard traits do not give: a GEMM entry point
+//! (dispatching to `matrixmultiply::sgemm` / `dgemm`), lossless-enough conversion from `f64`
+//! constants written in the source, and the type long sums are accumulated in ([`Float::Acc`]).
 
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
@@ -35,8 +36,19 @@ pub trait Float:
     /// Converts an `f64` constant (rounding to nearest for `f32`).
     fn c(x: f64) -> Self;
 
-    /// Widens to `f64` (exact for both types).
+    /// Widens to `f64` (exact for `f32` and `f64`; a dual number's real part).
     fn f64(self) -> f64;
+
+    /// The type long sums and per-channel statistics are accumulated in (batch norm): `f64` for
+    /// `f32` and `f64`, so a sum of many `f32` values loses nothing to rounding; the dual number
+    /// itself for `Dual64`, so the sums keep their tangent.
+    type Acc: Accumulator;
+
+    /// Converts to the accumulator type (`f64()` for `f32` and `f64`).
+    fn acc(self) -> Self::Acc;
+
+    /// Converts back from the accumulator type (`c()` for `f32` and `f64`).
+    fn from_acc(a: Self::Acc) -> Self;
 
     /// `C <- alpha * A B + beta * C` on raw strided storage (row/column strides in elements).
     ///
@@ -62,13 +74,32 @@ pub trait Float:
     );
 }
 
+/// A type [`Float::Acc`] may be: a float with `f64` constants.
+pub trait Accumulator: num_traits::Float + AddAssign + Send + Sync + Debug + 'static {
+    /// Converts an `f64` constant.
+    fn c(x: f64) -> Self;
+}
+
+impl Accumulator for f64 {
+    fn c(x: f64) -> Self {
+        x
+    }
+}
+
 impl Float for f32 {
     const DTYPE: &'static str = "f32";
+    type Acc = f64;
     fn c(x: f64) -> Self {
         x as f32
     }
     fn f64(self) -> f64 {
         self as f64
+    }
+    fn acc(self) -> f64 {
+        self as f64
+    }
+    fn from_acc(a: f64) -> Self {
+        a as f32
     }
     unsafe fn gemm(
         m: usize,
@@ -95,11 +126,18 @@ impl Float for f32 {
 
 impl Float for f64 {
     const DTYPE: &'static str = "f64";
+    type Acc = f64;
     fn c(x: f64) -> Self {
         x
     }
     fn f64(self) -> f64 {
         self
+    }
+    fn acc(self) -> f64 {
+        self
+    }
+    fn from_acc(a: f64) -> Self {
+        a
     }
     unsafe fn gemm(
         m: usize,

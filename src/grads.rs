@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use crate::float::Float;
 use crate::param::{Param, ParamId};
-use crate::tape::{Tensor, Var};
+use crate::tape::Var;
+use crate::tensor::Tensor;
 
 /// The gradients of the leaves and parameters of one backward pass.
 pub struct Grads<F: Float> {
@@ -33,6 +34,12 @@ impl<F: Float> Grads<F> {
     /// Gradient with respect to a leaf (None if the output does not depend on it).
     pub fn wrt(&self, var: Var<'_, F>) -> Option<&Tensor<F>> {
         self.by_var.get(&var.id())
+    }
+
+    /// Gradient of the variable at tape position `id` (a leaf, a parameter, or a value kept with
+    /// `Tape::retain_grad`).
+    pub fn of_var_id(&self, id: usize) -> Option<&Tensor<F>> {
+        self.by_var.get(&id)
     }
 
     /// Gradient with respect to a parameter (None if it was not used or is frozen).

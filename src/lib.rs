@@ -19,9 +19,11 @@
 pub mod alloc;
 pub mod check;
 pub mod data;
+pub mod dual;
 pub mod error;
 pub mod float;
 pub mod grads;
+pub mod hvp;
 pub mod io;
 pub mod kernels;
 pub mod methods;
@@ -33,8 +35,10 @@ pub mod optim;
 pub mod param;
 pub mod posttrain;
 pub mod rng;
+pub mod run;
 pub mod sparsity;
 pub mod tape;
+pub mod tensor;
 pub mod train;
 
 /// The names most programs need.

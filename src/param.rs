@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::float::Float;
-use crate::tape::Tensor;
+use crate::tensor::Tensor;
 
 /// Process-unique identity of a parameter (not its name; names come from the module tree).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

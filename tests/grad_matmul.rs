@@ -4,16 +4,13 @@
 #[path = "suite/common.rs"]
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use common::{assert_close, assert_grad, forward};
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sparsegrad::check::strategies::tensor;
-use sparsegrad::kernels::gemm::gemm;
+use sparsegrad::kernels::gemm::{gemm, serial_calls_on_this_thread};
 use sparsegrad::tape::{Tape, Tensor};
 
 /// `c[i, j] = sum_p a[i, p] b[p, j]`, the textbook way.
@@ -122,36 +119,8 @@ fn matmul_matches_naive_loop_on_edge_sizes() {
     }
 }
 
-// GEMM thread-count independence. To know a run really split the product, the test counts large
-// allocations: matrixmultiply allocates one packing buffer (hundreds of KB here) per call, so the
-// count is the number of blocks the product was split into, whichever threads ran them.
-
-const PACKING_MIN_BYTES: usize = 64 * 1024;
-
-thread_local! {
-    static BIG_ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-struct CountingAlloc;
-
-// SAFETY: every call is forwarded unchanged to the system allocator.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= PACKING_MIN_BYTES {
-            let _ = BIG_ALLOCS.try_with(|c| c.set(c.get() + 1));
-        }
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+// GEMM thread-count independence. To know a run really split the product, the test counts the
+// serial GEMM calls (`serial_calls_on_this_thread`) summed over the pool's threads.
 
 /// `a b` computed by `gemm` inside a rayon pool of `threads` threads, with the number of blocks
 /// (serial GEMM calls) it was split into.
@@ -162,7 +131,7 @@ fn gemm_in_pool(threads: usize, a: &Array2<f32>, b: &Array2<f32>) -> (Array2<f32
         .unwrap();
     let mut c = Array2::<f32>::from_elem((a.nrows(), b.ncols()), f32::NAN);
     let count = || {
-        pool.broadcast(|_| BIG_ALLOCS.with(Cell::get))
+        pool.broadcast(|_| serial_calls_on_this_thread())
             .iter()
             .sum::<usize>()
     };
@@ -217,5 +186,102 @@ fn gemm_is_bit_identical_across_thread_counts() {
             .map(|(&x, &y)| (f64::from(x) - y).abs())
             .fold(0.0, f64::max);
         assert!(worst < 1e-3, "{m}x{k}x{n}: off the f64 product by {worst}");
+    }
+}
+
+/// A small output with a long K (a weight gradient) is cut along K into chunks fixed by the
+/// shape: the same chunks, and so the same bits, on 1 and 3 threads.
+#[test]
+fn long_k_gemm_is_split_along_k_and_bit_identical_across_thread_counts() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let (m, k, n) = (16, 20_000, 144);
+    let a = random_f32(&mut rng, m, k);
+    // Stored transposed, as a weight gradient's im2col operand.
+    let b_t = random_f32(&mut rng, n, k);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut c = Array2::<f32>::from_elem((m, n), f32::NAN);
+        let count = || {
+            pool.broadcast(|_| serial_calls_on_this_thread())
+                .iter()
+                .sum::<usize>()
+        };
+        let before = count();
+        pool.install(|| gemm(1.0, a.view(), b_t.t(), 0.0, c.view_mut()));
+        (c, count() - before)
+    };
+    let (one, blocks_one) = run(1);
+    let (three, blocks_three) = run(3);
+    assert!(blocks_one > 1, "K was not split ({blocks_one} block)");
+    assert_eq!(
+        blocks_one, blocks_three,
+        "the K chunks depend on the thread count"
+    );
+    assert_bit_identical(&three, &one, "16x20000x144, 3 threads vs 1");
+    let exact = naive(
+        &a.mapv(f64::from).into_dyn(),
+        &b_t.t().mapv(f64::from).into_dyn(),
+    );
+    let worst = one
+        .iter()
+        .zip(&exact)
+        .map(|(&x, &y)| (f64::from(x) - y).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-2, "off the f64 product by {worst}");
+}
+
+/// The packed kernels on every operand layout and ragged sizes (edge tiles in M and N, K across
+/// a packing block), against the f64 product.
+#[test]
+fn gemm_handles_every_layout_and_ragged_sizes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    for (m, k, n) in [
+        (1, 1, 1),
+        (7, 3, 5),
+        (9, 257, 49),
+        (23, 300, 97),
+        (130, 40, 17),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = if ta {
+                random_f32(&mut rng, k, m)
+            } else {
+                random_f32(&mut rng, m, k)
+            };
+            let b = if tb {
+                random_f32(&mut rng, n, k)
+            } else {
+                random_f32(&mut rng, k, n)
+            };
+            let (av, bv) = (
+                if ta { a.t() } else { a.view() },
+                if tb { b.t() } else { b.view() },
+            );
+            // beta = 1 onto a known C, and a transposed C.
+            let c0 = random_f32(&mut rng, m, n);
+            let mut c = c0.clone();
+            gemm(0.5, av, bv, 1.0, c.view_mut());
+            let mut ct = c0.t().to_owned();
+            gemm(0.5, av, bv, 1.0, ct.view_mut().reversed_axes());
+            let exact = naive(
+                &av.mapv(f64::from).into_dyn(),
+                &bv.mapv(f64::from).into_dyn(),
+            );
+            for ((&x, &xt), (&e, &c0)) in c.iter().zip(ct.t()).zip(exact.iter().zip(&c0)) {
+                let want = 0.5 * e + f64::from(c0);
+                assert!(
+                    (f64::from(x) - want).abs() < 1e-3,
+                    "{m}x{k}x{n} {ta} {tb}: {x} vs {want}"
+                );
+                assert_eq!(
+                    x.to_bits(),
+                    xt.to_bits(),
+                    "{m}x{k}x{n}: C layout changed the result"
+                );
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
-//! Files: checkpoints (safetensors), run logs (JSON), plots (SVG).
+//! Files: checkpoints (safetensors), JSON, plots (SVG), atomic writes.
 
 pub mod atomic;
 pub mod checkpoint;
-pub mod compare;
+pub mod json;
 pub mod plot;
-pub mod runlog;
+pub mod sparse_export;

@@ -13,7 +13,7 @@
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
 use crate::float::Float;
-use crate::ops::conv::Conv2dConfig;
+use crate::kernels::conv_config::Conv2dConfig;
 
 /// Indices of one product term `w[o, c, i, j] * x[n, cin, ih, iw]` contributing to `y[n, o, oh, ow]`.
 struct Tap {

@@ -1,7 +1,17 @@
-//! Plain array kernels without a tape: GEMM and (later) im2col, direct convolution references,
-//! sparse inference kernels.
+//! Plain array kernels without a tape: the GEMM (`gemm`, with its own packed AVX-512 / AVX2
+//! micro-kernels), im2col + GEMM convolution, the direct convolution the tests compare against,
+//! and the sparse kernels of fixed-mask layers (`sparse_*`).
 
+pub mod conv_config;
 pub mod conv_gemm;
 pub mod direct_conv;
 pub mod gemm;
 pub mod im2col;
+pub mod microkernel;
+pub mod packed_gemm;
+pub mod sparse_conv;
+pub mod sparse_linear;
+pub mod sparse_micro;
+pub mod sparse_pattern;
+pub mod sparse_select;
+pub mod transpose;

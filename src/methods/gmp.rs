@@ -1,94 +1,155 @@
-//! GMP: gradual magnitude pruning (Zhu & Gupta 2017, "To prune, or not to prune"), `--method gmp`.
+//! GMP: gradual magnitude pruning (Zhu & Gupta 2017, "To prune, or not to prune"), `--method gmp`:
+//! magnitude score x any distribution x the cubic schedule.
 //!
 //! Sparsity follows the cubic schedule of the paper's eq. (1),
 //! s(t) = s_f + (s_i - s_f) (1 - p)^3 with p = clip((t - t_begin) / (t_end - t_begin), 0, 1),
-//! s_i = 0, s_f = `--target-sparsity`. Every `--prune-every` optimiser steps between t_begin
-//! (`--prune-start`) and t_end (`--prune-end`), and at t_end itself, each sparsified layer keeps
-//! its largest-|w| weights among those still kept (`Mask::shrink_to_top_k`): masks only shrink,
-//! and the masked weights stay exactly zero (mask hygiene in `optim::step`). Every layer gets the
-//! same sparsity (layers kept dense by a flag are made up by the others); at t_end the per-layer
-//! counts are the exact uniform allocation, so the global sparsity is round(s_f N) / N.
+//! s_i = 0, s_f = `--target-sparsity` ([`PolynomialSchedule`]). Every `--prune-every` optimiser
+//! steps between t_begin (`--prune-start`) and t_end (`--prune-end`), and at t_end itself, each
+//! sparsified layer keeps its largest-|w| weights among those still kept: masks only shrink, and
+//! the masked weights stay exactly zero (mask hygiene in `optim::step`). The target is spread
+//! over the layers by `--distribution` (the paper: uniform; layers kept dense by a flag are made
+//! up by the others).
+//!
+//! Exactness: at t_end the per-layer counts are the exact allocation of s_f, so the global
+//! sparsity is round(s_f N) / N. Before it each layer prunes the floor of its real-valued share,
+//! capped at its final count: a layer never goes past the count it must end at, since masks
+//! never un-prune (without the cap, the rounding of the final split could hand a remainder to a
+//! layer already past it, ending one weight off). The global rankings count already pruned
+//! weights first, so they are exact at every step.
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::methods::options::{TrainContext, clap_defaults};
+use crate::methods::plugin::{Method, Plugin, RunShape, StepInfo};
+use crate::methods::prune::{
+    Prunable, Score, attach_masks, masked_out, prune_counts, scores, shrink_masks,
+};
+use crate::methods::schedule::PolynomialSchedule;
 use crate::nn::Module;
-use crate::train::config::TrainConfig;
-use crate::train::method::{Method, StepInfo};
-
-use super::{Prunable, attach_uniform_masks, bake, uniform_prune_counts, update_masks};
+use crate::rng::derived;
+use crate::sparsity::budget::Distribution;
 
 /// Default t_begin and t_end as fractions of the run's optimiser steps.
 pub const DEFAULT_START_FRACTION: f64 = 0.1;
 pub const DEFAULT_END_FRACTION: f64 = 0.7;
 
-/// The cubic sparsity schedule of Zhu & Gupta (2017), eq. (1), in optimiser steps.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct GmpSchedule {
-    pub initial: f64,
-    pub target: f64,
-    pub begin: usize,
-    pub end: usize,
+/// GMP's flags.
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[group(skip)]
+#[serde(default)]
+pub struct GmpOptions {
+    /// GMP: first optimiser step of the pruning schedule (default: 10% of the run).
+    #[arg(long)]
+    pub prune_start: Option<usize>,
+    /// GMP: last optimiser step of the pruning schedule (default: 70% of the run).
+    #[arg(long)]
+    pub prune_end: Option<usize>,
+    /// GMP: optimiser steps between prunings.
+    #[arg(long, default_value_t = 100)]
+    pub prune_every: usize,
 }
 
-impl GmpSchedule {
-    /// s(t) = s_f + (s_i - s_f)(1 - p)^3, p = clip((t - t_begin) / (t_end - t_begin), 0, 1).
-    pub fn sparsity_at(&self, t: usize) -> f64 {
-        let span = self.end.saturating_sub(self.begin).max(1) as f64;
-        let p = ((t as f64 - self.begin as f64) / span).clamp(0.0, 1.0);
-        self.target + (self.initial - self.target) * (1.0 - p).powi(3)
-    }
-
-    /// Whether the masks are updated after `t` steps: every `every` steps from t_begin, and at
-    /// t_end.
-    pub fn prunes_at(&self, t: usize, every: usize) -> bool {
-        t >= self.begin
-            && t <= self.end
-            && ((t - self.begin).is_multiple_of(every) || t == self.end)
+impl Default for GmpOptions {
+    fn default() -> Self {
+        clap_defaults()
     }
 }
 
 /// The GMP method.
 pub struct Gmp {
+    options: GmpOptions,
     target: f64,
-    every: usize,
-    start: Option<usize>,
-    end: Option<usize>,
+    distribution: Distribution,
     first_layer_dense: bool,
     last_layer_dense: bool,
     layers: Vec<Prunable>,
 }
 
-impl Gmp {
-    pub fn from_train_config(config: &TrainConfig) -> Result<Self> {
-        let s = &config.sparsity;
-        let target = s
+impl Plugin<TrainContext> for Gmp {
+    type Options = GmpOptions;
+    const SHARED: &'static [&'static str] = &[
+        "target_sparsity",
+        "distribution",
+        "first_layer_dense",
+        "last_layer_dense",
+    ];
+
+    fn build(options: &GmpOptions, context: &TrainContext) -> Result<Self> {
+        let shared = &context.shared;
+        let target = shared
             .target_sparsity
             .ok_or_else(|| Error::invalid("--method gmp needs --target-sparsity"))?;
+        if options.prune_every == 0 {
+            return Err(Error::invalid("--prune-every must be at least 1"));
+        }
+        if let (Some(a), Some(b)) = (options.prune_start, options.prune_end)
+            && a >= b
+        {
+            return Err(Error::invalid(format!(
+                "--prune-start ({a}) must be before --prune-end ({b})"
+            )));
+        }
         Ok(Gmp {
+            options: options.clone(),
             target,
-            every: s.prune_every,
-            start: s.prune_start,
-            end: s.prune_end,
-            first_layer_dense: s.first_layer_dense,
-            last_layer_dense: s.last_layer_dense,
+            distribution: shared.distribution,
+            first_layer_dense: shared.first_layer_dense,
+            last_layer_dense: shared.last_layer_dense,
             layers: Vec::new(),
         })
     }
+}
 
+impl Gmp {
     /// The schedule of a run of `total_steps` optimiser steps (defaults: t_begin = 10% and
     /// t_end = 70% of the steps).
-    pub fn schedule(&self, total_steps: usize) -> GmpSchedule {
+    pub fn schedule(&self, total_steps: usize) -> PolynomialSchedule {
         let begin = self
-            .start
+            .options
+            .prune_start
             .unwrap_or((DEFAULT_START_FRACTION * total_steps as f64).floor() as usize);
-        let end = self.end.unwrap_or(
+        let end = self.options.prune_end.unwrap_or(
             ((DEFAULT_END_FRACTION * total_steps as f64).round() as usize).min(total_steps),
         );
-        GmpSchedule {
-            initial: 0.0,
-            target: self.target,
-            begin,
-            end,
+        PolynomialSchedule::cubic(self.target, begin, end, self.options.prune_every)
+    }
+
+    /// The per-layer prune counts at a mask update to sparsity `target`, from the magnitude
+    /// `scores` (see the module documentation on exactness).
+    pub fn counts_at(
+        &self,
+        model: &dyn Module<f32>,
+        scores: &[Vec<f64>],
+        target: f64,
+        last: bool,
+    ) -> Result<Vec<usize>> {
+        let pruned = masked_out(model);
+        let counts = prune_counts(
+            &self.layers,
+            self.distribution,
+            scores,
+            &pruned,
+            target,
+            last,
+        )?;
+        if last || self.distribution.ranks_scores() {
+            return Ok(counts);
         }
+        let finals = prune_counts(
+            &self.layers,
+            self.distribution,
+            scores,
+            &pruned,
+            self.target,
+            true,
+        )?;
+        Ok(counts
+            .into_iter()
+            .zip(finals)
+            .map(|(c, f)| c.min(f))
+            .collect())
     }
 }
 
@@ -97,19 +158,20 @@ impl Method for Gmp {
         "gmp"
     }
 
-    fn prepare(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = attach_uniform_masks(
+    fn attach(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
+        self.layers = attach_masks(
             model,
             self.first_layer_dense,
             self.last_layer_dense,
-            self.target,
+            Some(self.target),
         )?;
         Ok(())
     }
 
-    fn check_run(&self, steps_per_epoch: usize, total_steps: usize) -> Result<()> {
+    fn check_run(&self, run: &RunShape) -> Result<()> {
+        let total_steps = run.total_steps();
         let schedule = self.schedule(total_steps);
-        let run = format!("{total_steps} = epochs x {steps_per_epoch} steps");
+        let run = format!("{total_steps} = epochs x {} steps", run.steps_per_epoch);
         if schedule.end > total_steps {
             return Err(Error::invalid(format!(
                 "--prune-end ({}) is past the run's last optimiser step ({run})",
@@ -126,21 +188,14 @@ impl Method for Gmp {
     }
 
     fn after_step(&mut self, model: &mut dyn Module<f32>, info: &StepInfo) -> Result<()> {
-        let schedule = self.schedule(info.total_steps);
-        let t = info.step + 1; // steps taken
-        if !schedule.prunes_at(t, self.every) {
+        let Some((target, last)) = self.schedule(info.total_steps).target_after(info.step + 1)
+        else {
             return Ok(());
-        }
-        let counts =
-            uniform_prune_counts(&self.layers, schedule.sparsity_at(t), t >= schedule.end)?;
-        update_masks(model, &self.layers, &counts, |name, mask, w, keep| {
-            mask.shrink_to_top_k(w, keep)
-                .map_err(|e| Error::invalid(format!("GMP, {name}: {e}")))
-        })
-    }
-
-    /// Bakes the masks into the weights (already zero where pruned) and drops them.
-    fn finish(&mut self, model: &mut dyn Module<f32>) {
-        bake(model);
+        };
+        // Magnitude scores draw nothing from the generator.
+        let scores = scores(model, Score::Magnitude, &mut derived(0, 0));
+        let counts = self.counts_at(model, &scores, target, last)?;
+        shrink_masks(model, &self.layers, &scores, &counts)
+            .map_err(|e| Error::invalid(format!("GMP, {e}")))
     }
 }

@@ -15,16 +15,76 @@ pub use lenet300::LeNet300;
 pub use mobilenet::MobileNet;
 pub use resnet::{BasicBlock, ResNet};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+use crate::float::Float;
 use crate::nn::Module;
 use crate::rng::Rng;
-use crate::train::config::MODELS;
+
+/// The models `--model` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelName {
+    /// LeNet-300-100 (MLP).
+    Lenet300,
+    /// LeNet-5-Caffe (2 conv + 2 fc).
+    Lenet5,
+    /// ResNet-20 for CIFAR (option-A shortcuts).
+    Resnet20,
+    /// ResNet-32 for CIFAR.
+    Resnet32,
+    /// ResNet-56 for CIFAR.
+    Resnet56,
+    /// MobileNetV1 for 32x32 inputs (--width is its alpha).
+    Mobilenet,
+    /// FastGRNN over pixel rows (hidden size 32 x --width).
+    Fastgrnn,
+}
+
+impl ModelName {
+    /// The `--model` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelName::Lenet300 => "lenet300",
+            ModelName::Lenet5 => "lenet5",
+            ModelName::Resnet20 => "resnet20",
+            ModelName::Resnet32 => "resnet32",
+            ModelName::Resnet56 => "resnet56",
+            ModelName::Mobilenet => "mobilenet",
+            ModelName::Fastgrnn => "fastgrnn",
+        }
+    }
+}
+
+impl std::str::FromStr for ModelName {
+    type Err = Error;
+
+    /// The model named `name` (its `--model` name).
+    fn from_str(name: &str) -> Result<Self> {
+        <ModelName as clap::ValueEnum>::from_str(name, false).map_err(|_| {
+            let names: Vec<String> = <ModelName as clap::ValueEnum>::value_variants()
+                .iter()
+                .map(|m| m.to_string())
+                .collect();
+            Error::invalid(format!(
+                "unknown --model `{name}` (expected one of: {})",
+                names.join(", ")
+            ))
+        })
+    }
+}
+
+impl std::fmt::Display for ModelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What to build: a model name and the data it will see.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelSpec {
-    /// One of `train::config::MODELS`.
-    pub name: String,
+    pub name: ModelName,
     /// (channels, height, width) of one input image.
     pub input: (usize, usize, usize),
     pub classes: usize,
@@ -41,20 +101,20 @@ pub const MAX_MODEL_VALUES: u128 = 1 << 28;
 impl ModelSpec {
     /// How many values (parameters and buffers, everything a checkpoint of the model stores) the
     /// model of this spec holds, computed from the spec alone without building it. Saturating, so
-    /// an absurd spec gives a huge count rather than an overflow; 0 for an unknown model name.
+    /// an absurd spec gives a huge count rather than an overflow.
     pub fn values(&self) -> u128 {
         let (c, h, w) = self.input;
         let (c128, classes) = (c as u128, self.classes as u128);
-        match self.name.as_str() {
-            "lenet300" => lenet300::values(product(&[c128, h as u128, w as u128]), classes),
-            "lenet5" => lenet5::values(self.input, classes),
-            "resnet20" | "resnet32" | "resnet56" => {
-                let depth: u128 = self.name["resnet".len()..].parse().expect("a depth");
-                resnet::values((depth - 2) / 6, c128, classes)
+        match self.name {
+            ModelName::Lenet300 => {
+                lenet300::values(product(&[c128, h as u128, w as u128]), classes)
             }
-            "mobilenet" => mobilenet::values(c128, classes, self.width),
-            "fastgrnn" => fastgrnn::values(self.input, classes, self.width),
-            _ => 0,
+            ModelName::Lenet5 => lenet5::values(self.input, classes),
+            ModelName::Resnet20 => resnet::values(3, c128, classes),
+            ModelName::Resnet32 => resnet::values(5, c128, classes),
+            ModelName::Resnet56 => resnet::values(9, c128, classes),
+            ModelName::Mobilenet => mobilenet::values(c128, classes, self.width),
+            ModelName::Fastgrnn => fastgrnn::values(self.input, classes, self.width),
         }
     }
 }
@@ -84,8 +144,15 @@ pub(crate) fn batchnorm_values(features: u128) -> u128 {
 /// in forward order, so the first visited is the input layer and the last the classifier.
 /// A spec whose model would hold more than [`MAX_MODEL_VALUES`] values is refused.
 pub fn build(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<f32>>> {
+    build_as::<f32>(spec, rng)
+}
+
+/// [`build`] with any element type: an `f64` twin for gradient checks, a `Dual64` twin for
+/// Hessian-vector products (`crate::hvp`). The same `rng` state gives the same initial values
+/// (rounded to `F`) whatever `F` is.
+pub fn build_as<F: Float>(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<F>>> {
     let (c, h, w) = spec.input;
-    let name = spec.name.as_str();
+    let name = spec.name;
     let values = spec.values();
     if values > MAX_MODEL_VALUES {
         let count = if values == u128::MAX {
@@ -99,37 +166,30 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<f32>>> {
             spec.classes, spec.width
         )));
     }
-    if spec.width != 1.0 && !matches!(name, "mobilenet" | "fastgrnn") {
+    if spec.width != 1.0 && !matches!(name, ModelName::Mobilenet | ModelName::Fastgrnn) {
         return Err(Error::invalid(format!(
             "--width {} applies to mobilenet and fastgrnn only, not to --model {name}",
             spec.width
         )));
     }
     Ok(match name {
-        "lenet300" => Box::new(LeNet300::new(c * h * w, spec.classes, rng)), // bounded above
-        "lenet5" => Box::new(LeNet5::new(
+        ModelName::Lenet300 => Box::new(LeNet300::new(c * h * w, spec.classes, rng)), // bounded above
+        ModelName::Lenet5 => Box::new(LeNet5::new(
             spec.input,
             spec.classes,
             LeNet5Options::default(),
             rng,
         )?),
-        "resnet20" | "resnet32" | "resnet56" => {
-            let depth = name["resnet".len()..].parse().expect("a depth");
-            Box::new(ResNet::cifar(depth, c, spec.classes, rng)?)
-        }
-        "mobilenet" => Box::new(MobileNet::new(c, spec.classes, spec.width, rng)?),
-        "fastgrnn" => Box::new(FastGrnnClassifier::new(
+        ModelName::Resnet20 => Box::new(ResNet::cifar(20, c, spec.classes, rng)?),
+        ModelName::Resnet32 => Box::new(ResNet::cifar(32, c, spec.classes, rng)?),
+        ModelName::Resnet56 => Box::new(ResNet::cifar(56, c, spec.classes, rng)?),
+        ModelName::Mobilenet => Box::new(MobileNet::new(c, spec.classes, spec.width, rng)?),
+        ModelName::Fastgrnn => Box::new(FastGrnnClassifier::new(
             spec.input,
             spec.classes,
             spec.width,
             rng,
         )?),
-        other => {
-            return Err(Error::invalid(format!(
-                "unknown --model `{other}` (expected one of: {})",
-                MODELS.join(", ")
-            )));
-        }
     })
 }
 
@@ -181,6 +241,10 @@ macro_rules! delegate_to_children {
             for (_, child) in self.children_mut() {
                 child.set_training(training);
             }
+        }
+
+        fn is_training(&self) -> bool {
+            self.children().iter().all(|(_, child)| child.is_training())
         }
 
         fn visit_low_rank(&self, prefix: &str, f: &mut dyn FnMut(&str, &str, &str)) {

@@ -181,4 +181,8 @@ impl<F: Float> Module<F> for BatchNorm<F> {
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }
+
+    fn is_training(&self) -> bool {
+        self.training
+    }
 }

@@ -1,7 +1,10 @@
 //! 2-D convolution layer: y = conv2d(x, W) + b with W of shape [C_out, C_in / groups, kh, kw]
-//! (PyTorch `nn.Conv2d` layout, initialisation and state_dict names).
+//! (PyTorch `nn.Conv2d` layout, initialisation and state_dict names). A masked weight may run on
+//! the sparse kernels (`nn::sparse`).
 
 use crate::float::Float;
+use crate::kernels::sparse_conv::SparseConvShape;
+use crate::kernels::sparse_select::SparseLayer;
 use crate::nn::init::torch_default_layer;
 use crate::nn::module::{Module, join, visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::nn::weight::Weight;
@@ -78,7 +81,26 @@ impl<F: Float> Module<F> for Conv2d<F> {
     fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
         let tape = x.tape();
         let bias = self.bias.as_ref().map(|b| tape.param(b));
-        let y = x.conv2d(self.weight.on(tape), bias, &self.cfg);
+        let xs = x.shape();
+        let layer = (xs.len() == 4).then(|| {
+            SparseLayer::Conv2d(SparseConvShape {
+                batch: xs[0],
+                in_channels: xs[1],
+                out_channels: self.out_channels(),
+                groups: self.cfg.groups,
+                in_hw: [xs[2], xs[3]],
+                kernel: self.kernel(),
+                stride: self.cfg.stride,
+                padding: self.cfg.padding,
+                dilation: self.cfg.dilation,
+            })
+        });
+        let y = match layer.and_then(|l| self.weight.sparse_pattern(&l)) {
+            Some(pattern) => {
+                x.sparse_conv2d(tape.param(&self.weight.raw), bias, &self.cfg, &pattern)
+            }
+            None => x.conv2d(self.weight.on(tape), bias, &self.cfg),
+        };
         // Each weight entry is applied once per output position (per group) of every image.
         let shape = y.shape();
         self.weight.record_uses(shape[2] * shape[3]);

@@ -55,4 +55,8 @@ impl<F: Float> Module<F> for Dropout {
     fn set_training(&mut self, training: bool) {
         Dropout::set_training(self, training);
     }
+
+    fn is_training(&self) -> bool {
+        Dropout::is_training(self)
+    }
 }

@@ -81,18 +81,14 @@ impl<F: Float> RecurrentCell<F> for GruCell<F> {
     }
 
     fn step_on<'t>(&self, w: &GruWeights<'t, F>, x: Var<'t, F>, h: Var<'t, F>) -> Var<'t, F> {
-        let hidden = self.hidden_size();
-        check_step_shapes("GruCell", self.input_size(), hidden, &x, &h);
+        check_step_shapes("GruCell", self.input_size(), self.hidden_size(), &x, &h);
         // One GEMM per input for all three gates, as PyTorch: [N, 3H] blocks (r | z | n).
         let gi = affine(x, w.weight_ih, w.bias_ih);
         let gh = affine(h, w.weight_hh, w.bias_hh);
-        let gate = |g: Var<'t, F>, k: usize| g.narrow(1, k * hidden, hidden);
-        let r = (gate(gi, 0) + gate(gh, 0)).sigmoid();
-        let z = (gate(gi, 1) + gate(gh, 1)).sigmoid();
-        // b_hn sits inside the reset product: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
-        let n = (gate(gi, 2) + r * gate(gh, 2)).tanh();
-        // h' = (1 - z) n + z h, written n + z (h - n) as PyTorch's GRUCell computes it.
-        n + z * (h - n)
+        // The gate arithmetic in one op (`ops::recurrent`): b_hn sits inside the reset
+        // product, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), and h' = n + z (h - n) as
+        // PyTorch's GRUCell computes it.
+        gi.gru_gates(gh, h)
     }
 
     fn input_size(&self) -> usize {

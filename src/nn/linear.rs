@@ -1,6 +1,8 @@
-//! Fully connected layer: y = x W^T + b with W of shape [out, in] (PyTorch layout).
+//! Fully connected layer: y = x W^T + b with W of shape [out, in] (PyTorch layout). A masked
+//! weight may run on the sparse kernels (`nn::sparse`).
 
 use crate::float::Float;
+use crate::kernels::sparse_select::SparseLayer;
 use crate::nn::init::torch_default_layer;
 use crate::nn::module::{Module, join, visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::nn::weight::Weight;
@@ -36,6 +38,15 @@ impl<F: Float> Module<F> for Linear<F> {
     /// x: [N, in] -> [N, out].
     fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
         let tape = x.tape();
+        let layer = SparseLayer::Linear {
+            batch: x.shape().first().copied().unwrap_or(0),
+            inputs: self.in_features(),
+            outputs: self.out_features(),
+        };
+        if let Some(pattern) = self.weight.sparse_pattern(&layer) {
+            let bias = self.bias.as_ref().map(|b| tape.param(b));
+            return x.sparse_linear(tape.param(&self.weight.raw), bias, &pattern);
+        }
         let y = x.matmul_nt(self.weight.on(tape));
         match &self.bias {
             Some(b) => y + tape.param(b),

@@ -11,6 +11,7 @@ pub mod linear;
 pub mod module;
 pub mod pool;
 pub mod recurrent;
+pub mod sparse;
 pub mod weight;
 
 pub use batchnorm::{BatchNorm, BatchNormKind};
@@ -22,4 +23,5 @@ pub use linear::Linear;
 pub use module::{Module, count_trainable, join, named_params};
 pub use pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d, PoolWindow};
 pub use recurrent::{RecurrentCell, Unrolled, split_steps, unroll, unroll_on, unroll_sequence};
-pub use weight::{Weight, WeightTransform};
+pub use sparse::{SparseKernels, set_sparse_kernels, sparse_layers};
+pub use weight::{Weight, WeightTransform, zero_pruned};

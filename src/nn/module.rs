@@ -40,9 +40,19 @@ pub trait Module<F: Float> {
         let _ = (prefix, f);
     }
 
-    /// Training mode (batch statistics, dropout) or evaluation mode.
+    /// Training mode (batch statistics, dropout, sampled gates) or evaluation mode. The default
+    /// passes the mode to every weight (and so to its transform); layers with a mode of their
+    /// own (batchnorm, dropout) and containers override it.
     fn set_training(&mut self, training: bool) {
-        let _ = training;
+        self.visit_weights_mut("", &mut |_, w| w.set_training(training));
+    }
+
+    /// Whether the module is in training mode. The default asks the weights (true when it has
+    /// none, like a pooling layer, whose output does not depend on the mode).
+    fn is_training(&self) -> bool {
+        let mut training = true;
+        self.visit_weights("", &mut |_, w| training &= w.is_training());
+        training
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::cell::Cell;
+use std::sync::Arc;
 
 use crate::float::Float;
 use crate::param::Param;
@@ -45,6 +46,24 @@ pub trait WeightTransform<F: Float>: Any {
         None
     }
 
+    /// Follows the model's mode: training (e.g. sampled L0 gates) or evaluation (deterministic
+    /// gates). [`Weight::set_training`] forwards it; `Module::set_training` reaches every weight.
+    fn set_training(&mut self, training: bool) {
+        let _ = training;
+    }
+
+    /// Called by `optim::step` after every optimiser step: puts the transform's own parameters
+    /// back in their domain (the L0 gates clamp `log_alpha`, as the authors'
+    /// `constrain_parameters`).
+    fn project(&mut self) {}
+
+    /// The mask's shared buffer (the values [`WeightTransform::mask`] returns), for caches that
+    /// must notice a new mask: a mask is only ever replaced or copied on write while shared, so a
+    /// holder of this `Arc` sees any change as a different pointer (`nn::sparse`).
+    fn mask_shared(&self) -> Option<Arc<Tensor<F>>> {
+        None
+    }
+
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
@@ -57,6 +76,15 @@ pub struct Weight<F: Float> {
     /// (1 for a Linear layer on [N, in], H_out * W_out for a convolution, T for a recurrent
     /// weight over T steps). Layers record it; FLOP counts use it.
     uses_per_example: Cell<usize>,
+    /// Training or evaluation mode (see [`WeightTransform::set_training`]).
+    training: bool,
+    /// Keep the gradient with respect to the effective weight on every tape this weight is used
+    /// on (see [`Weight::effective_grad`]).
+    pub retain_effective_grad: bool,
+    /// The tape position of the effective weight of the last forward pass.
+    effective_var: Cell<Option<usize>>,
+    /// Sparse-kernel setting and cached pattern (see `nn::sparse`).
+    pub(crate) sparse: crate::nn::sparse::SparseState<F>,
 }
 
 impl<F: Float> Weight<F> {
@@ -65,7 +93,23 @@ impl<F: Float> Weight<F> {
             raw: Param::new(raw),
             transform: None,
             uses_per_example: Cell::new(1),
+            training: true,
+            retain_effective_grad: false,
+            effective_var: Cell::new(None),
+            sparse: Default::default(),
         }
+    }
+
+    /// Training or evaluation mode, passed on to the transform.
+    pub fn set_training(&mut self, training: bool) {
+        self.training = training;
+        if let Some(t) = &mut self.transform {
+            t.set_training(training);
+        }
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.training
     }
 
     /// Records how often per example the weight was applied (see the field's documentation).
@@ -81,10 +125,23 @@ impl<F: Float> Weight<F> {
     /// The weight the layer computes with, on `tape`.
     pub fn on<'t>(&self, tape: &'t crate::tape::Tape<F>) -> Var<'t, F> {
         let raw = tape.param(&self.raw);
-        match &self.transform {
+        let effective = match &self.transform {
             Some(t) => t.apply(raw),
             None => raw,
+        };
+        if self.retain_effective_grad && effective.requires_grad() {
+            tape.retain_grad(effective);
         }
+        self.effective_var.set(Some(effective.id()));
+        effective
+    }
+
+    /// The gradient with respect to the effective weight of the last forward pass (with
+    /// [`Weight::retain_effective_grad`] set before it): for a masked weight W * m, the dense
+    /// gradient dL/d(W * m), nonzero at pruned entries too, which the raw weight's gradient
+    /// (dL/dW = m * dL/d(W * m)) is not. `None` if it was not kept.
+    pub fn effective_grad<'g>(&self, grads: &'g crate::grads::Grads<F>) -> Option<&'g Tensor<F>> {
+        grads.of_var_id(self.effective_var.get()?)
     }
 
     /// The effective weight as a plain array.
@@ -111,12 +168,20 @@ impl<F: Float> Weight<F> {
     }
 
     /// Sets pruned raw entries back to exactly +0.0 (after an optimiser step, or after a method
-    /// changed the mask): a select, like `optim::zero_pruned`, so negative entries do not
+    /// changed the mask): a select ([`zero_pruned`]), so negative entries do not
     /// become -0.0.
     pub fn reapply_mask(&mut self) {
         if let Some(mask) = self.transform.as_ref().and_then(|t| t.mask()) {
             let mask = mask.clone();
-            crate::optim::zero_pruned(self.raw.value_mut(), &mask);
+            zero_pruned(self.raw.value_mut(), &mask);
         }
     }
+}
+
+/// Sets the entries of `t` where `mask` is 0 to +0.0 (others are multiplied by the mask). A select,
+/// not `t * mask`: that would leave -0.0 for negative entries and NaN for infinite ones.
+pub fn zero_pruned<F: Float>(t: &mut Tensor<F>, mask: &Tensor<F>) {
+    ndarray::Zip::from(t).and(mask).for_each(|v, &m| {
+        *v = if m == F::zero() { F::zero() } else { *v * m };
+    });
 }

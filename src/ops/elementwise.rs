@@ -79,7 +79,7 @@ pub fn binary<'t, F: Float>(
     })
 }
 
-fn sigmoid_scalar<F: Float>(x: F) -> F {
+pub(crate) fn sigmoid_scalar<F: Float>(x: F) -> F {
     // Two branches so that exp never overflows.
     if x >= F::zero() {
         F::one() / (F::one() + (-x).exp())

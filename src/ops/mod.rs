@@ -3,11 +3,16 @@
 //! for the derivative table and the test of each op.
 
 pub mod conv;
+pub mod density;
 pub mod elementwise;
+pub mod hard_concrete;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
+pub mod recurrent;
 pub mod reduce;
 pub mod shape;
+pub mod sparse;
 pub mod sparsity;
+pub mod threshold_fn;

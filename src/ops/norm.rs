@@ -14,13 +14,16 @@
 //!   composed from elementwise ops.
 //!
 //! Statistics and gradient sums are accumulated in f64 (as PyTorch does on CPU) by one thread
-//! per channel in a fixed order, so results are bit-identical for every thread count.
+//! per channel in a fixed order, so results are bit-identical for every thread count. (In
+//! general in [`Float::Acc`]: `f64` for `f32` and `f64`, the dual number itself for `Dual64`, so
+//! that Hessian-vector products differentiate through the batch statistics.)
 
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray, IxDyn, Zip};
+use num_traits::{Float as _, One, Zero};
 use rand::RngCore;
 use rayon::prelude::*;
 
-use crate::float::Float;
+use crate::float::{Accumulator, Float};
 use crate::rng::Rng;
 use crate::tape::{Tensor, Var};
 
@@ -64,10 +67,11 @@ fn min_channels_per_task((n, _, l): (usize, usize, usize)) -> usize {
 
 /// The two sums of `f(a, b) = [u, v]` over equal-length slices, each with eight independent f64
 /// accumulators (so the additions pipeline), combined in a fixed order.
-fn sums_f64<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> [f64; 2]) -> [f64; 2] {
-    let mut acc = [[0.0f64; 8]; 2];
+fn sums_acc<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> [F::Acc; 2]) -> [F::Acc; 2] {
+    let zero = F::Acc::zero();
+    let mut acc = [[zero; 8]; 2];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let mut total = [0.0f64; 2];
+    let mut total = [zero; 2];
     for (&x, &y) in ac.remainder().iter().zip(bc.remainder()) {
         let [u, v] = f(x, y);
         total[0] += u;
@@ -90,23 +94,24 @@ fn sums_f64<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> [f64; 2]) -> [f64; 2
 fn channel_sums<F: Float>(
     a: &ArrayView2<'_, F>,
     b: &ArrayView2<'_, F>,
-    f: impl Fn(F, F) -> [f64; 2] + Copy,
-) -> [f64; 2] {
+    f: impl Fn(F, F) -> [F::Acc; 2] + Copy,
+) -> [F::Acc; 2] {
+    let zero = F::Acc::zero();
     if a.ncols() == 1 {
         // [N, 1] (a 2-D input): one strided column, where rows of one element would each cost
         // a call.
-        return a.iter().zip(b).fold([0.0, 0.0], |[s, t], (&x, &y)| {
+        return a.iter().zip(b).fold([zero, zero], |[s, t], (&x, &y)| {
             let [u, v] = f(x, y);
             [s + u, t + v]
         });
     }
-    let mut total = [0.0f64; 2];
+    let mut total = [zero; 2];
     for (ar, br) in a.rows().into_iter().zip(b.rows()) {
         let (a, b) = (
             ar.as_slice().expect("standard"),
             br.as_slice().expect("standard"),
         );
-        let [u, v] = sums_f64(a, b, f);
+        let [u, v] = sums_acc(a, b, f);
         total[0] += u;
         total[1] += v;
     }
@@ -114,8 +119,8 @@ fn channel_sums<F: Float>(
 }
 
 /// Sum of `f(x)` over one channel `[N, L]`.
-fn channel_sum<F: Float>(x: &ArrayView2<'_, F>, f: impl Fn(F) -> f64 + Copy) -> f64 {
-    channel_sums(x, x, move |v, _| [f(v), 0.0])[0]
+fn channel_sum<F: Float>(x: &ArrayView2<'_, F>, f: impl Fn(F) -> F::Acc + Copy) -> F::Acc {
+    channel_sums(x, x, move |v, _| [f(v), F::Acc::zero()])[0]
 }
 
 /// Panics unless a per-channel value has shape `[C]`.
@@ -127,21 +132,21 @@ fn check_per_channel(op: &str, what: &str, shape: &[usize], c: usize) {
     );
 }
 
-/// The per-channel affine parameter (gamma or beta) as f64 values; `default` when absent.
+/// The per-channel affine parameter (gamma or beta) as accumulator values; `default` when absent.
 fn channel_param<F: Float>(
     op: &str,
     what: &str,
     p: Option<Var<'_, F>>,
     c: usize,
     default: f64,
-) -> Vec<f64> {
+) -> Vec<F::Acc> {
     match p {
         Some(p) => {
             let v = p.value();
             check_per_channel(op, what, v.shape(), c);
-            v.iter().map(|x| x.f64()).collect()
+            v.iter().map(|x| x.acc()).collect()
         }
-        None => vec![default; c],
+        None => vec![F::Acc::c(default); c],
     }
 }
 
@@ -177,17 +182,18 @@ impl<'t, F: Float> Var<'t, F> {
             .into_shape_with_order(ncl)
             .expect("fresh array");
         // Per channel: mean, biased variance (two passes, f64), then y = (x - mean) * a + beta.
-        let moments: Vec<(f64, f64)> = x3
+        let (m_acc, eps_acc) = (F::Acc::c(m as f64), F::Acc::c(eps));
+        let moments: Vec<(F::Acc, F::Acc)> = x3
             .axis_iter(Axis(1))
             .into_par_iter()
             .zip(y3.axis_iter_mut(Axis(1)))
             .enumerate()
             .with_min_len(min_channels_per_task(ncl))
             .map(|(ch, (xc, mut yc))| {
-                let mean = channel_sum(&xc, |v| v.f64()) / m as f64;
-                let var = channel_sum(&xc, |v| (v.f64() - mean).powi(2)) / m as f64;
-                let a = F::c(gamma[ch] / (var + eps).sqrt());
-                let (mean_f, beta_f) = (F::c(mean), F::c(beta[ch]));
+                let mean = channel_sum(&xc, |v| v.acc()) / m_acc;
+                let var = channel_sum(&xc, |v| (v.acc() - mean).powi(2)) / m_acc;
+                let a = F::from_acc(gamma[ch] / (var + eps_acc).sqrt());
+                let (mean_f, beta_f) = (F::from_acc(mean), F::from_acc(beta[ch]));
                 Zip::from(&mut yc)
                     .and(&xc)
                     .for_each(|y, &x| *y = (x - mean_f) * a + beta_f);
@@ -196,13 +202,16 @@ impl<'t, F: Float> Var<'t, F> {
             .collect();
         let y = y.into_shape_with_order(x.raw_dim()).expect("same size");
         let stats = BatchStats {
-            mean: Tensor::from_shape_fn(IxDyn(&[c]), |i| F::c(moments[i[0]].0)),
+            mean: Tensor::from_shape_fn(IxDyn(&[c]), |i| F::from_acc(moments[i[0]].0)),
             var_unbiased: Tensor::from_shape_fn(IxDyn(&[c]), |i| {
-                F::c(moments[i[0]].1 * m as f64 / (m - 1) as f64)
+                F::from_acc(moments[i[0]].1 * m_acc / F::Acc::c((m - 1) as f64))
             }),
         };
-        let mean: Vec<f64> = moments.iter().map(|mv| mv.0).collect();
-        let inv_std: Vec<f64> = moments.iter().map(|mv| 1.0 / (mv.1 + eps).sqrt()).collect();
+        let mean: Vec<F::Acc> = moments.iter().map(|mv| mv.0).collect();
+        let inv_std: Vec<F::Acc> = moments
+            .iter()
+            .map(|mv| F::Acc::one() / (mv.1 + eps_acc).sqrt())
+            .collect();
 
         let mut inputs = vec![self];
         let weight_at = weight.map(|w| {
@@ -231,7 +240,7 @@ impl<'t, F: Float> Var<'t, F> {
             };
             // One task per channel reads its x and g twice while they are still in cache:
             // the sums, then dx.
-            let sums: Vec<[f64; 2]> = x3
+            let sums: Vec<[F::Acc; 2]> = x3
                 .axis_iter(Axis(1))
                 .into_par_iter()
                 .zip(g3.axis_iter(Axis(1)))
@@ -242,15 +251,15 @@ impl<'t, F: Float> Var<'t, F> {
                     let (mu, s) = (mean[ch], inv_std[ch]);
                     // sum(g) and sum(g * xhat), xhat = (x - mean) * inv_std.
                     let [sum_g, sum_g_centred] =
-                        channel_sums(&xc, &gc, |x, g| [g.f64(), g.f64() * (x.f64() - mu)]);
+                        channel_sums(&xc, &gc, |x, g| [g.acc(), g.acc() * (x.acc() - mu)]);
                     let sum_g_xhat = sum_g_centred * s;
                     if let Some(mut dxc) = dxc {
                         // dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat)), written
                         // as k g + (x - mean) k2 + k3 with per-channel constants.
                         let k = gamma[ch] * s;
-                        let k2 = F::c(-k * s * sum_g_xhat / m as f64);
-                        let k3 = F::c(-k * sum_g / m as f64);
-                        let (k, mu) = (F::c(k), F::c(mu));
+                        let k2 = F::from_acc(-k * s * sum_g_xhat / m_acc);
+                        let k3 = F::from_acc(-k * sum_g / m_acc);
+                        let (k, mu) = (F::from_acc(k), F::from_acc(mu));
                         Zip::from(&mut dxc)
                             .and(&xc)
                             .and(&gc)
@@ -262,8 +271,9 @@ impl<'t, F: Float> Var<'t, F> {
             let mut grads: Vec<Option<Tensor<F>>> = vec![None; n_inputs];
             grads[0] = dx.map(|dx| dx.into_shape_with_order(x.raw_dim()).expect("same size"));
             // dgamma = sum(g * xhat), dbeta = sum(g).
-            let per_channel =
-                |which: usize| Tensor::from_shape_fn(IxDyn(&[c]), |i| F::c(sums[i[0]][which]));
+            let per_channel = |which: usize| {
+                Tensor::from_shape_fn(IxDyn(&[c]), |i| F::from_acc(sums[i[0]][which]))
+            };
             if let Some(at) = weight_at.filter(|&at| needs[at]) {
                 grads[at] = Some(per_channel(1));
             }

@@ -6,8 +6,9 @@
 //!
 //! - `max_pool2d` pads with -inf (padded positions never win). The gradient goes to the arg-max;
 //!   on ties the FIRST maximal element in window scan order (row by row, left to right) gets it,
-//!   and the first NaN of a window counts as its maximum (NaN propagates, as in PyTorch). Both
-//!   conventions are tested in `tests/grad_pool.rs`.
+//!   and a window holding NaNs outputs its LAST NaN in scan order and sends the gradient there:
+//!   PyTorch's CPU kernel updates its running maximum on `val > max || isnan(val)`, so every NaN
+//!   replaces the one before it. Both conventions are tested in `tests/suite/grad_pool.rs`.
 //! - `avg_pool2d` pads with zeros that count in the divisor (PyTorch's default
 //!   `count_include_pad=True`), so every window divides by `kH * kW`.
 //!
@@ -113,8 +114,8 @@ impl Window {
 /// One plane's max pooling: values into `y`, the arg-max (flat index in the plane) into `arg`.
 ///
 /// The arg-max is the first element strictly greater than all before it (so ties go to the
-/// first in scan order), unless the window holds a NaN: then the first NaN wins, as NaN
-/// propagates in PyTorch. The loop is written without data-dependent branches (selects and
+/// first in scan order), unless the window holds a NaN: then the last NaN wins, as in PyTorch
+/// (whose scan takes every NaN it meets). The loop is written without data-dependent branches (selects and
 /// `max`), because on real data the comparison is unpredictable and mispredicted branches
 /// would cost more than the whole window.
 fn max_pool_plane<F: Float>(win: &Window, x: &[F], y: &mut [F], arg: &mut [u32]) {
@@ -131,7 +132,7 @@ fn max_pool_plane<F: Float>(win: &Window, x: &[F], y: &mut [F], arg: &mut [u32])
                 for (at, &v) in (start..).zip(&x[start..r * win.w + cols.end]) {
                     best_at = select_unpredictable(v > best, at, best_at);
                     best = best.max(v);
-                    nan_at = select_unpredictable(v.is_nan() & (nan_at == NONE), at, nan_at);
+                    nan_at = select_unpredictable(v.is_nan(), at, nan_at);
                 }
             }
             let at = if nan_at == NONE { best_at } else { nan_at };

@@ -11,75 +11,17 @@
 //!   the threshold gradient (eq. 14) goes through a [`Surrogate`] for dM/dt.
 //! - [`Var::sparsity_rate`]: FCPTS's bridge r(t) = fraction of |w| <= t (eq. 10), exact forward,
 //!   backward dr/dt = p(t) + p(-t) (eq. 11) with p a [`Density`] estimate (eq. 12).
-//! - [`Var::hard_concrete`], [`Var::hard_concrete_eval`], [`Var::l0_penalty`]: the L0 gates of
-//!   Louizos et al. 2018, composed from gradient-checked elementwise ops.
-
-use std::sync::Arc;
+//! - the L0 gates of Louizos et al. 2018 ([`HardConcrete`]) are in `ops::hard_concrete`.
 
 use ndarray::Zip;
 
 use crate::float::Float;
+pub use crate::ops::density::{Bandwidth, Density, DensityEstimate};
 use crate::ops::elementwise::sign_scalar;
-pub use crate::sparsity::density::{Bandwidth, Density, DensityEstimate};
 use crate::tape::{Tensor, Var, broadcast_shape};
 
-/// A scalar function with its derivative, shared by reference.
-pub type ScalarFn = Arc<dyn Fn(f64) -> f64 + Send + Sync>;
-
-/// STR's threshold function g: the pruning threshold is g(s) for a learnable s.
-#[derive(Clone)]
-pub enum ThresholdFn {
-    /// g = sigmoid: the paper's choice for unstructured sparsity.
-    Sigmoid,
-    /// g = exp: the paper's choice for structured (low-rank) sparsity.
-    Exp,
-    /// Any user function with its derivative `df` (not checked against `f`: gradcheck it).
-    Custom { f: ScalarFn, df: ScalarFn },
-}
-
-impl std::fmt::Debug for ThresholdFn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ThresholdFn::Sigmoid => "Sigmoid",
-            ThresholdFn::Exp => "Exp",
-            ThresholdFn::Custom { .. } => "Custom",
-        })
-    }
-}
-
-impl ThresholdFn {
-    /// A custom g from a function and its derivative.
-    pub fn custom(
-        f: impl Fn(f64) -> f64 + Send + Sync + 'static,
-        df: impl Fn(f64) -> f64 + Send + Sync + 'static,
-    ) -> Self {
-        ThresholdFn::Custom {
-            f: Arc::new(f),
-            df: Arc::new(df),
-        }
-    }
-
-    /// g(s), evaluated in f64.
-    pub fn value(&self, s: f64) -> f64 {
-        match self {
-            ThresholdFn::Sigmoid => sigmoid(s),
-            ThresholdFn::Exp => s.exp(),
-            ThresholdFn::Custom { f, .. } => f(s),
-        }
-    }
-
-    /// g'(s), evaluated in f64.
-    pub fn derivative(&self, s: f64) -> f64 {
-        match self {
-            ThresholdFn::Sigmoid => {
-                let y = sigmoid(s);
-                y * (1.0 - y)
-            }
-            ThresholdFn::Exp => s.exp(),
-            ThresholdFn::Custom { df, .. } => df(s),
-        }
-    }
-}
+pub use crate::ops::hard_concrete::HardConcrete;
+pub use crate::ops::threshold_fn::{ScalarFn, ThresholdFn};
 
 /// Which smooth stand-in for the hard mask M = 1[|w| > t] supplies dM/dt in [`Var::sign_mask`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,42 +55,8 @@ impl Surrogate {
     }
 }
 
-/// Hard-concrete distribution parameters (Louizos et al. 2018): temperature `beta`, stretch
-/// interval (`gamma`, `zeta`) with gamma < 0 < 1 < zeta.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HardConcrete {
-    pub beta: f64,
-    pub gamma: f64,
-    pub zeta: f64,
-}
-
-impl Default for HardConcrete {
-    /// The paper's values: beta = 2/3, gamma = -0.1, zeta = 1.1.
-    fn default() -> Self {
-        HardConcrete {
-            beta: 2.0 / 3.0,
-            gamma: -0.1,
-            zeta: 1.1,
-        }
-    }
-}
-
-impl HardConcrete {
-    fn check(&self, op: &str) {
-        assert!(
-            self.beta > 0.0 && self.gamma < 0.0 && self.zeta > 1.0,
-            "op `{op}`: needs beta > 0 and gamma < 0 < 1 < zeta, got {self:?}"
-        );
-    }
-
-    /// log_alpha giving gates with drop rate p at initialisation: ln(1 - p) - ln p.
-    pub fn log_alpha_for_drop_rate(p: f64) -> f64 {
-        (1.0 - p).ln() - p.ln()
-    }
-}
-
 /// The logistic function in f64, without overflow.
-fn sigmoid(x: f64) -> f64 {
+pub(crate) fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
     } else {
@@ -433,44 +341,5 @@ impl<'t, F: Float> Var<'t, F> {
                 });
                 vec![None, dt]
             })
-    }
-
-    /// A training-time hard-concrete gate sample from `self` = log_alpha and uniform noise `u` in
-    /// (0, 1) (same shape as log_alpha, or broadcastable against it):
-    /// s = sigmoid((ln u - ln(1 - u) + log_alpha) / beta), z = clamp(s (zeta - gamma) + gamma, 0, 1).
-    /// Composed from elementwise ops, so its gradient is theirs (clamp passes it on [0, 1]).
-    pub fn hard_concrete(self, u: &Tensor<F>, hc: &HardConcrete) -> Self {
-        hc.check("hard_concrete");
-        assert!(
-            u.iter().all(|&u| u > F::zero() && u < F::one()),
-            "op `hard_concrete`: noise u must lie in the open interval (0, 1)"
-        );
-        let logistic_noise = self
-            .tape()
-            .constant(u.mapv(|u| u.ln() - (F::one() - u).ln()));
-        (self + logistic_noise)
-            .mul_scalar(1.0 / hc.beta)
-            .sigmoid()
-            .mul_scalar(hc.zeta - hc.gamma)
-            .add_scalar(hc.gamma)
-            .clamp(0.0, 1.0)
-    }
-
-    /// The deterministic test-time gate z = clamp(sigmoid(log_alpha) (zeta - gamma) + gamma, 0, 1).
-    pub fn hard_concrete_eval(self, hc: &HardConcrete) -> Self {
-        hc.check("hard_concrete_eval");
-        self.sigmoid()
-            .mul_scalar(hc.zeta - hc.gamma)
-            .add_scalar(hc.gamma)
-            .clamp(0.0, 1.0)
-    }
-
-    /// The expected number of open gates, sum_j P(z_j != 0) = sum_j sigmoid(log_alpha_j -
-    /// beta ln(-gamma / zeta)), as a value of shape [].
-    pub fn l0_penalty(self, hc: &HardConcrete) -> Self {
-        hc.check("l0_penalty");
-        self.add_scalar(-hc.beta * (-hc.gamma / hc.zeta).ln())
-            .sigmoid()
-            .sum()
     }
 }

@@ -19,15 +19,31 @@ use std::collections::HashSet;
 use crate::error::Result;
 use crate::float::Float;
 use crate::grads::Grads;
+/// Re-exported: the optimisers and the `step` driver use it for mask hygiene.
+pub use crate::nn::zero_pruned;
 use crate::nn::{Module, Weight};
 use crate::param::Param;
 use crate::tape::Tensor;
 
 pub use adam::{Adam, AdamConfig};
 pub use groups::{Hyper, ParamGroup, ParamMatch};
-pub use schedule::{LrSchedule, Schedule, Warmup};
+pub use schedule::{LrSchedule, Schedule, ScheduleUnit, Warmup};
 pub use sgd::{Sgd, SgdConfig};
 pub use state::ParamShapes;
+
+/// The optimisers `--optimizer` names.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// SGD with (Nesterov) momentum and L2 weight decay.
+    Sgd,
+    /// Adam with L2 weight decay.
+    Adam,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter).
+    Adamw,
+}
 
 /// A per-parameter update rule with per-parameter state keyed by parameter name.
 pub trait Optimizer<F: Float> {
@@ -94,6 +110,12 @@ pub fn step<F: Float, O: Optimizer<F> + ?Sized>(
             update_param(opt, name, p, grads, None);
         }
     });
+    // Transforms whose parameters have a domain (L0's log_alpha range) are put back in it.
+    model.visit_weights_mut("", &mut |_, w| {
+        if let Some(t) = &mut w.transform {
+            t.project();
+        }
+    });
 }
 
 /// Updates one parameter (if trainable, not frozen, and given a gradient). With a mask, the
@@ -127,14 +149,6 @@ fn update_param<F: Float, O: Optimizer<F> + ?Sized>(
             zero_pruned(p.value_mut(), mask);
         }
     }
-}
-
-/// Sets the entries of `t` where `mask` is 0 to +0.0 (others are multiplied by the mask). A select,
-/// not `t * mask`: that would leave -0.0 for negative entries and NaN for infinite ones.
-pub fn zero_pruned<F: Float>(t: &mut Tensor<F>, mask: &Tensor<F>) {
-    ndarray::Zip::from(t).and(mask).for_each(|v, &m| {
-        *v = if m == F::zero() { F::zero() } else { *v * m };
-    });
 }
 
 /// The shapes of `model`'s trainable parameters, by name.

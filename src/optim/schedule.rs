@@ -22,6 +22,27 @@
 
 use crate::error::{Error, Result};
 
+/// What a schedule counts (`--schedule-unit`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleUnit {
+    /// The schedule advances once per epoch.
+    Epoch,
+    /// The schedule advances once per optimiser step.
+    Step,
+}
+
+impl std::fmt::Display for ScheduleUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ScheduleUnit::Epoch => "epoch",
+            ScheduleUnit::Step => "step",
+        })
+    }
+}
+
 /// The main schedule (after any warm-up), as a multiple of the base learning rate.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {

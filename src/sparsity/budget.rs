@@ -10,6 +10,22 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::tape::Tensor;
 
+pub use crate::sparsity::distribution::Distribution;
+
+/// One layer as [`allocate_scores`] sees it: its shape, a score per weight (higher = more worth
+/// keeping; |w| for magnitude pruning) and whether it is kept dense.
+#[derive(Clone, Debug)]
+pub struct ScoredLayer<'a> {
+    pub name: &'a str,
+    pub shape: &'a [usize],
+    /// One score per entry in row-major order; used by the global rankings only.
+    pub scores: &'a [f64],
+    /// Entries already pruned (empty: none): the global rankings count them as pruned first, so
+    /// a gradual schedule never asks to revive one.
+    pub pruned: &'a [bool],
+    pub dense: bool,
+}
+
 /// A sparsity allocation rule.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Budget {
@@ -68,12 +84,44 @@ impl Allocation {
 }
 
 /// The allocation of `budget` for target global sparsity `target` in [0, 1] over `layers`
-/// (name and weight, in model order: the first is the input layer).
+/// (name and weight, in model order: the first is the input layer), ranking by |w|.
 pub fn allocate<F: Float>(
     budget: &Budget,
     layers: &[(&str, &Tensor<F>)],
     target: f64,
 ) -> Result<Allocation> {
+    let magnitudes: Vec<Vec<f64>> = layers
+        .iter()
+        .map(|(_, w)| w.iter().map(|v| v.f64().abs()).collect())
+        .collect();
+    let first_dense = matches!(
+        budget,
+        Budget::Uniform {
+            first_layer_dense: true
+        }
+    ) && layers.len() > 1;
+    let scored: Vec<ScoredLayer> = layers
+        .iter()
+        .zip(&magnitudes)
+        .enumerate()
+        .map(|(l, ((name, w), scores))| ScoredLayer {
+            name,
+            shape: w.shape(),
+            scores,
+            pruned: &[],
+            dense: l == 0 && first_dense,
+        })
+        .collect();
+    allocate_scores(budget, &scored, target)
+}
+
+/// The allocation of `budget` for global sparsity `target` over all `layers` (dense ones
+/// included in the count, never pruned): exact counts summing to round(target N). Uniform gives
+/// every sparsified layer the same share goal / (weights of the sparsified layers); ERK / ER make
+/// the dense layers dense and scale the others; the global rankings (`GlobalMagnitude`, `Lamp`)
+/// rank the scores of the sparsified layers only. Fails when the sparsified layers cannot hold
+/// the target.
+pub fn allocate_scores(budget: &Budget, layers: &[ScoredLayer], target: f64) -> Result<Allocation> {
     if !(0.0..=1.0).contains(&target) {
         return Err(Error::invalid(format!(
             "--target-sparsity must be in [0, 1], got {target}"
@@ -82,63 +130,77 @@ pub fn allocate<F: Float>(
     if layers.is_empty() {
         return Err(Error::invalid("the model has no prunable layers"));
     }
-    let params: Vec<usize> = layers.iter().map(|(_, w)| w.len()).collect();
+    let params: Vec<usize> = layers
+        .iter()
+        .map(|l| l.shape.iter().product::<usize>())
+        .collect();
     let total: usize = params.iter().sum();
     let goal = (target * total as f64).round() as usize;
+    let open: usize = (0..layers.len())
+        .filter(|&l| !layers[l].dense)
+        .map(|l| params[l])
+        .sum();
+    if goal > open {
+        return Err(Error::invalid(format!(
+            "--target-sparsity {target} cannot be met with the dense layers kept dense (the other layers hold {:.1}% of the weights)",
+            100.0 * open as f64 / total.max(1) as f64
+        )));
+    }
+    let any_dense = layers.iter().any(|l| l.dense);
     let prune = match budget {
-        Budget::Uniform { first_layer_dense } => {
-            let mut densities = vec![1.0 - target; layers.len()];
-            if *first_layer_dense && layers.len() > 1 {
-                densities[0] = 1.0;
-                let rest = (total - params[0]) as f64;
-                let s = goal as f64 / rest;
-                if s > 1.0 {
-                    return Err(Error::invalid(format!(
-                        "--target-sparsity {target} cannot be met with the first layer dense (the other layers hold {:.1}% of the weights)",
-                        100.0 * rest / total as f64
-                    )));
-                }
-                densities[1..].iter_mut().for_each(|d| *d = 1.0 - s);
-            }
+        Budget::Uniform { .. } => {
+            // Without dense layers, 1 - target itself (what the post-training baselines always
+            // used); with them, the share of the sparsified layers.
+            let share = if any_dense {
+                goal as f64 / open as f64
+            } else {
+                target
+            };
+            let densities: Vec<f64> = layers
+                .iter()
+                .map(|l| if l.dense { 1.0 } else { 1.0 - share })
+                .collect();
             round_to_goal(&params, &densities, goal)
         }
-        Budget::Erk { power_scale } => {
-            let shapes: Vec<&[usize]> = layers.iter().map(|(_, w)| w.shape()).collect();
+        Budget::Erk { .. } | Budget::Er => {
+            let (power, kernel) = match budget {
+                Budget::Erk { power_scale } => (*power_scale, true),
+                _ => (1.0, false),
+            };
+            let shapes: Vec<&[usize]> = layers.iter().map(|l| l.shape).collect();
+            let dense: Vec<bool> = layers.iter().map(|l| l.dense).collect();
             round_to_goal(
                 &params,
-                &erdos_renyi_densities(&shapes, target, *power_scale, true),
-                goal,
-            )
-        }
-        Budget::Er => {
-            let shapes: Vec<&[usize]> = layers.iter().map(|(_, w)| w.shape()).collect();
-            round_to_goal(
-                &params,
-                &erdos_renyi_densities(&shapes, target, 1.0, false),
+                &erdos_renyi_densities_with(&shapes, target, power, kernel, &dense),
                 goal,
             )
         }
         Budget::GlobalMagnitude { normalised } => {
             let scores: Vec<Vec<f64>> = layers
                 .iter()
-                .map(|(_, w)| {
+                .map(|l| {
                     let norm = if *normalised {
-                        w.iter().map(|v| v.f64() * v.f64()).sum::<f64>().sqrt()
+                        l.scores.iter().map(|v| v * v).sum::<f64>().sqrt()
                     } else {
                         1.0
                     };
                     let norm = if norm > 0.0 { norm } else { 1.0 };
-                    w.iter().map(|v| v.f64().abs() / norm).collect()
+                    l.scores.iter().map(|v| v / norm).collect()
                 })
                 .collect();
-            global_lowest(&scores, goal)
+            global_lowest(
+                &already_pruned_first(scores, layers),
+                &dense_flags(layers),
+                goal,
+            )
         }
         Budget::Lamp => {
-            let scores: Vec<Vec<f64>> = layers
-                .iter()
-                .map(|(_, w)| lamp_scores(&w.iter().map(|v| v.f64()).collect::<Vec<_>>()))
-                .collect();
-            global_lowest(&scores, goal)
+            let scores: Vec<Vec<f64>> = layers.iter().map(|l| lamp_scores(l.scores)).collect();
+            global_lowest(
+                &already_pruned_first(scores, layers),
+                &dense_flags(layers),
+                goal,
+            )
         }
     };
     Ok(Allocation {
@@ -146,13 +208,29 @@ pub fn allocate<F: Float>(
             .iter()
             .zip(params)
             .zip(prune)
-            .map(|(((name, _), params), prune)| LayerBudget {
-                name: name.to_string(),
+            .map(|((layer, params), prune)| LayerBudget {
+                name: layer.name.to_string(),
                 params,
                 prune,
             })
             .collect(),
     })
+}
+
+/// Ranks the already pruned entries below every other (see [`ScoredLayer::pruned`]).
+fn already_pruned_first(mut scores: Vec<Vec<f64>>, layers: &[ScoredLayer]) -> Vec<Vec<f64>> {
+    for (s, layer) in scores.iter_mut().zip(layers) {
+        for (v, &p) in s.iter_mut().zip(layer.pruned) {
+            if p {
+                *v = f64::NEG_INFINITY;
+            }
+        }
+    }
+    scores
+}
+
+fn dense_flags(layers: &[ScoredLayer]) -> Vec<bool> {
+    layers.iter().map(|l| l.dense).collect()
 }
 
 /// ERK / ER densities (RigL's `get_sparsities_erdos_renyi`): density_l = eps * raw_l with
@@ -165,6 +243,18 @@ pub fn erdos_renyi_densities(
     power: f64,
     kernel: bool,
 ) -> Vec<f64> {
+    erdos_renyi_densities_with(shapes, target, power, kernel, &vec![false; shapes.len()])
+}
+
+/// [`erdos_renyi_densities`] with the layers flagged in `forced_dense` dense from the start
+/// (`--first-layer-dense` / `--last-layer-dense`), the scale found over the others.
+pub fn erdos_renyi_densities_with(
+    shapes: &[&[usize]],
+    target: f64,
+    power: f64,
+    kernel: bool,
+    forced_dense: &[bool],
+) -> Vec<f64> {
     let raw: Vec<f64> = shapes
         .iter()
         .map(|s| {
@@ -176,7 +266,7 @@ pub fn erdos_renyi_densities(
         .iter()
         .map(|s| s.iter().product::<usize>() as f64)
         .collect();
-    let mut dense = vec![false; shapes.len()];
+    let mut dense = forced_dense.to_vec();
     loop {
         // Kept weights the non-dense layers must supply: (1 - S) N minus what dense layers keep.
         let rhs: f64 = (0..shapes.len())
@@ -233,11 +323,13 @@ pub fn lamp_scores(weights: &[f64]) -> Vec<f64> {
     scores
 }
 
-/// Per-layer counts of the `goal` globally lowest scores (ties: earlier layer, then lower index).
-fn global_lowest(scores: &[Vec<f64>], goal: usize) -> Vec<usize> {
+/// Per-layer counts of the `goal` globally lowest scores of the layers not kept dense (ties:
+/// earlier layer, then lower index).
+fn global_lowest(scores: &[Vec<f64>], dense: &[bool], goal: usize) -> Vec<usize> {
     let mut all: Vec<(f64, usize, usize)> = scores
         .iter()
         .enumerate()
+        .filter(|(l, _)| !dense[*l])
         .flat_map(|(l, s)| s.iter().enumerate().map(move |(i, &v)| (v, l, i)))
         .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));

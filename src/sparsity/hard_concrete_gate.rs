@@ -8,9 +8,10 @@
 //! [`GateAxis::Output`]). In training mode every `apply` draws a fresh gate sample with
 //! u ~ U(1e-6, 1 - 1e-6) from the gate's own seeded generator (one sample per forward pass,
 //! shared by the whole batch, as the authors' `L0Dense.sample_weights`); in evaluation mode the
-//! deterministic test-time gate is used. The training loop calls
-//! [`HardConcreteGate::clamp_log_alpha`] after each optimiser step (the authors'
-//! `constrain_parameters`).
+//! deterministic test-time gate is used; the gate follows the model's mode
+//! (`Module::set_training` reaches it through its `Weight`). `optim::step` calls
+//! [`HardConcreteGate::clamp_log_alpha`] after each optimiser step (through
+//! `WeightTransform::project`; the authors' `constrain_parameters`).
 
 use std::any::Any;
 use std::sync::Mutex;
@@ -165,6 +166,15 @@ impl<F: Float> WeightTransform<F> for HardConcreteGate<F> {
 
     fn visit_mut(&mut self, weight: &str, f: &mut dyn FnMut(&str, &mut Param<F>)) {
         f(&format!("{weight}_log_alpha"), &mut self.log_alpha);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        HardConcreteGate::set_training(self, training);
+    }
+
+    /// The authors' `constrain_parameters`, after every optimiser step.
+    fn project(&mut self) {
+        self.clamp_log_alpha();
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -100,6 +100,39 @@ impl<F: Float> Mask<F> {
         Ok(())
     }
 
+    /// Shrinks the mask to the `keep` currently kept entries of highest `scores` (one per entry,
+    /// row-major; ties to the lower flat index); pruned entries stay pruned, so the mask only
+    /// loses entries. With scores |w| this is [`Mask::shrink_to_top_k`].
+    pub fn shrink_to_top_scores(&mut self, scores: &[f64], keep: usize) -> Result<()> {
+        if scores.len() != self.mask.len() {
+            return Err(Error::invalid(format!(
+                "Mask::shrink_to_top_scores: {} scores for a mask of {} entries",
+                scores.len(),
+                self.mask.len()
+            )));
+        }
+        let kept: Vec<bool> = self.mask.value().iter().map(|&m| m != F::zero()).collect();
+        let mut order: Vec<usize> = (0..scores.len()).filter(|&i| kept[i]).collect();
+        let keep = keep.min(order.len());
+        let by_score_desc = |&a: &usize, &b: &usize| {
+            scores[b]
+                .partial_cmp(&scores[a])
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(&b))
+        };
+        if keep > 0 && keep < order.len() {
+            order.select_nth_unstable_by(keep - 1, by_score_desc);
+        }
+        order.truncate(keep);
+        let mut mask = Tensor::zeros(self.mask.value().raw_dim());
+        let flat = mask.as_slice_mut().expect("fresh array is contiguous");
+        for i in order {
+            flat[i] = F::one();
+        }
+        self.mask.set_value(mask);
+        Ok(())
+    }
+
     /// Number of kept (nonzero) entries.
     pub fn kept(&self) -> usize {
         self.mask
@@ -173,6 +206,10 @@ impl<F: Float> WeightTransform<F> for Mask<F> {
 
     fn mask(&self) -> Option<&Tensor<F>> {
         Some(self.mask.value())
+    }
+
+    fn mask_shared(&self) -> Option<std::sync::Arc<Tensor<F>>> {
+        Some(self.mask.shared())
     }
 
     fn as_any(&self) -> &dyn Any {

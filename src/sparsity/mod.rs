@@ -14,7 +14,8 @@
 //! zero counts every figure is built from.
 
 pub mod budget;
-pub mod density;
+pub mod distribution;
+
 pub mod group_soft_threshold;
 pub mod hard_concrete_gate;
 pub mod mask;
@@ -23,7 +24,7 @@ pub mod sign_mask;
 pub mod soft_threshold;
 pub mod stats;
 
-pub use density::{Bandwidth, Density, DensityEstimate};
+pub use crate::ops::density::{self, Bandwidth, Density, DensityEstimate};
 pub use group_soft_threshold::GroupSoftThreshold;
 pub use hard_concrete_gate::{GateAxis, HardConcreteGate};
 pub use mask::Mask;

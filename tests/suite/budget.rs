@@ -15,6 +15,7 @@ const LENET5: [&[usize]; 4] = [&[20, 1, 5, 5], &[50, 20, 5, 5], &[500, 800], &[1
 fn erk_lenet300_at_90_percent_matches_golden() {
     let d = erdos_renyi_densities(&LENET300, 0.9, 1.0, true);
     let s: Vec<f64> = d.iter().map(|d| 1.0 - d).collect();
+    assert_eq!(s.len(), 3, "one sparsity per layer: {s:?}");
     for (got, want) in s.iter().zip([0.9204, 0.7698, 0.0]) {
         assert!((got - want).abs() < 5e-5, "ERK sparsities {s:?}");
     }
@@ -24,6 +25,7 @@ fn erk_lenet300_at_90_percent_matches_golden() {
 fn erk_lenet5_at_90_percent_matches_golden() {
     let d = erdos_renyi_densities(&LENET5, 0.9, 1.0, true);
     let s: Vec<f64> = d.iter().map(|d| 1.0 - d).collect();
+    assert_eq!(s.len(), 4, "one sparsity per layer: {s:?}");
     for (got, want) in s.iter().zip([0.0, 0.9129, 0.9116, 0.0]) {
         assert!((got - want).abs() < 5e-5, "ERK sparsities {s:?}");
     }
@@ -81,7 +83,7 @@ fn uniform_first_layer_dense_compensates() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "--target-sparsity 0.5 cannot be met with the first layer dense (the other layers hold 11.6% of the weights)"
+        "--target-sparsity 0.5 cannot be met with the dense layers kept dense (the other layers hold 11.6% of the weights)"
     );
 }
 

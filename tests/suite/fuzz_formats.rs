@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sparsegrad::posttrain::PosttrainConfig;
+use sparsegrad::methods::{SharedOptions, TrainMethod};
 use sparsegrad::train::{Progress, RunOptions, SparsityConfig, TrainConfig, train};
 
 use crate::fuzz_json::{edit_json, json_edit};
@@ -98,13 +99,16 @@ pub struct SeedRuns {
 pub fn seed_config(data: &Path, epochs: usize, out: PathBuf) -> TrainConfig {
     TrainConfig {
         data: data.to_str().unwrap().into(),
-        method: "str".into(),
+        method: TrainMethod::Str,
         epochs,
         batch_size: 16,
         val_split: 0.25,
-        out,
+        out: Some(out),
         sparsity: SparsityConfig {
-            target_sparsity: Some(0.5),
+            shared: SharedOptions {
+                target_sparsity: Some(0.5),
+                ..SharedOptions::default()
+            },
             ..SparsityConfig::default()
         },
         ..TrainConfig::default()
@@ -116,14 +120,16 @@ pub fn seed_runs(dir: &Path) -> SeedRuns {
     let data = dir.join("data");
     write_idx_dir(&data, 32, 8, 4, 4);
     let config = seed_config(&data, 1, dir.join("run"));
+    let (run, post_out) = (dir.join("run"), dir.join("post"));
     train(&config, RunOptions::default(), &mut Progress::plain()).unwrap();
     let post = PosttrainConfig {
-        checkpoint: config.out.join("model.safetensors"),
+        checkpoint: Some(run.join("model.safetensors")),
+        target_sparsity: Some(0.5),
         calib: 8,
         iters: 2,
         warmup: 1,
         batch_size: 8,
-        out: dir.join("post"),
+        out: Some(post_out.clone()),
         ..PosttrainConfig::default()
     };
     sparsegrad::posttrain::run(&post, false, &mut Progress::plain()).unwrap();
@@ -134,9 +140,9 @@ pub fn seed_runs(dir: &Path) -> SeedRuns {
     };
     train(&resumable_config, stop, &mut Progress::plain()).unwrap();
     SeedRuns {
-        train: config.out,
-        post: post.out,
-        resumable: resumable_config.out.clone(),
+        train: run,
+        post: post_out,
+        resumable: resumable_config.out_dir(),
         resumable_config,
     }
 }

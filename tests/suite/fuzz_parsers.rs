@@ -20,9 +20,11 @@ use sparsegrad::data::{
 };
 use sparsegrad::error::Result;
 use sparsegrad::io::checkpoint::{Checkpoint, load};
-use sparsegrad::io::compare::{ComparisonRow, markdown_table};
-use sparsegrad::io::runlog::MetricsLog;
-use sparsegrad::train::trainer::{load_model, read_summary};
+use sparsegrad::run::dir::read_summary;
+use sparsegrad::run::log::JsonLines;
+use sparsegrad::run::load_model;
+use sparsegrad::run::report::{ComparisonRow, markdown_table};
+use sparsegrad::run::{EpochMetrics, PosttrainSummary, Summary};
 use sparsegrad::train::{Progress, RunOptions, TrainConfig, train};
 
 use crate::fuzz_formats::*;
@@ -186,7 +188,7 @@ proptest! {
     fn fuzz_train_summary(bytes in json_input(seed_file("run", "summary.json"))) {
         let dir = FuzzDir::new("train-summary");
         let path = dir.write("summary.json", &bytes);
-        let result = read_summary(&dir.0);
+        let result = read_summary::<Summary>(&dir.0);
         assert_error_names(&result, &path);
         if let Ok(s) = result {
             markdown_table(&[ComparisonRow::from_summary("run", &s)]);
@@ -198,10 +200,10 @@ proptest! {
     fn fuzz_posttrain_summary(bytes in json_input(seed_file("post", "summary.json"))) {
         let dir = FuzzDir::new("post-summary");
         let path = dir.write("summary.json", &bytes);
-        let result = sparsegrad::posttrain::read_summary(&dir.0);
+        let result = read_summary::<PosttrainSummary>(&dir.0);
         assert_error_names(&result, &path);
         if let Ok(s) = result {
-            markdown_table(&[s.comparison_row("run")]);
+            markdown_table(&[ComparisonRow::from_posttrain("run", &s)]);
         }
     }
 
@@ -210,7 +212,7 @@ proptest! {
     fn fuzz_metrics_log(bytes in json_input(seed_file("run", "metrics.jsonl"))) {
         let dir = FuzzDir::new("metrics");
         let path = dir.write("metrics.jsonl", &bytes);
-        assert_error_names(&MetricsLog::read(&path), &path);
+        assert_error_names(&JsonLines::<EpochMetrics>::read(&path), &path);
     }
 }
 
@@ -254,7 +256,7 @@ proptest! {
             std::fs::copy(&from, run.join(from.file_name().unwrap())).unwrap();
         }
         std::fs::write(run.join("checkpoint.safetensors"), &bytes).unwrap();
-        let config = TrainConfig { out: run, ..seed.resumable_config.clone() };
+        let config = TrainConfig { out: Some(run), ..seed.resumable_config.clone() };
         let resume = RunOptions { resume: true, ..RunOptions::default() };
         if let Err(e) = train(&config, resume, &mut Progress::plain()) {
             prop_assert!(!e.to_string().contains('\n'), "error is not one line: {}", e);

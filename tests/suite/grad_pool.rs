@@ -201,19 +201,22 @@ fn max_pool2d_ties_send_the_gradient_to_the_first_maximum_in_scan_order() {
     );
 }
 
-/// Convention: a NaN propagates (as in PyTorch): the first NaN of a window is its maximum and
-/// gets the gradient; a window of -inf values sends the gradient to its first element.
+/// Convention: a NaN propagates as in PyTorch's CPU kernel (which takes every element with
+/// `val > max || isnan(val)`): the LAST NaN of a window in scan order is its output (bit for bit)
+/// and gets the gradient; a window of -inf values sends the gradient to its first element.
 #[test]
-fn max_pool2d_propagates_the_first_nan_and_handles_minus_infinity() {
-    let nan = f64::NAN;
-    let x = plane(vec![vec![1.0, nan, 7.0, 2.0], vec![nan, 5.0, 3.0, 4.0]]);
+fn max_pool2d_propagates_the_last_nan_and_handles_minus_infinity() {
+    // Two NaNs with different payloads in one window, so the output tells which one won.
+    let first = f64::from_bits(0x7ff8_0000_0000_0001);
+    let last = f64::from_bits(0x7ff8_0000_0000_0002);
+    let x = plane(vec![vec![1.0, first, 7.0, 2.0], vec![last, 5.0, 3.0, 4.0]]);
     let y = forward(|v| v.max_pool2d([2, 2], [2, 2], [0, 0]), &x);
-    assert!(y[[0, 0, 0, 0]].is_nan());
+    assert_eq!(y[[0, 0, 0, 0]].to_bits(), last.to_bits());
     assert_eq!(y[[0, 0, 0, 1]], 7.0);
     let dx = grad_of_sum(x, |v| v.max_pool2d([2, 2], [2, 2], [0, 0]));
     assert_eq!(
         dx,
-        plane(vec![vec![0.0, 1.0, 1.0, 0.0], vec![0.0, 0.0, 0.0, 0.0]])
+        plane(vec![vec![0.0, 0.0, 1.0, 0.0], vec![1.0, 0.0, 0.0, 0.0]])
     );
 
     let x = plane(vec![vec![f64::NEG_INFINITY; 2]; 2]);

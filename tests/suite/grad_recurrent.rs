@@ -171,6 +171,15 @@ proptest! {
         prop_assert!(report.is_ok(), "{}", report.unwrap_err());
     }
 
+    /// The fused gate op on its own: d h' / d(gi, gh, h), gate pre-activations in (-3, 3).
+    #[test]
+    fn gru_gates_gradcheck(inputs in (1usize..4, 1usize..5).prop_flat_map(|(n, h)| {
+        tensors(vec![vec![n, 3 * h], vec![n, 3 * h], vec![n, h]], -3.0, 3.0)
+    })) {
+        let report = gradcheck(|v| v[0].gru_gates(v[1], v[2]), &inputs, &options());
+        prop_assert!(report.is_ok(), "{}", report.unwrap_err());
+    }
+
     /// Same for FastGRNN, full-rank and low-rank W and U, w.r.t. zeta and nu too.
     #[test]
     fn fastgrnn_gradcheck_through_time((w_low, u_low, inputs) in fastgrnn_case()) {
@@ -732,4 +741,37 @@ fn a_transform_on_a_low_rank_factor_is_used_by_fastgrnn() {
     let make_full =
         || FastGrnnCell::<f64>::new(&FastGrnnConfig::new(3, 4), &mut seeded(23)).unwrap();
     check_transform_hook(make_full(), make_full(), "U");
+}
+
+/// A GRU sequence (f32, large enough for the GEMMs to split over threads): states and every
+/// gradient bit-identical on 1 and 3 threads.
+#[test]
+fn gru_sequence_is_bit_identical_across_thread_counts() {
+    let (t, n, i, h) = (3, 64, 32, 128);
+    let xs = filled(&[t, n, i], 0.3).mapv(|v| v as f32);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        pool.install(|| {
+            // Built inside the pool (a cell is not Sync); the same seed gives the same weights.
+            let cell = GruCell::<f32>::new(i, h, true, &mut seeded(5));
+            let tape = Tape::<f32>::new();
+            let x = tape.leaf(xs.clone());
+            let weights = cell.weights_on(&tape);
+            let h0 = tape.constant(Tensor::zeros(IxDyn(&[n, h])));
+            let states = unroll_on(&cell, &weights, &split_steps(x), h0).stacked();
+            let bits = |t: &Tensor<f32>| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let state_bits = bits(&states.value());
+            let grads = (states * states).sum().backward();
+            vec![
+                state_bits,
+                bits(grads.wrt(x).expect("dx")),
+                bits(grads.wrt(weights.weight_ih).expect("dW_ih")),
+                bits(grads.wrt(weights.weight_hh).expect("dW_hh")),
+            ]
+        })
+    };
+    assert_eq!(run(1), run(3));
 }

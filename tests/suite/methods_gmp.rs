@@ -4,7 +4,9 @@
 //! zero through training.
 
 use crate::methods_support::*;
-use sparsegrad::methods::{self, Gmp, GmpSchedule, Prunable, uniform_prune_counts};
+use sparsegrad::methods::{
+    Gmp, Plugin, PolynomialSchedule, Prunable, RunShape, uniform_prune_counts,
+};
 use sparsegrad::models::LeNet300;
 use sparsegrad::nn::Module;
 use sparsegrad::optim::Optimizer;
@@ -68,22 +70,17 @@ fn assert_pruned_are_zero(
 
 fn gmp_config(target: f64) -> TrainConfig {
     let mut config = TrainConfig {
-        method: "gmp".into(),
+        method: "gmp".parse().unwrap(),
         ..TrainConfig::default()
     };
-    config.sparsity.target_sparsity = Some(target);
+    config.sparsity.shared.target_sparsity = Some(target);
     config
 }
 
 #[test]
 fn gmp_schedule_golden_values() {
     // Zhu & Gupta eq. (1), s_i = 0, s_f = 0.98, t_begin 2000, t_end 30000.
-    let s = GmpSchedule {
-        initial: 0.0,
-        target: 0.98,
-        begin: 2000,
-        end: 30000,
-    };
+    let s = PolynomialSchedule::cubic(0.98, 2000, 30000, 100);
     for (t, expected) in [
         (0, 0.0),
         (2000, 0.0),
@@ -99,13 +96,14 @@ fn gmp_schedule_golden_values() {
             s.sparsity_at(t)
         );
     }
-    assert!(s.prunes_at(2000, 100) && s.prunes_at(2100, 100) && s.prunes_at(30000, 100));
-    assert!(!s.prunes_at(1900, 100) && !s.prunes_at(2150, 100) && !s.prunes_at(30100, 100));
+    assert!(s.prunes_at(2000) && s.prunes_at(2100) && s.prunes_at(30000));
+    assert!(!s.prunes_at(1900) && !s.prunes_at(2150) && !s.prunes_at(30100));
     // t_end is a pruning step even off the grid.
-    let off = GmpSchedule { end: 2150, ..s };
-    assert!(off.prunes_at(2150, 100));
+    let off = PolynomialSchedule { end: 2150, ..s };
+    assert!(off.prunes_at(2150));
     // Defaults: 10% and 70% of the run.
-    let gmp = Gmp::from_train_config(&gmp_config(0.9)).unwrap();
+    let config = gmp_config(0.9);
+    let gmp = Gmp::build(&config.sparsity.methods.gmp, &config.method_context()).unwrap();
     let d = gmp.schedule(1000);
     assert_eq!((d.begin, d.end), (100, 700));
 }
@@ -171,15 +169,21 @@ fn uniform_counts_meet_the_target_exactly_and_grow_monotonically() {
 #[test]
 fn gmp_masks_only_shrink_and_pruned_weights_stay_zero() {
     let mut config = gmp_config(0.9);
-    config.sparsity.prune_every = 2;
-    config.sparsity.prune_start = Some(2);
-    config.sparsity.prune_end = Some(12);
-    config.sparsity.last_layer_dense = true;
-    let mut method = methods::build(&config).unwrap();
+    config.sparsity.methods.gmp.prune_every = 2;
+    config.sparsity.methods.gmp.prune_start = Some(2);
+    config.sparsity.methods.gmp.prune_end = Some(12);
+    config.sparsity.shared.last_layer_dense = true;
+    let mut method = config.build_method().unwrap();
     let mut model = lenet();
-    method.prepare(&mut model).unwrap();
+    method.attach(&mut model).unwrap();
     assert_eq!(masks(&model).len(), 2, "fc3 kept dense");
-    method.check_run(16, 16).unwrap();
+    method
+        .check_run(&RunShape {
+            epochs: 1,
+            steps_per_epoch: 16,
+            rounds: 1,
+        })
+        .unwrap();
     let mut opt = sgd_for(method.as_ref(), 0.05, 5e-4);
     let batches = random_batches(16, 16, 784, 10, 4);
     let mut previous = masks(&model);
@@ -215,7 +219,7 @@ fn gmp_and_magnitude_runs_end_at_the_exact_target() {
     let dir = temp_dir("exact");
     for method in ["gmp", "magnitude"] {
         let mut config = short(&dir.join(method), method, 2);
-        config.sparsity.target_sparsity = Some(0.95);
+        config.sparsity.shared.target_sparsity = Some(0.95);
         let summary = finish(&config);
         let pruned = summary.params_total - summary.params_nonzero;
         assert_eq!(
@@ -242,15 +246,15 @@ fn gmp_and_magnitude_runs_end_at_the_exact_target() {
 #[test]
 fn magnitude_prunes_once_and_the_masks_hold_through_fine_tuning() {
     let mut config = TrainConfig {
-        method: "magnitude".into(),
+        method: "magnitude".parse().unwrap(),
         epochs: 3,
         ..TrainConfig::default()
     };
-    config.sparsity.target_sparsity = Some(0.8);
-    config.sparsity.prune_epoch = Some(1);
-    let mut method = methods::build(&config).unwrap();
+    config.sparsity.shared.target_sparsity = Some(0.8);
+    config.sparsity.methods.magnitude.prune_epoch = Some(1);
+    let mut method = config.build_method().unwrap();
     let mut model = lenet();
-    method.prepare(&mut model).unwrap();
+    method.attach(&mut model).unwrap();
     let mut opt = sgd_for(method.as_ref(), 0.05, 5e-4);
     let batches = random_batches(4, 16, 784, 10, 5);
     let mut pruned_masks = None;
@@ -272,7 +276,7 @@ fn magnitude_prunes_once_and_the_masks_hold_through_fine_tuning() {
             );
         }
         let before = raw_weights(&model);
-        method.after_epoch(&mut model, epoch);
+        method.after_epoch(&mut model, epoch).unwrap();
         let now = masks(&model);
         match epoch {
             0 => {
@@ -293,7 +297,7 @@ fn magnitude_prunes_once_and_the_masks_hold_through_fine_tuning() {
             }
         }
     }
-    method.finish(&mut model);
+    method.finish(&mut model).unwrap();
     model.visit_weights("", &mut |name, w| assert!(w.transform.is_none(), "{name}"));
     let zeros: usize = raw_weights(&model)
         .iter()

@@ -7,15 +7,15 @@ use std::process::Command;
 
 use crate::methods_support::*;
 use sparsegrad::io::checkpoint;
-use sparsegrad::methods::{self, bake};
+use sparsegrad::methods::bake;
 use sparsegrad::models::LeNet300;
 use sparsegrad::nn::Module;
 use sparsegrad::optim::groups::resolve;
 use sparsegrad::optim::{Hyper, Optimizer, ParamGroup, ParamMatch, Sgd, SgdConfig};
 use sparsegrad::rng::derived;
+use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::sparsity::SoftThreshold;
 use sparsegrad::tape::Tape;
-use sparsegrad::train::trainer::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::train::{StepInfo, TrainConfig};
 
 fn lenet() -> LeNet300<f32> {
@@ -24,11 +24,12 @@ fn lenet() -> LeNet300<f32> {
 
 fn str_config(granularity: &str, s_init: f64) -> TrainConfig {
     let mut config = TrainConfig {
-        method: "str".into(),
+        method: "str".parse().unwrap(),
         ..TrainConfig::default()
     };
-    config.sparsity.str_granularity = granularity.into();
-    config.sparsity.s_init = s_init;
+    config.sparsity.methods.str.str_granularity =
+        clap::ValueEnum::from_str(granularity, false).unwrap();
+    config.sparsity.methods.str.s_init = s_init;
     config
 }
 
@@ -56,7 +57,7 @@ fn info(step: usize, total: usize) -> StepInfo {
 #[test]
 fn thresholds_have_their_own_group_with_the_weights_decay() {
     let mut config = str_config("layer", -5.0);
-    let method = methods::build(&config).unwrap();
+    let method = config.build_method().unwrap();
     let groups = method.param_groups();
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].matcher, ParamMatch::Suffix("_threshold".into()));
@@ -65,8 +66,8 @@ fn thresholds_have_their_own_group_with_the_weights_decay() {
         Some(config.weight_decay),
         "paper: same lambda"
     );
-    config.sparsity.threshold_decay = Some(0.0);
-    let overridden = methods::build(&config).unwrap().param_groups();
+    config.sparsity.methods.str.threshold_decay = Some(0.0);
+    let overridden = config.build_method().unwrap().param_groups();
     assert_eq!(overridden[0].weight_decay, Some(0.0));
 
     // Listed before the biases/batchnorm group (as the trainer does with --bias-decay), the
@@ -84,10 +85,10 @@ fn thresholds_have_their_own_group_with_the_weights_decay() {
     // And the optimiser applies it: with s = -3200, g'(s) = 0, so the loss gives s no gradient
     // and one SGD step moves s by exactly -lr * decay * s.
     let mut config = str_config("layer", -3200.0);
-    config.sparsity.threshold_decay = Some(0.01);
-    let mut method = methods::build(&config).unwrap();
+    config.sparsity.methods.str.threshold_decay = Some(0.01);
+    let mut method = config.build_method().unwrap();
     let mut model = lenet();
-    method.prepare(&mut model).unwrap();
+    method.attach(&mut model).unwrap();
     let mut opt = Sgd::new(SgdConfig {
         lr: 0.1,
         momentum: 0.9,
@@ -123,13 +124,10 @@ fn first_and_last_layer_dense_flags_leave_those_layers_without_a_threshold() {
     ];
     for (first, last, expected) in cases {
         let mut config = str_config("layer", -5.0);
-        config.sparsity.first_layer_dense = first;
-        config.sparsity.last_layer_dense = last;
+        config.sparsity.shared.first_layer_dense = first;
+        config.sparsity.shared.last_layer_dense = last;
         let mut model = lenet();
-        methods::build(&config)
-            .unwrap()
-            .prepare(&mut model)
-            .unwrap();
+        config.build_method().unwrap().attach(&mut model).unwrap();
         let names: Vec<String> = thresholds(&model).into_iter().map(|t| t.0).collect();
         let expected: Vec<String> = expected
             .iter()
@@ -172,9 +170,10 @@ fn every_granularity_has_its_threshold_shapes_and_trains() {
     ];
     for (granularity, expected) in cases {
         let mut model = lenet();
-        methods::build(&str_config(granularity, -5.0))
+        str_config(granularity, -5.0)
+            .build_method()
             .unwrap()
-            .prepare(&mut model)
+            .attach(&mut model)
             .unwrap();
         let expected: Vec<(String, Vec<usize>)> = expected
             .into_iter()
@@ -183,7 +182,8 @@ fn every_granularity_has_its_threshold_shapes_and_trains() {
         assert_eq!(thresholds(&model), expected, "{granularity}");
 
         let mut config = short(&dir.join(granularity), "str", 1);
-        config.sparsity.str_granularity = granularity.into();
+        config.sparsity.methods.str.str_granularity =
+            clap::ValueEnum::from_str(granularity, false).unwrap();
         let summary = finish(&config);
         assert!(
             summary.test_accuracy > 0.8,
@@ -220,8 +220,9 @@ fn controller_ends_the_run_at_the_target_sparsity() {
     let free = finish(&short(&dir.join("free"), "str", 2)).overall_sparsity;
     for (granularity, target) in [("layer", 0.9), ("layer", 0.98), ("global", 0.95)] {
         let mut config = short(&dir.join(format!("{granularity}{target}")), "str", 2);
-        config.sparsity.target_sparsity = Some(target);
-        config.sparsity.str_granularity = granularity.into();
+        config.sparsity.shared.target_sparsity = Some(target);
+        config.sparsity.methods.str.str_granularity =
+            clap::ValueEnum::from_str(granularity, false).unwrap();
         let summary = finish(&config);
         let reached = summary.overall_sparsity;
         assert!(
@@ -239,10 +240,12 @@ fn controller_per_channel_and_linear_loss_move_toward_the_target() {
     let free = finish(&short(&dir.join("free"), "str", 1)).overall_sparsity;
     for (granularity, loss) in [("channel", "log"), ("layer", "linear")] {
         let mut config = short(&dir.join(format!("{granularity}-{loss}")), "str", 1);
-        config.sparsity.target_sparsity = Some(0.9);
-        config.sparsity.str_granularity = granularity.into();
-        config.sparsity.controller_loss = loss.into();
-        config.sparsity.controller_ramp = 0.0;
+        config.sparsity.shared.target_sparsity = Some(0.9);
+        config.sparsity.methods.str.str_granularity =
+            clap::ValueEnum::from_str(granularity, false).unwrap();
+        config.sparsity.methods.str.controller_loss =
+            clap::ValueEnum::from_str(loss, false).unwrap();
+        config.sparsity.methods.str.controller_ramp = 0.0;
         let reached = finish(&config).overall_sparsity;
         assert!(
             (reached - 0.9).abs() < 0.5 * (free - 0.9).abs(),
@@ -288,9 +291,9 @@ fn warns_once_when_thresholds_stay_at_zero() {
     let batches = random_batches(3, 16, 784, 10, 2);
     let warnings = |s_init: f64| {
         let config = str_config("layer", s_init);
-        let mut method = methods::build(&config).unwrap();
+        let mut method = config.build_method().unwrap();
         let mut model = lenet();
-        method.prepare(&mut model).unwrap();
+        method.attach(&mut model).unwrap();
         let mut opt = sgd_for(method.as_ref(), 0.05, 5e-4);
         let mut out = Vec::new();
         for epoch in 0..2 {
@@ -303,7 +306,7 @@ fn warns_once_when_thresholds_stay_at_zero() {
                 };
                 step(&mut model, method.as_mut(), &mut opt, b, info);
             }
-            out.extend(method.after_epoch(&mut model, epoch));
+            out.extend(method.after_epoch(&mut model, epoch).unwrap());
         }
         out
     };
@@ -346,9 +349,9 @@ fn warns_once_when_thresholds_stay_at_zero() {
 
 #[test]
 fn bake_equals_effective_and_keeps_the_outputs() {
-    let mut method = methods::build(&str_config("layer", -4.0)).unwrap();
+    let mut method = str_config("layer", -4.0).build_method().unwrap();
     let mut model = lenet();
-    method.prepare(&mut model).unwrap();
+    method.attach(&mut model).unwrap();
     let mut opt = sgd_for(method.as_ref(), 0.05, 5e-4);
     let batches = random_batches(4, 32, 784, 10, 3);
     for (i, b) in batches.iter().enumerate() {
@@ -364,7 +367,7 @@ fn bake_equals_effective_and_keeps_the_outputs() {
         (*model.forward(tape.constant(batches[0].0.clone())).value()).clone()
     };
     let before = logits(&mut model);
-    method.finish(&mut model);
+    method.finish(&mut model).unwrap();
     model.visit_weights("", &mut |name, w| {
         assert!(w.transform.is_none(), "{name} still has a transform")
     });
@@ -388,7 +391,7 @@ fn resume_is_bit_identical_and_the_summary_keeps_the_thresholds() {
     let dir = temp_dir("resume");
     let config = |out: &Path| {
         let mut c = short(out, "str", 2);
-        c.sparsity.target_sparsity = Some(0.9);
+        c.sparsity.shared.target_sparsity = Some(0.9);
         c
     };
     let straight = config(&dir.join("straight"));
@@ -396,8 +399,8 @@ fn resume_is_bit_identical_and_the_summary_keeps_the_thresholds() {
     let split = config(&dir.join("split"));
     train_in_two_sittings(&split);
     for file in [MODEL_FILE, CHECKPOINT_FILE] {
-        let a = checkpoint::load::<f32>(&straight.out.join(file)).unwrap();
-        let b = checkpoint::load::<f32>(&split.out.join(file)).unwrap();
+        let a = checkpoint::load::<f32>(&straight.out_dir().join(file)).unwrap();
+        let b = checkpoint::load::<f32>(&split.out_dir().join(file)).unwrap();
         assert_eq!(a.tensors.len(), b.tensors.len(), "{file}");
         for ((name, x), (other, y)) in a.tensors.iter().zip(&b.tensors) {
             assert_eq!(name, other);
@@ -406,8 +409,8 @@ fn resume_is_bit_identical_and_the_summary_keeps_the_thresholds() {
     }
     // The checkpoint holds the raw weights and the thresholds; the export only the effective
     // weights; the summary the thresholds g(s) the transforms applied before baking.
-    let ckpt = checkpoint::load::<f32>(&straight.out.join(CHECKPOINT_FILE)).unwrap();
-    let export = checkpoint::load::<f32>(&straight.out.join(MODEL_FILE)).unwrap();
+    let ckpt = checkpoint::load::<f32>(&straight.out_dir().join(CHECKPOINT_FILE)).unwrap();
+    let export = checkpoint::load::<f32>(&straight.out_dir().join(MODEL_FILE)).unwrap();
     assert!(export.tensors.iter().all(|(n, _)| !n.contains("threshold")));
     for layer in &summary.layers {
         let name = format!("model.{}_threshold", layer.name);

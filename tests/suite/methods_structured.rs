@@ -8,7 +8,6 @@ use ndarray::{Axis, IxDyn, Zip, array};
 use proptest::prelude::*;
 use sparsegrad::check::strategies::{away_from, shape, tensor};
 use sparsegrad::check::{CheckOptions, gradcheck};
-use sparsegrad::methods;
 use sparsegrad::nn::recurrent::unroll;
 use sparsegrad::nn::{FastGrnnCell, FastGrnnConfig, Linear, Module, Weight, join};
 use sparsegrad::ops::sparsity::ThresholdFn;
@@ -239,13 +238,13 @@ fn sequences(n: usize, batch: usize, seed: u64) -> Vec<(Tensor<f32>, Vec<usize>)
 
 fn rank_config() -> TrainConfig {
     let mut config = TrainConfig {
-        method: "str".into(),
+        method: "str".parse().unwrap(),
         weight_decay: 1e-3,
         ..TrainConfig::default()
     };
-    config.sparsity.str_granularity = "rank".into();
-    config.sparsity.str_g = "exp".into();
-    config.sparsity.s_init = -3.0;
+    config.sparsity.methods.str.str_granularity = clap::ValueEnum::from_str("rank", false).unwrap();
+    config.sparsity.methods.str.str_g = clap::ValueEnum::from_str("exp", false).unwrap();
+    config.sparsity.methods.str.s_init = -3.0;
     config
 }
 
@@ -289,18 +288,20 @@ fn low_rank_report_counts_components_with_both_factors_alive() {
 #[test]
 fn rank_granularity_needs_low_rank_factors() {
     let mut lenet = sparsegrad::models::LeNet300::<f32>::new(784, 10, &mut derived(0, 1));
-    let err = methods::build(&rank_config())
+    let err = rank_config()
+        .build_method()
         .unwrap()
-        .prepare(&mut lenet)
+        .attach(&mut lenet)
         .unwrap_err();
     assert_eq!(
         err.to_string(),
         "--str-granularity rank needs a model with low-rank factorised weights (FastGRNN with a rank), and this one has none"
     );
     let mut model = TinyRnn::new(8, 4, 3);
-    methods::build(&rank_config())
+    rank_config()
+        .build_method()
         .unwrap()
-        .prepare(&mut model)
+        .attach(&mut model)
         .unwrap();
     let mut axes = Vec::new();
     model.visit_weights("", &mut |name, w| {
@@ -326,8 +327,8 @@ fn rank_granularity_needs_low_rank_factors() {
 fn structured_str_lowers_the_effective_rank_and_bakes_exactly() {
     let mut model = TinyRnn::new(16, 8, 8);
     let config = rank_config();
-    let mut method = methods::build(&config).unwrap();
-    method.prepare(&mut model).unwrap();
+    let mut method = config.build_method().unwrap();
+    method.attach(&mut model).unwrap();
     // 150 steps at lr 0.5: weight decay 1e-3 on the factors and on s (g = exp, so decay pulls s
     // toward 0 and the norm threshold e^s up from e^-3 = 0.05).
     let mut opt = sgd_for(method.as_ref(), 0.5, config.weight_decay);
@@ -361,7 +362,7 @@ fn structured_str_lowers_the_effective_rank_and_bakes_exactly() {
     let report = sparsity_report(&model);
     assert_eq!(report.low_rank, after);
     let effective = effective_weights(&model);
-    method.finish(&mut model);
+    method.finish(&mut model).unwrap();
     for ((name, raw), (_, eff)) in raw_weights(&model).iter().zip(&effective) {
         assert_bits_equal(name, raw, eff);
     }
@@ -372,10 +373,10 @@ fn structured_str_lowers_the_effective_rank_and_bakes_exactly() {
 fn fastgrnn_run_reports_effective_ranks_in_the_summary() {
     let dir = temp_dir("fastgrnn-rank");
     let mut config = short(&dir.join("run"), "str", 1);
-    config.model = "fastgrnn".into();
-    config.sparsity.str_granularity = "rank".into();
-    config.sparsity.str_g = "exp".into();
-    config.sparsity.s_init = -0.5; // e^-0.5 = 0.61, above the initial component norms (~0.5)
+    config.model = "fastgrnn".parse().unwrap();
+    config.sparsity.methods.str.str_granularity = clap::ValueEnum::from_str("rank", false).unwrap();
+    config.sparsity.methods.str.str_g = clap::ValueEnum::from_str("exp", false).unwrap();
+    config.sparsity.methods.str.s_init = -0.5; // e^-0.5 = 0.61, above the initial component norms (~0.5)
     let summary = finish(&config);
     let ranks: Vec<(String, usize, usize)> = summary
         .low_rank

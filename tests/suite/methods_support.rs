@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use sparsegrad::io::runlog::Summary;
 use sparsegrad::nn::Module;
 use sparsegrad::optim::{self, Optimizer, Sgd, SgdConfig};
 use sparsegrad::rng::{seeded, uniform};
+use sparsegrad::run::dir::MODEL_FILE;
+use sparsegrad::run::summary::Summary;
 use sparsegrad::tape::{Tape, Tensor};
-use sparsegrad::train::trainer::MODEL_FILE;
 use sparsegrad::train::{Method, Outcome, Progress, RunOptions, StepInfo, TrainConfig, train};
 
 /// Trains `config` in two sittings: stopped after its first epoch (no export written yet), then
@@ -26,7 +26,7 @@ pub fn train_in_two_sittings(config: &TrainConfig) {
     )
     .unwrap();
     assert_eq!(stopped, Outcome::Stopped { epochs_done: 1 });
-    assert!(!config.out.join(MODEL_FILE).exists());
+    assert!(!config.out_dir().join(MODEL_FILE).exists());
     train(
         config,
         RunOptions {
@@ -49,10 +49,10 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// LeNet-300 on the bundled data, `epochs` epochs of batches of 128 (57 steps per epoch).
 pub fn short(out: &Path, method: &str, epochs: usize) -> TrainConfig {
     TrainConfig {
-        method: method.into(),
+        method: method.parse().unwrap(),
         epochs,
         batch_size: 128,
-        out: out.to_path_buf(),
+        out: Some(out.to_path_buf()),
         ..TrainConfig::default()
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use ndarray::{Array4, IxDyn, s};
 use sparsegrad::check::{CheckOptions, gradcheck};
+use sparsegrad::models::ModelName;
 use sparsegrad::models::mobilenet::round_channels;
 use sparsegrad::models::resnet::Shortcut;
 use sparsegrad::models::{
@@ -20,7 +21,6 @@ use sparsegrad::nn::{count_trainable, unroll};
 use sparsegrad::rng::{seeded, standard_normal};
 use sparsegrad::sparsity::report::sparsity_report;
 use sparsegrad::tape::{Tape, Tensor, Var};
-use sparsegrad::train::config::MODELS;
 
 const MNIST: (usize, usize, usize) = (1, 28, 28);
 const CIFAR: (usize, usize, usize) = (3, 32, 32);
@@ -227,10 +227,10 @@ fn fastgrnn_classifier_names_and_shapes_follow_edgeml() {
 
 #[test]
 fn every_model_maps_mnist_and_cifar_batches_to_logits() {
-    for name in MODELS {
+    for name in <ModelName as clap::ValueEnum>::value_variants() {
         for input in [MNIST, CIFAR] {
             let spec = ModelSpec {
-                name: name.to_string(),
+                name: *name,
                 input,
                 classes: 7,
                 width: 1.0,
@@ -347,14 +347,17 @@ impl WeightTransform<f32> for Recorder {
 
 #[test]
 fn prunable_weights_are_visited_in_forward_order() {
-    for name in MODELS {
-        let input = if name.starts_with("lenet") || *name == "fastgrnn" {
+    for name in <ModelName as clap::ValueEnum>::value_variants() {
+        let input = if matches!(
+            name,
+            ModelName::Lenet300 | ModelName::Lenet5 | ModelName::Fastgrnn
+        ) {
             MNIST
         } else {
             CIFAR
         };
         let spec = ModelSpec {
-            name: name.to_string(),
+            name: *name,
             input,
             classes: 10,
             width: 1.0,
@@ -559,13 +562,13 @@ fn gradients_through_a_basic_block_match_finite_differences() {
 #[test]
 fn build_knows_every_model_name_and_rejects_others_clearly() {
     let spec = |name: &str, width: f64| ModelSpec {
-        name: name.into(),
+        name: name.parse().unwrap(),
         input: MNIST,
         classes: 10,
         width,
     };
-    for name in MODELS {
-        let model = build(&spec(name, 1.0), &mut seeded(0))
+    for name in <ModelName as clap::ValueEnum>::value_variants() {
+        let model = build(&spec(name.as_str(), 1.0), &mut seeded(0))
             .unwrap_or_else(|e| panic!("--model {name}: {e}"));
         assert!(count_trainable(model.as_ref()) > 0);
     }
@@ -574,7 +577,7 @@ fn build_knows_every_model_name_and_rejects_others_clearly() {
         Err(e) => e.to_string(),
     };
     assert_eq!(
-        err("vgg16", 1.0),
+        "vgg16".parse::<ModelName>().unwrap_err().to_string(),
         "unknown --model `vgg16` (expected one of: lenet300, lenet5, resnet20, resnet32, resnet56, mobilenet, fastgrnn)"
     );
     assert_eq!(

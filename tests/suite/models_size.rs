@@ -6,11 +6,11 @@
 use proptest::prelude::*;
 use sparsegrad::models::{MAX_MODEL_VALUES, ModelSpec, build};
 use sparsegrad::rng::seeded;
-use sparsegrad::train::config::MODELS;
+use sparsegrad::models::ModelName;
 
 fn spec(name: &str, input: (usize, usize, usize), classes: usize, width: f64) -> ModelSpec {
     ModelSpec {
-        name: name.into(),
+        name: name.parse().unwrap(),
         input,
         classes,
         width,
@@ -30,7 +30,7 @@ proptest! {
 
     #[test]
     fn values_are_what_the_built_model_holds(
-        name in prop::sample::select(MODELS.to_vec()),
+        name in prop::sample::select(<ModelName as clap::ValueEnum>::value_variants().iter().map(|m| m.as_str()).collect::<Vec<_>>()),
         c in 1usize..4,
         h in 16usize..40,
         w in 16usize..40,
@@ -88,7 +88,7 @@ fn absurd_specs_are_refused_before_allocating() {
 #[test]
 fn a_checkpoint_stores_at_least_the_values_of_its_model() {
     use sparsegrad::io::checkpoint::{Checkpoint, load};
-    use sparsegrad::train::trainer::CheckpointMeta;
+    use sparsegrad::run::CheckpointMeta;
     let run = &crate::fuzz_formats::seed_runs_cached().train;
     for (name, exact) in [("model.safetensors", true), ("checkpoint.safetensors", false)] {
         let path = run.join(name);

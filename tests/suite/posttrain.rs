@@ -11,12 +11,14 @@ use std::sync::OnceLock;
 
 use crate::cli_support::{assert_error, run as cli};
 use sparsegrad::io::checkpoint;
-use sparsegrad::posttrain::{self, FcptsOptions, PosttrainConfig, PosttrainSummary, fcpts};
+use sparsegrad::methods::{FixUp, fcpts, fixup};
+use sparsegrad::posttrain::{self, PosttrainConfig, PosttrainSummary};
+use sparsegrad::run::dir::MODEL_FILE;
+use sparsegrad::run::meta::load_model;
 use sparsegrad::sparsity::budget::{Budget, allocate};
 use sparsegrad::sparsity::report::sparsity_report;
-use sparsegrad::sparsity::{Density, FcptsVariant, ThresholdMask};
+use sparsegrad::sparsity::{FcptsVariant, ThresholdMask};
 use sparsegrad::tape::Tensor;
-use sparsegrad::train::trainer::{MODEL_FILE, load_model};
 use sparsegrad::train::{Progress, RunOptions, TrainConfig, train};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -33,11 +35,11 @@ fn dense_model() -> PathBuf {
         let config = TrainConfig {
             epochs: 1,
             batch_size: 256,
-            out: temp_dir("dense").join("run"),
+            out: Some(temp_dir("dense").join("run")),
             ..TrainConfig::default()
         };
         train(&config, RunOptions::default(), &mut Progress::plain()).unwrap();
-        config.out.join(MODEL_FILE)
+        config.out_dir().join(MODEL_FILE)
     })
     .clone()
 }
@@ -45,14 +47,14 @@ fn dense_model() -> PathBuf {
 /// A short run: 256 calibration images, 24 iterations.
 fn small(name: &str, method: &str, r0: f64) -> PosttrainConfig {
     PosttrainConfig {
-        checkpoint: dense_model(),
-        method: method.into(),
-        target_sparsity: r0,
+        checkpoint: Some(dense_model()),
+        method: method.parse().unwrap(),
+        target_sparsity: Some(r0),
         calib: 256,
         iters: 24,
         warmup: 4,
         log_every: 8,
-        out: temp_dir(name).join("run"),
+        out: Some(temp_dir(name).join("run")),
         ..PosttrainConfig::default()
     }
 }
@@ -97,10 +99,8 @@ fn dense_weights() -> Vec<(String, Tensor<f32>)> {
 fn fcpts_hits_the_target_exactly_for_both_variants() {
     for variant in ["paper", "code"] {
         for r0 in [0.5, 0.8, 0.95] {
-            let config = PosttrainConfig {
-                variant: Some(variant.into()),
-                ..small(&format!("fcpts-{variant}-{r0}"), "fcpts", r0)
-            };
+            let mut config = small(&format!("fcpts-{variant}-{r0}"), "fcpts", r0);
+            config.methods.fcpts.variant = Some(clap::ValueEnum::from_str(variant, false).unwrap());
             let s = run(&config);
             let want = goal(r0, s.params_total);
             let case = format!("{variant} r0={r0}");
@@ -124,7 +124,7 @@ fn fcpts_hits_the_target_exactly_for_both_variants() {
                 .sum();
             assert_eq!(moved, fixup.changed, "{case}");
             assert_eq!(
-                pruned_in_export(&config.out.join(MODEL_FILE)),
+                pruned_in_export(&config.out_dir().join(MODEL_FILE)),
                 (want, s.params_total),
                 "{case}: the export holds exactly the target's zeros"
             );
@@ -140,23 +140,22 @@ fn fcpts_hits_the_target_exactly_for_both_variants() {
 fn fixed_up_after_overshoot(
     r0: f64,
     fc2_scale: f32,
-) -> (
-    fcpts::FixUp,
-    Vec<usize>,
-    Box<dyn sparsegrad::nn::Module<f32>>,
-) {
+) -> (FixUp, Vec<usize>, Box<dyn sparsegrad::nn::Module<f32>>) {
     let (mut model, _) = load_model(&dense_model()).unwrap();
     model.visit_weights_mut("", &mut |name, w| {
         if name == "fc2.weight" {
             *w.raw.value_mut() *= fc2_scale;
         }
     });
-    let options = FcptsOptions {
-        variant: FcptsVariant::Code,
-        density: Density::authors_code(),
+    let weights: Vec<(String, Tensor<f32>)> = {
+        let mut out = Vec::new();
+        model.visit_weights("", &mut |n, w| out.push((n.to_string(), w.effective())));
+        out
     };
-    let alloc = fcpts::prepare(model.as_mut(), r0, &options).unwrap();
-    let at_init = fcpts::fix_up(model.as_mut(), r0);
+    let named: Vec<(&str, &Tensor<f32>)> = weights.iter().map(|(n, w)| (n.as_str(), w)).collect();
+    let alloc = allocate(&Budget::Erk { power_scale: 1.0 }, &named, r0).unwrap();
+    fcpts::attach_thresholds(model.as_mut(), r0, FcptsVariant::Code).unwrap();
+    let at_init = fixup::fix_up(model.as_mut(), r0);
     assert_eq!(
         (at_init.pruned_before, at_init.changed),
         (alloc.total_pruned(), 0)
@@ -172,7 +171,7 @@ fn fixed_up_after_overshoot(
         )));
         layer += 1;
     });
-    let fixup = fcpts::fix_up(model.as_mut(), r0);
+    let fixup = fixup::fix_up(model.as_mut(), r0);
     let after = sparsity_report(model.as_ref());
     let restored = alloc
         .layers
@@ -250,11 +249,9 @@ fn only_the_control_loss_moves_the_thresholds_of_the_code_variant() {
     let r0 = 0.9;
     let initial = initial_thresholds(r0);
     let learned = |variant: &str| -> Vec<f64> {
-        let config = PosttrainConfig {
-            variant: Some(variant.into()),
-            control_weight: 0.0,
-            ..small(&format!("no-control-{variant}"), "fcpts", r0)
-        };
+        let mut config = small(&format!("no-control-{variant}"), "fcpts", r0);
+        config.methods.fcpts.variant = Some(clap::ValueEnum::from_str(variant, false).unwrap());
+        config.methods.fcpts.control_weight = 0.0;
         run(&config)
             .layers
             .iter()
@@ -303,6 +300,11 @@ fn baselines_meet_the_target_with_their_budgets_allocation() {
             "{method}"
         );
         assert!(s.fixup.is_none() && s.variant.is_none(), "{method}");
+        assert_eq!(
+            s.layers.len(),
+            alloc.layers.len(),
+            "{method}: one row per layer"
+        );
         for (l, budget) in s.layers.iter().zip(&alloc.layers) {
             // Fine-tuning kept the masks: the result prunes exactly the allocation's counts.
             assert_eq!(
@@ -316,6 +318,7 @@ fn baselines_meet_the_target_with_their_budgets_allocation() {
         if method == "magnitude-erk" {
             // The ERK golden values for LeNet-300-100 at 90% (docs/methods.md).
             let erk: Vec<f64> = s.layers.iter().map(|l| l.initial_sparsity).collect();
+            assert_eq!(erk.len(), 3, "one allocation per layer: {erk:?}");
             for (got, want) in erk.iter().zip([0.9204, 0.7698, 0.0]) {
                 assert!((got - want).abs() < 5e-5, "ERK {erk:?}");
             }
@@ -327,13 +330,13 @@ fn baselines_meet_the_target_with_their_budgets_allocation() {
 fn no_finetune_keeps_the_surviving_weights_of_the_dense_model() {
     let r0 = 0.7;
     let config = PosttrainConfig {
-        finetune: false,
+        no_finetune: true,
         ..small("no-finetune", "magnitude-global", r0)
     };
     let s = run(&config);
     assert_eq!(s.iterations, 0);
     let dense = tensors(&dense_model());
-    let sparse = tensors(&config.out.join(MODEL_FILE));
+    let sparse = tensors(&config.out_dir().join(MODEL_FILE));
     assert_eq!(dense.len(), sparse.len());
     let mut zeros = 0;
     for (name, d) in &dense {
@@ -364,15 +367,15 @@ fn results_do_not_depend_on_the_thread_count() {
             .build()
             .unwrap();
         pool.install(|| run(&config));
-        config.out
+        config.out_dir()
     };
-    let (a, b) = (run_with(1), run_with(2));
-    for file in [MODEL_FILE, posttrain::LOG_FILE] {
+    let (a, b) = (run_with(1), run_with(3));
+    for file in [MODEL_FILE, sparsegrad::run::dir::POSTTRAIN_LOG_FILE] {
         let (x, y) = (
             std::fs::read(a.join(file)).unwrap(),
             std::fs::read(b.join(file)).unwrap(),
         );
-        assert!(x == y, "{file} differs between 1 and 2 threads");
+        assert!(x == y, "{file} differs between 1 and 3 threads");
     }
 }
 
@@ -523,11 +526,11 @@ fn bad_input_gets_one_exact_error_line() {
             "--variant",
             "code",
         ],
-        "--variant applies only to --method fcpts",
+        "--variant is not used by --method lamp",
     );
     check(
         &["--target-sparsity", "0.9", "--no-finetune"],
-        "--no-finetune applies only to the magnitude baselines (FCPTS learns its thresholds while fine-tuning)",
+        "--no-finetune is not used by --method fcpts",
     );
     check(
         &[

@@ -6,14 +6,15 @@ use std::path::Path;
 use crate::methods_support::{temp_dir, train_in_two_sittings};
 
 use sparsegrad::io::checkpoint;
-use sparsegrad::train::trainer::{CHECKPOINT_FILE, CheckpointMeta, MODEL_FILE};
+use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
+use sparsegrad::run::meta::CheckpointMeta;
 use sparsegrad::train::{Outcome, Progress, RunOptions, TrainConfig, train};
 
 fn small(out: &Path) -> TrainConfig {
     TrainConfig {
         epochs: 2,
         batch_size: 128,
-        out: out.to_path_buf(),
+        out: Some(out.to_path_buf()),
         ..TrainConfig::default()
     }
 }
@@ -63,21 +64,26 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     let split = small(&dir.join("split"));
     train_in_two_sittings(&split);
 
-    assert_same_file(&straight.out.join(MODEL_FILE), &split.out.join(MODEL_FILE));
-    let a = checkpoint::load::<f32>(&straight.out.join(CHECKPOINT_FILE)).unwrap();
-    let b = checkpoint::load::<f32>(&split.out.join(CHECKPOINT_FILE)).unwrap();
+    assert_same_file(
+        &straight.out_dir().join(MODEL_FILE),
+        &split.out_dir().join(MODEL_FILE),
+    );
+    let a = checkpoint::load::<f32>(&straight.out_dir().join(CHECKPOINT_FILE)).unwrap();
+    let b = checkpoint::load::<f32>(&split.out_dir().join(CHECKPOINT_FILE)).unwrap();
     assert!(
         a.tensors == b.tensors,
         "final checkpoints (weights and optimiser state) differ"
     );
     let metrics = |p: &Path| -> Vec<(f64, f64)> {
-        sparsegrad::io::runlog::MetricsLog::read(&p.join("metrics.jsonl"))
-            .unwrap()
-            .iter()
-            .map(|m| (m.train_loss, m.test_acc))
-            .collect()
+        sparsegrad::run::log::JsonLines::<sparsegrad::run::EpochMetrics>::read(
+            &p.join("metrics.jsonl"),
+        )
+        .unwrap()
+        .iter()
+        .map(|m| (m.train_loss, m.test_acc))
+        .collect()
     };
-    assert_eq!(metrics(&straight.out), metrics(&split.out));
+    assert_eq!(metrics(&straight.out_dir()), metrics(&split.out_dir()));
 }
 
 #[test]
@@ -94,9 +100,9 @@ fn results_do_not_depend_on_the_thread_count() {
             .unwrap();
         pool.install(|| train(&config, RunOptions::default(), &mut Progress::plain()))
             .unwrap();
-        config.out.join(MODEL_FILE)
+        config.out_dir().join(MODEL_FILE)
     };
-    assert_same_file(&run(1), &run(2));
+    assert_same_file(&run(1), &run(3));
 }
 
 #[test]
@@ -113,7 +119,7 @@ fn divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint() {
     let err = train(&config, RunOptions::default(), &mut Progress::plain())
         .unwrap_err()
         .to_string();
-    let ckpt_path = config.out.join(CHECKPOINT_FILE);
+    let ckpt_path = config.out_dir().join(CHECKPOINT_FILE);
     assert!(
         err.starts_with("training diverged in epoch 2 at step "),
         "{err}"
@@ -137,5 +143,5 @@ fn divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint() {
             .iter()
             .all(|(_, t)| t.iter().all(|v| v.is_finite()))
     );
-    assert!(!config.out.join(MODEL_FILE).exists());
+    assert!(!config.out_dir().join(MODEL_FILE).exists());
 }

@@ -17,14 +17,17 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::ArrayD;
 
 use crate::float::Float;
 use crate::grads::Grads;
 use crate::param::{Param, ParamId};
 
-/// The dense n-dimensional array every value is stored in.
-pub type Tensor<F> = ArrayD<F>;
+pub use crate::tensor::Tensor;
+
+mod backward;
+mod broadcast;
+pub use broadcast::{broadcast_shape, sum_to_shape};
 
 /// An op's backward: given the gradient of its output and which inputs need a gradient, returns
 /// one entry per input (`None` where not needed). A returned gradient may have the broadcast
@@ -47,6 +50,8 @@ struct Node<F: Float> {
     backward: Option<BackwardFn<F>>,
     requires_grad: bool,
     origin: Origin,
+    /// Keep this value's gradient in [`Grads`] (see [`Tape::retain_grad`]).
+    retain: bool,
 }
 
 /// The recording of one forward pass. See the module documentation.
@@ -112,6 +117,12 @@ impl<F: Float> Tape<F> {
         self.len() == 0
     }
 
+    /// The op name of every value recorded so far, in order (`"leaf"`, `"param"` and
+    /// `"constant"` included). [`crate::hvp`] uses it to refuse ops its dual numbers cannot pass.
+    pub fn ops(&self) -> Vec<&'static str> {
+        self.nodes.borrow().iter().map(|n| n.op).collect()
+    }
+
     /// Whether ops currently record backward closures.
     pub fn grad_enabled(&self) -> bool {
         self.no_grad_depth.get() == 0
@@ -135,6 +146,7 @@ impl<F: Float> Tape<F> {
             backward: None,
             requires_grad,
             origin: Origin::Leaf,
+            retain: false,
         })
     }
 
@@ -152,6 +164,7 @@ impl<F: Float> Tape<F> {
             backward: None,
             requires_grad: false,
             origin: Origin::Computed,
+            retain: false,
         })
     }
 
@@ -170,6 +183,7 @@ impl<F: Float> Tape<F> {
             backward: None,
             requires_grad,
             origin: Origin::Param(param.id()),
+            retain: false,
         });
         self.params.borrow_mut().insert(param.id(), var.id);
         var
@@ -213,7 +227,20 @@ impl<F: Float> Tape<F> {
             },
             requires_grad,
             origin: Origin::Computed,
+            retain: false,
         })
+    }
+
+    /// Keeps the gradient of an intermediate value (an op output) in the [`Grads`] that
+    /// `backward` returns, found with [`Grads::wrt`]. Leaves and parameters keep theirs anyway.
+    /// This is how a method sees the gradient with respect to an *effective* weight, e.g. the
+    /// dense gradient dL/d(W * m) of a masked weight that RigL grows by (`nn::Weight`).
+    pub fn retain_grad(&self, var: Var<'_, F>) {
+        assert!(
+            std::ptr::eq(var.tape, self),
+            "retain_grad: the variable is on another tape"
+        );
+        self.nodes.borrow_mut()[var.id].retain = true;
     }
 
     fn push(&self, node: Node<F>) -> Var<'_, F> {
@@ -240,75 +267,6 @@ impl<F: Float> Tape<F> {
 
     fn requires_grad(&self, id: usize) -> bool {
         self.nodes.borrow()[id].requires_grad
-    }
-
-    /// Reverse pass from `root` seeded with `seed`. Drains the tape.
-    fn run_backward(&self, root: usize, seed: Tensor<F>) -> Grads<F> {
-        let mut nodes = std::mem::take(&mut *self.nodes.borrow_mut());
-        self.consumed.set(true);
-        self.params.borrow_mut().clear();
-        nodes.truncate(root + 1);
-        let mut pending: Vec<Option<Tensor<F>>> = Vec::with_capacity(nodes.len());
-        pending.resize_with(nodes.len(), || None);
-        let mut grads = Grads::new();
-        if nodes[root].requires_grad {
-            pending[root] = Some(seed);
-        }
-        while let Some(node) = nodes.pop() {
-            let id = nodes.len();
-            let Some(grad) = pending[id].take() else {
-                continue;
-            };
-            let backward = match node.origin {
-                Origin::Leaf => {
-                    grads.insert(id, None, grad);
-                    continue;
-                }
-                Origin::Param(pid) => {
-                    grads.insert(id, Some(pid), grad);
-                    continue;
-                }
-                Origin::Computed => match node.backward {
-                    Some(backward) => backward,
-                    None => continue,
-                },
-            };
-            let needs: Vec<bool> = node
-                .inputs
-                .iter()
-                .map(|&i| nodes[i].requires_grad)
-                .collect();
-            let input_grads = backward(&grad, &needs);
-            drop(grad);
-            assert_eq!(
-                input_grads.len(),
-                node.inputs.len(),
-                "op `{}` returned {} gradients for {} inputs",
-                node.op,
-                input_grads.len(),
-                node.inputs.len()
-            );
-            for (&input, input_grad) in node.inputs.iter().zip(input_grads) {
-                let Some(input_grad) = input_grad else {
-                    continue;
-                };
-                if !nodes[input].requires_grad {
-                    continue;
-                }
-                let input_grad = sum_to_shape(input_grad, nodes[input].value.shape());
-                assert_eq!(
-                    input_grad.shape(),
-                    nodes[input].value.shape(),
-                    "op `{}` returned a gradient of the wrong shape",
-                    node.op
-                );
-                match &mut pending[input] {
-                    Some(acc) => *acc += &input_grad,
-                    slot @ None => *slot = Some(input_grad),
-                }
-            }
-        }
-        grads
     }
 }
 
@@ -385,54 +343,4 @@ impl<'t, F: Float> Var<'t, F> {
         );
         self.tape.run_backward(self.id, seed)
     }
-}
-
-/// Sums `grad` over the axes that broadcasting expanded, giving an array of `shape`
-/// (numpy rules: missing leading axes and axes of length 1 were broadcast).
-pub fn sum_to_shape<F: Float>(grad: Tensor<F>, shape: &[usize]) -> Tensor<F> {
-    if grad.shape() == shape {
-        return grad;
-    }
-    assert!(
-        grad.ndim() >= shape.len(),
-        "cannot reduce a gradient of shape {:?} to {:?}",
-        grad.shape(),
-        shape
-    );
-    let mut g = grad;
-    while g.ndim() > shape.len() {
-        g = g.sum_axis(Axis(0));
-    }
-    for (axis, &len) in shape.iter().enumerate() {
-        if len == 1 && g.shape()[axis] != 1 {
-            g = g.sum_axis(Axis(axis)).insert_axis(Axis(axis));
-        }
-    }
-    assert_eq!(
-        g.shape(),
-        shape,
-        "cannot reduce a gradient to shape {shape:?}"
-    );
-    g.into_shape_with_order(IxDyn(shape)).expect("same shape")
-}
-
-/// The numpy broadcast of two shapes (trailing axes aligned; each pair equal or one of them 1).
-/// Panics with both shapes named when they are incompatible (a programming error, like a shape bug).
-pub fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
-    let ndim = a.len().max(b.len());
-    let dim = |s: &[usize], i: usize| {
-        if i + s.len() >= ndim {
-            s[i + s.len() - ndim]
-        } else {
-            1
-        }
-    };
-    (0..ndim)
-        .map(|i| match (dim(a, i), dim(b, i)) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => panic!("op `{op}`: shapes {a:?} and {b:?} do not broadcast"),
-        })
-        .collect()
 }

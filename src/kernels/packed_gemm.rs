@@ -1,0 +1,370 @@
+//! Single-threaded packed f32 GEMM (the BLIS loop structure) around the `microkernel` tiles.
+//!
+//! `C <- alpha * A B + beta * C` for strided A (`m x k`), B (`k x n`) and C. B is packed in
+//! blocks of [`KC`] x [`NC`] into panels `nr` columns wide (`p`-major, zero-padded to whole
+//! vectors), A in blocks of [`MC`] x [`KC`] into panels of `mr` rows; every pair of panels is one
+//! micro-kernel call. Packing makes every operand layout (row-major, transposed view) run the
+//! same fast kernel, and turns the strided reads into one pass per block.
+//!
+//! Summation order: element `C[i, j]` is `sum_p A[i, p] B[p, j]` accumulated in order `p = 0, 1,
+//! ...` with one FMA per step inside each `KC` block, and the blocks added onto C in order. That
+//! order depends only on `k` (never on `m`, `n`, the tile an element falls in, or a split of C
+//! over threads), so splitting C over threads is bit-identical to running it whole, and AVX-512
+//! and AVX2 give identical bits too (both fuse every multiply-add).
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use crate::kernels::microkernel::{Isa, Panels, TileOut, kernel};
+
+/// Depth of one packed block (the `p` extent a micro-kernel runs over before writing C).
+/// A 256 x 48 B panel (48 KiB) streams from L2 with the A panel in L1.
+pub const KC: usize = 256;
+/// Rows of A packed at once (a multiple of both kernels' row counts, 8 and 6).
+const MC: usize = 144;
+/// Columns of B packed at once (a multiple of 48 and 16): a KC x NC block is 1.5 MiB, in L2.
+const NC: usize = 1536;
+/// An operand is read in place instead of packed when the other operand's extent (the number of
+/// times each of its elements is used) is at most this: packing would cost about as much as
+/// the multiply-adds it serves (ResNet-20's 16-channel convolutions: M = 16 for the forward
+/// GEMM, N = 16 for the transposed weight gradient).
+const DIRECT_MAX_REUSE: usize = 64;
+/// B is read in place only when its rows span at most this many elements (1 MiB).
+const DIRECT_MAX_B: usize = 1 << 18;
+
+/// The instruction set the packed kernels use on this CPU, detected once (`None`: no SIMD
+/// kernel, callers fall back to `matrixmultiply`).
+pub fn isa() -> Option<Isa> {
+    static ISA: OnceLock<Option<Isa>> = OnceLock::new();
+    *ISA.get_or_init(Isa::detect)
+}
+
+/// A strided read-only matrix: element `(i, j)` at `ptr + i * rs + j * cs`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided {
+    pub ptr: *const f32,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl Strided {
+    /// # Safety
+    /// `(i, j)` must be inside the matrix.
+    #[inline(always)]
+    unsafe fn at(&self, i: usize, j: usize) -> *const f32 {
+        // SAFETY: forwarded.
+        unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) }
+    }
+}
+
+/// A reusable 64-byte-aligned scratch buffer.
+#[derive(Default)]
+struct Scratch {
+    buf: Vec<f32>,
+}
+
+impl Scratch {
+    fn get(&mut self, len: usize) -> &mut [f32] {
+        if self.buf.len() < len + 16 {
+            self.buf = vec![0.0; len + 16];
+        }
+        let skip = self.buf.as_ptr().align_offset(64).min(15);
+        &mut self.buf[skip..skip + len]
+    }
+}
+
+thread_local! {
+    static PACKED_A: RefCell<Scratch> = RefCell::default();
+    static PACKED_B: RefCell<Scratch> = RefCell::default();
+}
+
+/// `C <- alpha * A B + beta * C` on one thread with the packed kernels of `isa`.
+///
+/// # Safety
+/// `a` (`m x k`), `b` (`k x n`) and `c` (`m x n`, strides `rsc`, `csc`) must be valid, `c` must
+/// not alias `a` or `b`, and `isa` must be supported by the CPU. `k >= 1`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: Strided,
+    b: Strided,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    if b.rs == 1 && b.cs != 1 && n > m {
+        // B is stored K-contiguous (a transposed view), so packing it is a gather. In a long-K
+        // product (a weight gradient) the packing dominates: when B is the larger operand,
+        // compute C^T = B^T A^T instead, where it is packed as rows (measured on ResNet-20's
+        // weight gradients, 16x8192x144: 0.7x -> 1.0x of matrixmultiply).
+        let t = |x: Strided| Strided {
+            ptr: x.ptr,
+            rs: x.cs,
+            cs: x.rs,
+        };
+        // SAFETY: the same matrices, transposed.
+        return unsafe { sgemm(isa, n, k, m, alpha, t(b), t(a), beta, c, csc, rsc) };
+    }
+    let (mr, nv) = isa.max_tile();
+    let lanes = isa.lanes();
+    let nr = nv * lanes;
+    // An operand used by few tiles of the other is read in place (see `DIRECT_MAX_REUSE`).
+    let direct_a = a.cs == 1 && n <= DIRECT_MAX_REUSE;
+    // B in place only while it is cache-sized (an im2col tile): a large B read in place costs
+    // TLB misses and cache-set conflicts at every row (measured 0.6x on 16x144x8192).
+    let direct_b = b.cs == 1 && m <= DIRECT_MAX_REUSE && k * b.rs.unsigned_abs() <= DIRECT_MAX_B;
+    PACKED_B.with_borrow_mut(|pb| {
+        PACKED_A.with_borrow_mut(|pa| {
+            let bp = pb.get(KC * NC.min(n.next_multiple_of(lanes)));
+            let ap = pa.get(if direct_a { 0 } else { KC * MC.min(m) });
+            for jc in (0..n).step_by(NC) {
+                let nc = NC.min(n - jc);
+                // The last panel, when it is not a whole number of vectors: packed (zero-padded)
+                // even when B is read in place, so no vector load runs past B's last row.
+                let ragged = (nc % nr).next_multiple_of(lanes) != nc % nr;
+                let last_jr = nc - nc % nr;
+                for pc in (0..k).step_by(KC) {
+                    let kc = KC.min(k - pc);
+                    // SAFETY: the block lies inside B; bp holds kc x (nc rounded up to lanes).
+                    unsafe {
+                        if !direct_b {
+                            pack_b(b, pc, kc, jc, nc, nr, lanes, bp);
+                        } else if ragged {
+                            let edge = &mut bp[last_jr * kc..];
+                            pack_b(b, pc, kc, jc + last_jr, nc - last_jr, nr, lanes, edge);
+                        }
+                    }
+                    let beta = if pc == 0 { beta } else { 1.0 };
+                    for ic in (0..m).step_by(MC) {
+                        let mc = MC.min(m - ic);
+                        if !direct_a {
+                            // SAFETY: the block lies inside A; ap holds mc x kc.
+                            unsafe { pack_a(a, ic, mc, pc, kc, mr, ap) };
+                        }
+                        // A panel (mr x kc, L1) outer, B panels (L2) inner: C is written
+                        // along its rows, and the B block is read once per A panel.
+                        for ir in (0..mc).step_by(mr) {
+                            let rows = mr.min(mc - ir);
+                            let (a_panel, a_rs, a_cs) = if direct_a {
+                                // SAFETY: (ic + ir, pc) is inside A.
+                                (unsafe { a.at(ic + ir, pc) }, a.rs, 1)
+                            } else {
+                                (ap[ir * kc..].as_ptr(), 1, rows as isize)
+                            };
+                            for jr in (0..nc).step_by(nr) {
+                                let cols = nr.min(nc - jr);
+                                let (b_panel, b_rs) = if direct_b && !(ragged && jr == last_jr) {
+                                    // SAFETY: (pc, jc + jr) is inside B.
+                                    (unsafe { b.at(pc, jc + jr) }, b.rs)
+                                } else {
+                                    let w = cols.next_multiple_of(lanes) as isize;
+                                    (bp[jr * kc..].as_ptr(), w)
+                                };
+                                let panels = Panels {
+                                    a: a_panel,
+                                    a_rs,
+                                    a_cs,
+                                    b: b_panel,
+                                    b_rs,
+                                };
+                                let out = TileOut {
+                                    // SAFETY: (ic + ir, jc + jr) is inside C.
+                                    c: unsafe {
+                                        c.offset(
+                                            (ic + ir) as isize * rsc + (jc + jr) as isize * csc,
+                                        )
+                                    },
+                                    rsc,
+                                    csc,
+                                    rows,
+                                    cols,
+                                    alpha,
+                                    beta,
+                                };
+                                let micro = kernel(isa, rows, cols.div_ceil(lanes));
+                                // SAFETY: the panels hold kc steps; the tile is inside C; the
+                                // kernel's ISA was detected on this CPU.
+                                unsafe { micro(kc, &panels, &out) };
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    });
+}
+
+/// Packs rows `i0 .. i0 + mc`, columns `p0 .. p0 + kc` of A into panels of `mr` rows (the last
+/// may be shorter): panel `r` starts at `r * mr * kc`, element `(i, p)` of a panel of height `h`
+/// at `p * h + i`.
+///
+/// # Safety
+/// The block must lie inside A; `dst` must hold `mc * kc` elements.
+unsafe fn pack_a(
+    a: Strided,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    mr: usize,
+    dst: &mut [f32],
+) {
+    for ir in (0..mc).step_by(mr) {
+        let h = mr.min(mc - ir);
+        let panel = &mut dst[ir * kc..ir * kc + h * kc];
+        if a.rs == 1 {
+            // Columns contiguous (a transposed view): h consecutive elements per step.
+            for (p, step) in panel.chunks_exact_mut(h).enumerate() {
+                // SAFETY: column p0 + p, rows i0 + ir .. + h are inside A.
+                let src = unsafe { std::slice::from_raw_parts(a.at(i0 + ir, p0 + p), h) };
+                step.copy_from_slice(src);
+            }
+        } else {
+            // One pass over the h rows side by side (each read in order).
+            for (p, step) in panel.chunks_exact_mut(h).enumerate() {
+                for (i, d) in step.iter_mut().enumerate() {
+                    // SAFETY: inside the block.
+                    *d = unsafe { *a.at(i0 + ir + i, p0 + p) };
+                }
+            }
+        }
+    }
+}
+
+/// Packs rows `p0 .. p0 + kc`, columns `j0 .. j0 + nc` of B into panels `nr` columns wide (the
+/// last one as many whole vectors as it needs): panel starting at column `jr` is at `jr * kc`,
+/// element `(p, j)` at `p * w + j` with `w` the panel's padded width; padding is zero.
+///
+/// # Safety
+/// The block must lie inside B; `dst` must hold `kc * nc.next_multiple_of(lanes)` elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_b(
+    b: Strided,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    nr: usize,
+    lanes: usize,
+    dst: &mut [f32],
+) {
+    for jr in (0..nc).step_by(nr) {
+        let cols = nr.min(nc - jr);
+        let w = cols.next_multiple_of(lanes);
+        let panel = &mut dst[jr * kc..jr * kc + w * kc];
+        if b.cs == 1 {
+            for (p, step) in panel.chunks_exact_mut(w).enumerate() {
+                // SAFETY: row p0 + p, columns j0 + jr .. + cols are inside B.
+                let src = unsafe { std::slice::from_raw_parts(b.at(p0 + p, j0 + jr), cols) };
+                step[..cols].copy_from_slice(src);
+                step[cols..].fill(0.0);
+            }
+        } else {
+            if cols < w {
+                panel.fill(0.0);
+            }
+            for (p, step) in panel.chunks_exact_mut(w).enumerate() {
+                for (j, d) in step[..cols].iter_mut().enumerate() {
+                    // SAFETY: inside the block.
+                    *d = unsafe { *b.at(p0 + p, j0 + jr + j) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic irregular fill in (-1, 1).
+    fn filled(len: usize, salt: f32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as f32) * 0.618 + salt).sin())
+            .collect()
+    }
+
+    fn run(
+        isa: Isa,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        b: &[f32],
+        trans_b: bool,
+    ) -> Vec<f32> {
+        let mut c = filled(m * n, 3.0);
+        let a = Strided {
+            ptr: a.as_ptr(),
+            rs: k as isize,
+            cs: 1,
+        };
+        let b = if trans_b {
+            Strided {
+                ptr: b.as_ptr(),
+                rs: 1,
+                cs: k as isize,
+            }
+        } else {
+            Strided {
+                ptr: b.as_ptr(),
+                rs: n as isize,
+                cs: 1,
+            }
+        };
+        // SAFETY: the buffers hold the matrices; `isa` is checked by the caller.
+        unsafe { sgemm(isa, m, k, n, 0.75, a, b, 1.0, c.as_mut_ptr(), n as isize, 1) };
+        c
+    }
+
+    /// Every element is a sequential FMA sum in fixed K blocks on both instruction sets, so
+    /// AVX-512 and AVX2 agree bit for bit (ragged tiles, K across blocks, in-place and packed
+    /// operands, the transposed-product path), and both are the product.
+    #[test]
+    fn avx512_and_avx2_give_the_same_bits() {
+        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma")) {
+            return; // nothing to compare on this CPU
+        }
+        for (m, k, n) in [
+            (1, 1, 1),
+            (7, 300, 50),
+            (16, 600, 144),
+            (70, 33, 200),
+            (130, 520, 17),
+        ] {
+            for trans_b in [false, true] {
+                let (a, b) = (filled(m * k, 1.0), filled(k * n, 2.0));
+                let wide = run(Isa::Avx512, m, k, n, &a, &b, trans_b);
+                let narrow = run(Isa::Avx2, m, k, n, &a, &b, trans_b);
+                let c0 = filled(m * n, 3.0);
+                for i in 0..m {
+                    for j in 0..n {
+                        let at = i * n + j;
+                        assert_eq!(
+                            wide[at].to_bits(),
+                            narrow[at].to_bits(),
+                            "{m}x{k}x{n} ({i}, {j})"
+                        );
+                        let exact: f64 = (0..k)
+                            .map(|p| {
+                                let bv = if trans_b { b[j * k + p] } else { b[p * n + j] };
+                                f64::from(a[i * k + p]) * f64::from(bv)
+                            })
+                            .sum();
+                        let want = 0.75 * exact + f64::from(c0[at]);
+                        assert!(
+                            (f64::from(wide[at]) - want).abs() < 1e-3,
+                            "{m}x{k}x{n}: {} vs {want}",
+                            wide[at]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! A 2-D convolution whose weight is kept only on a fixed [`SparsePattern`]: a direct sparse
+//! convolution (no im2col), forward, input gradient, and weight gradient at the kept entries.
+//!
+//! **Layout: NCHW, vectorised over a padded output plane.** Per image, the zero-padded input is
+//! split into `sh * sw` stride phases ("phase planes", `P[c, a, b][u, v] = xpad[c, u*sh + a,
+//! v*sw + b]`, `Hq x Wq` each), which turns any stride into stride 1: tap `(i, j)` of channel `c`
+//! reads plane `(c, (i*dh) % sh, (j*dw) % sw)` shifted by `((i*dh) / sh, (j*dw) / sw)`. Output
+//! rows are then computed `Wq` wide (the last `Wq - OW` columns are junk and dropped), so that
+//! output row-major position `q = oh*Wq + ow` of nonzero `k` reads `P[offset_k + q]`: one
+//! contiguous run per nonzero over the whole output plane, the same `gather_accumulate` as the
+//! linear layer with the plane (not the batch) as lanes:
+//!
+//! - forward:         `Y[o, q] = sum_{k in row o} w_k P[offset_k + q]`
+//! - weight gradient: `dW_k = sum_images sum_q G[o, q] P[offset_k + q]` (junk columns of `G` are 0)
+//! - input gradient:  `dP[plane, t] = sum_{k reading plane} w_k G[o_k, t - shift_k]`, the adjoint
+//!   of the forward as a gather over a zero-margined `G` (`shift_k` = offset within the plane),
+//!   then scattered back from phase planes to NCHW.
+//!
+//! **Why this layout (measured, `sparse` bench `sparse_layout` group, f32, batch 128, 95%
+//! random, forward, 1 thread, pairs interleaved on a loaded 2-core Xeon).** SparseProp's main
+//! layout puts the batch innermost (`[C, H, W, N]`), so every nonzero and output pixel is a
+//! 128-lane AXPY; that needs the input and output transposed every call (and the output gradient
+//! and input gradient in the backward), and its per-pixel 128-lane rows stream from L2. The
+//! phase-plane layout keeps one image's planes in L1/L2 for all output channels, and its copy is
+//! a row copy; its junk columns cost `Wq / OW - 1` (6% at 32x32, 25% at 8x8 with padding 1, 50%
+//! for LeNet-5's unpadded 8x8). Batch-innermost / phase-plane forward time: LeNet-5 conv2 25.0 /
+//! 4.9 ms, ResNet-20 16x16@32 130 / 39 ms, 32x32@16 60 / 18 ms, 64x64@8 18.9 / 13.6 ms (the
+//! batch-innermost version in the bench shares the same inner loop, `gather_accumulate`).
+//!
+//! **Work split and determinism.** The forward and the input gradient are per image (images in
+//! parallel, each element computed by one task). The weight gradient is summed per fixed chunk of
+//! images ([`BATCH_CHUNKS`], from the batch size only) in image order, and the chunk sums are added
+//! in chunk order: bit-identical for every thread count.
+
+use rayon::prelude::*;
+
+use crate::float::Float;
+use crate::kernels::sparse_micro::{
+    LANES, dot_accumulate, gather_accumulate, reduce_lanes, round_up_lanes,
+};
+use crate::kernels::sparse_pattern::SparsePattern;
+
+/// The batch is split into at most this many chunks for the weight gradient.
+pub const BATCH_CHUNKS: usize = 16;
+
+/// Shapes and hyper-parameters of one sparse convolution (PyTorch `conv2d` semantics, per axis
+/// `[height, width]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SparseConvShape {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub groups: usize,
+    pub in_hw: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl SparseConvShape {
+    /// Output size `(in + 2p - d(k-1) - 1) / s + 1` per axis, or `None` if the kernel does not
+    /// fit, a size is zero or the channels do not split into the groups.
+    pub fn out_hw(&self) -> Option<[usize; 2]> {
+        let ok = self.groups > 0
+            && self.in_channels > 0
+            && self.out_channels > 0
+            && self.in_channels.is_multiple_of(self.groups)
+            && self.out_channels.is_multiple_of(self.groups);
+        let axis = |a: usize| {
+            let span = self.dilation[a] * self.kernel[a].checked_sub(1)? + 1;
+            let padded = self.in_hw[a] + 2 * self.padding[a];
+            (self.stride[a] > 0 && self.dilation[a] > 0 && self.in_hw[a] > 0 && padded >= span)
+                .then(|| (padded - span) / self.stride[a] + 1)
+        };
+        Some([axis(0)?, axis(1)?]).filter(|_| ok)
+    }
+
+    /// The pattern's matrix: `[C_out, C_in/groups * kh * kw]`.
+    pub fn weight_matrix(&self) -> [usize; 2] {
+        [
+            self.out_channels,
+            self.in_channels / self.groups * self.kernel[0] * self.kernel[1],
+        ]
+    }
+}
+
+/// Where everything lives in the phase-plane layout (see the module documentation).
+struct Geometry {
+    shape: SparseConvShape,
+    out_hw: [usize; 2],
+    /// Phase plane size `[Hq, Wq]`.
+    q_hw: [usize; 2],
+    /// Elements per phase plane, rounded up to [`LANES`].
+    plane: usize,
+    /// Phase planes per image (`C_in * sh * sw`).
+    planes: usize,
+    /// Output positions on the `Wq`-wide grid (`OH * Wq`), rounded up to [`LANES`].
+    grid: usize,
+    /// Elements of one image's phase planes, with room for the last run past the end.
+    image: usize,
+    /// Leading zeros before each output-gradient plane in the input-gradient gather.
+    front: usize,
+    /// Elements per output-gradient plane in that gather.
+    g_plane: usize,
+}
+
+impl Geometry {
+    fn new(shape: &SparseConvShape) -> Geometry {
+        let out_hw = shape
+            .out_hw()
+            .unwrap_or_else(|| panic!("sparse conv: invalid shape {shape:?}"));
+        let [sh, sw] = shape.stride;
+        let q_hw = [
+            (shape.in_hw[0] + 2 * shape.padding[0]).div_ceil(sh),
+            (shape.in_hw[1] + 2 * shape.padding[1]).div_ceil(sw),
+        ];
+        let plane = round_up_lanes(q_hw[0] * q_hw[1]);
+        let planes = shape.in_channels * sh * sw;
+        let grid = round_up_lanes(out_hw[0] * q_hw[1]);
+        let max_shift = shape.dilation[0] * (shape.kernel[0] - 1) / sh * q_hw[1]
+            + shape.dilation[1] * (shape.kernel[1] - 1) / sw;
+        Geometry {
+            shape: *shape,
+            out_hw,
+            q_hw,
+            plane,
+            planes,
+            grid,
+            image: planes * plane + grid,
+            front: max_shift,
+            g_plane: max_shift + plane.max(grid),
+        }
+    }
+
+    /// Phase plane read by tap `(i, j)` of input channel `cin`, and the shift within it.
+    fn tap(&self, cin: usize, i: usize, j: usize) -> (usize, usize) {
+        let s = &self.shape;
+        let (di, dj) = (i * s.dilation[0], j * s.dilation[1]);
+        let plane = (cin * s.stride[0] + di % s.stride[0]) * s.stride[1] + dj % s.stride[1];
+        (plane, di / s.stride[0] * self.q_hw[1] + dj / s.stride[1])
+    }
+
+    /// Absolute input channel, tap row and column of column `col` of output channel `o`'s row.
+    fn column(&self, o: usize, col: usize) -> (usize, usize, usize) {
+        let s = &self.shape;
+        let taps = s.kernel[0] * s.kernel[1];
+        let cin_g = s.in_channels / s.groups;
+        let group = o / (s.out_channels / s.groups);
+        let tap = col % taps;
+        (
+            group * cin_g + col / taps,
+            tap / s.kernel[1],
+            tap % s.kernel[1],
+        )
+    }
+
+    /// Each entry's offset into an image's phase planes (CSR order).
+    fn forward_offsets(&self, pattern: &SparsePattern) -> Vec<u32> {
+        let cols = pattern.col_indices();
+        let mut out = Vec::with_capacity(pattern.nnz());
+        for o in 0..pattern.rows() {
+            for &col in &cols[pattern.row_range(o)] {
+                let (cin, i, j) = self.column(o, col as usize);
+                let (plane, shift) = self.tap(cin, i, j);
+                out.push(offset_u32(plane * self.plane + shift));
+            }
+        }
+        out
+    }
+
+    /// Index in an image's phase planes of input element `(c, h, w)`.
+    fn phase_index(&self, c: usize, h: usize, w: usize) -> usize {
+        let s = &self.shape;
+        let (hp, wp) = (h + s.padding[0], w + s.padding[1]);
+        let plane = (c * s.stride[0] + hp % s.stride[0]) * s.stride[1] + wp % s.stride[1];
+        plane * self.plane + hp / s.stride[0] * self.q_hw[1] + wp / s.stride[1]
+    }
+
+    /// Writes image `x` (`[C, H, W]`) into `p` as phase planes (the padding stays zero).
+    fn fill_planes<F: Float>(&self, x: &[F], p: &mut [F]) {
+        let [h, w] = self.shape.in_hw;
+        for (c, channel) in x.chunks_exact(h * w).enumerate() {
+            for (r, row) in channel.chunks_exact(w).enumerate() {
+                if self.shape.stride[1] == 1 {
+                    let at = self.phase_index(c, r, 0);
+                    p[at..at + w].copy_from_slice(row);
+                } else {
+                    for (col, &v) in row.iter().enumerate() {
+                        p[self.phase_index(c, r, col)] = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Geometry {
+    /// The inverse of [`Geometry::fill_planes`]: image `x` (`[C, H, W]`) read from phase planes.
+    fn read_planes<F: Float>(&self, p: &[F], x: &mut [F]) {
+        let [h, w] = self.shape.in_hw;
+        for (c, channel) in x.chunks_exact_mut(h * w).enumerate() {
+            for (r, row) in channel.chunks_exact_mut(w).enumerate() {
+                if self.shape.stride[1] == 1 {
+                    let at = self.phase_index(c, r, 0);
+                    row.copy_from_slice(&p[at..at + w]);
+                } else {
+                    for (col, v) in row.iter_mut().enumerate() {
+                        *v = p[self.phase_index(c, r, col)];
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn offset_u32(x: usize) -> u32 {
+    u32::try_from(x).expect("sparse conv: image too large for u32 offsets")
+}
+
+/// `y = conv2d(x, W ⊙ M) + b` for NCHW `x` and the kept weights `values` (CSR order of
+/// `pattern`, whose matrix is [`SparseConvShape::weight_matrix`]); returns NCHW `y`.
+pub fn sparse_conv2d_forward<F: Float>(
+    shape: &SparseConvShape,
+    pattern: &SparsePattern,
+    values: &[F],
+    x: &[F],
+    bias: Option<&[F]>,
+) -> Vec<F> {
+    let geo = Geometry::new(shape);
+    check(&geo, pattern, values, x);
+    let [oh, ow] = geo.out_hw;
+    let wq = geo.q_hw[1];
+    let in_image = shape.in_channels * shape.in_hw[0] * shape.in_hw[1];
+    let out_image = shape.out_channels * oh * ow;
+    let offsets = geo.forward_offsets(pattern);
+    let mut y = vec![F::zero(); shape.batch * out_image];
+    if out_image == 0 {
+        return y;
+    }
+    y.par_chunks_mut(out_image)
+        .zip(x.par_chunks(in_image.max(1)))
+        .for_each_init(
+            || (vec![F::zero(); geo.image], vec![F::zero(); geo.grid]),
+            |(planes, full), (y, x)| {
+                geo.fill_planes(x, planes);
+                for (o, y) in y.chunks_exact_mut(oh * ow).enumerate() {
+                    let k = pattern.row_range(o);
+                    gather_accumulate(&values[k.clone()], &offsets[k], 1, planes, 0, full);
+                    let b = bias.map_or(F::zero(), |b| b[o]);
+                    for (dst, src) in y.chunks_exact_mut(ow).zip(full.chunks(wq)) {
+                        for (d, &s) in dst.iter_mut().zip(src) {
+                            *d = s + b;
+                        }
+                    }
+                }
+            },
+        );
+    y
+}
+
+fn check<F>(geo: &Geometry, pattern: &SparsePattern, values: &[F], x: &[F]) {
+    let s = &geo.shape;
+    assert_eq!(
+        [pattern.rows(), pattern.cols()],
+        s.weight_matrix(),
+        "sparse conv: pattern shape"
+    );
+    assert_eq!(values.len(), pattern.nnz(), "sparse conv: values");
+    assert_eq!(
+        x.len(),
+        s.batch * s.in_channels * s.in_hw[0] * s.in_hw[1],
+        "sparse conv: input length"
+    );
+}
+
+/// Gradients of [`sparse_conv2d_forward`]; `None` where not asked for.
+pub struct ConvGrads<F> {
+    /// NCHW, like the input.
+    pub input: Option<Vec<F>>,
+    /// At the kept entries, in CSR order.
+    pub weight_values: Option<Vec<F>>,
+    /// `[C_out]`.
+    pub bias: Option<Vec<F>>,
+}
+
+/// Input, weight (at the kept entries) and bias gradients from the NCHW output gradient `g`,
+/// computing those with `need[i]` set (`[input, weight, bias]`).
+pub fn sparse_conv2d_backward<F: Float>(
+    shape: &SparseConvShape,
+    pattern: &SparsePattern,
+    values: &[F],
+    x: &[F],
+    g: &[F],
+    need: [bool; 3],
+) -> ConvGrads<F> {
+    let geo = Geometry::new(shape);
+    check(&geo, pattern, values, x);
+    let [oh, ow] = geo.out_hw;
+    let in_image = shape.in_channels * shape.in_hw[0] * shape.in_hw[1];
+    let out_image = shape.out_channels * oh * ow;
+    assert_eq!(
+        g.len(),
+        shape.batch * out_image,
+        "sparse conv: gradient length"
+    );
+    let offsets = geo.forward_offsets(pattern);
+    let adjoint = need[0].then(|| Adjoint::new(&geo, pattern, values));
+    let chunk_len = shape.batch.div_ceil(BATCH_CHUNKS).max(1);
+    let mut dx = need[0].then(|| vec![F::zero(); x.len()]);
+    let dx_chunks: Vec<Option<&mut [F]>> = match dx.as_mut() {
+        Some(dx) => dx
+            .chunks_mut(chunk_len * in_image.max(1))
+            .map(Some)
+            .collect(),
+        None => (0..shape.batch.div_ceil(chunk_len)).map(|_| None).collect(),
+    };
+    let chunk_dw: Vec<Vec<F>> = dx_chunks
+        .into_par_iter()
+        .enumerate()
+        .map(|(chunk, mut dx)| {
+            let images = chunk * chunk_len..((chunk + 1) * chunk_len).min(shape.batch);
+            let mut planes = vec![F::zero(); geo.image];
+            let mut g_planes = vec![F::zero(); shape.out_channels * geo.g_plane];
+            let mut d_planes = vec![F::zero(); geo.planes * geo.plane];
+            let mut partials = vec![[F::zero(); LANES]; if need[1] { pattern.nnz() } else { 0 }];
+            for (t, n) in images.enumerate() {
+                geo.fill_planes(&x[n * in_image..(n + 1) * in_image], &mut planes);
+                let g = &g[n * out_image..(n + 1) * out_image];
+                fill_gradient_planes(&geo, g, &mut g_planes);
+                if need[1] {
+                    for o in 0..shape.out_channels {
+                        let k = pattern.row_range(o);
+                        let g_row = &g_planes[o * geo.g_plane + geo.front..][..geo.grid];
+                        dot_accumulate(g_row, &offsets[k.clone()], 1, &planes, 0, &mut partials[k]);
+                    }
+                }
+                if let (Some(adj), Some(dx)) = (&adjoint, dx.as_deref_mut()) {
+                    adj.input_gradient(&geo, &g_planes, &mut d_planes);
+                    geo.read_planes(&d_planes, &mut dx[t * in_image..(t + 1) * in_image]);
+                }
+            }
+            partials.iter().map(reduce_lanes).collect()
+        })
+        .collect();
+    let weight_values = need[1].then(|| {
+        let mut dw = vec![F::zero(); pattern.nnz()];
+        for part in &chunk_dw {
+            for (d, &v) in dw.iter_mut().zip(part) {
+                *d += v;
+            }
+        }
+        dw
+    });
+    let bias = need[2].then(|| {
+        let mut db = vec![F::zero(); shape.out_channels];
+        for image in g.chunks_exact(out_image.max(1)) {
+            for (d, plane) in db.iter_mut().zip(image.chunks_exact((oh * ow).max(1))) {
+                *d += plane.iter().fold(F::zero(), |s, &v| s + v);
+            }
+        }
+        db
+    });
+    ConvGrads {
+        input: dx,
+        weight_values,
+        bias,
+    }
+}
+
+/// Writes image gradient `g` (`[C_out, OH, OW]`) onto the `Wq`-wide grid of each output channel's
+/// plane after `front` zeros; junk columns and margins stay zero.
+fn fill_gradient_planes<F: Float>(geo: &Geometry, g: &[F], out: &mut [F]) {
+    let [oh, ow] = geo.out_hw;
+    let wq = geo.q_hw[1];
+    for (o, plane) in g.chunks_exact(oh * ow).enumerate() {
+        let base = o * geo.g_plane + geo.front;
+        for (r, row) in plane.chunks_exact(ow).enumerate() {
+            out[base + r * wq..][..ow].copy_from_slice(row);
+        }
+    }
+}
+
+/// The entries grouped by the phase plane they read, for the input gradient.
+struct Adjoint<F> {
+    /// Plane `p`'s entries are `plane_ptr[p]..plane_ptr[p + 1]`.
+    plane_ptr: Vec<usize>,
+    values: Vec<F>,
+    /// `o * g_plane + front - shift` per entry.
+    offsets: Vec<u32>,
+}
+
+impl<F: Float> Adjoint<F> {
+    fn new(geo: &Geometry, pattern: &SparsePattern, values: &[F]) -> Self {
+        let cols = pattern.col_indices();
+        let mut keyed = Vec::with_capacity(pattern.nnz());
+        for o in 0..pattern.rows() {
+            for k in pattern.row_range(o) {
+                let (cin, i, j) = geo.column(o, cols[k] as usize);
+                let (plane, shift) = geo.tap(cin, i, j);
+                keyed.push((plane, k, o * geo.g_plane + geo.front - shift));
+            }
+        }
+        // Stable: within a plane, entries stay in CSR order (a fixed summation order).
+        keyed.sort_by_key(|&(plane, k, _)| (plane, k));
+        let mut plane_ptr = vec![0usize; geo.planes + 1];
+        for &(plane, ..) in &keyed {
+            plane_ptr[plane + 1] += 1;
+        }
+        for p in 0..geo.planes {
+            plane_ptr[p + 1] += plane_ptr[p];
+        }
+        Adjoint {
+            plane_ptr,
+            values: keyed.iter().map(|&(_, k, _)| values[k]).collect(),
+            offsets: keyed.iter().map(|&(.., off)| offset_u32(off)).collect(),
+        }
+    }
+
+    /// `d_planes[p, t] = sum over plane p's entries of w * g_planes[offset + t]`.
+    fn input_gradient(&self, geo: &Geometry, g_planes: &[F], d_planes: &mut [F]) {
+        for (p, out) in d_planes.chunks_exact_mut(geo.plane).enumerate() {
+            let k = self.plane_ptr[p]..self.plane_ptr[p + 1];
+            gather_accumulate(
+                &self.values[k.clone()],
+                &self.offsets[k],
+                1,
+                g_planes,
+                0,
+                out,
+            );
+        }
+    }
+}

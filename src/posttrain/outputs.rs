@@ -1,0 +1,174 @@
+//! What a post-training run writes once its method has finished: the export (with the
+//! post-training settings in its metadata), `summary.json` and `sparsity.svg`, and the lines it
+//! prints about the fix-up.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::io::json::write_json;
+use crate::methods::FixUp;
+use crate::nn::Module;
+use crate::posttrain::config::PosttrainConfig;
+use crate::posttrain::inputs::Inputs;
+use crate::run::dir::{MODEL_FILE, SUMMARY_FILE};
+use crate::run::figures::{draw_sparsity, title};
+use crate::run::meta::{CheckpointMeta, ModelInfo, save_export};
+use crate::run::progress::Progress;
+use crate::run::summary::{PosttrainLayer, PosttrainSummary};
+use crate::sparsity::report::{SparsityReport, sparsity_report};
+
+/// What the run measured, for the summary.
+pub struct Outcome {
+    /// The student right after the method's `attach` and `init` (its starting allocation).
+    pub initial: SparsityReport,
+    pub fixup: Option<FixUp>,
+    pub iterations: usize,
+    pub dense_test_accuracy: f64,
+    pub test_accuracy: f64,
+    pub optimise_seconds: f64,
+    pub evaluate_seconds: f64,
+    pub started: Instant,
+}
+
+/// A warning when the learned thresholds missed the target by more than 1% of the weights: the
+/// control loss lost to the reconstruction loss, and the fix-up, not the optimisation, chose
+/// which weights to prune.
+pub fn fixup_warning(f: &FixUp, total: usize) -> Option<String> {
+    let missed = f.pruned_before.abs_diff(f.goal);
+    (missed * 100 > total).then(|| {
+        format!(
+            "warning: the learned thresholds prune {:.2}% of the weights instead of {:.2}%; the fix-up moved {} weights (try a larger --control-weight or a smaller --score-lr)",
+            100.0 * f.pruned_before as f64 / total as f64,
+            100.0 * f.goal as f64 / total as f64,
+            f.changed
+        )
+    })
+}
+
+/// The fix-up warning (if any) and the line closing the optimisation.
+pub fn report_fixup(
+    progress: &mut Progress,
+    fixup: Option<&FixUp>,
+    total: usize,
+    iterations: usize,
+    seconds: f64,
+) {
+    if let Some(warning) = fixup.and_then(|f| fixup_warning(f, total)) {
+        progress.note(&warning);
+    }
+    if iterations > 0 {
+        progress.finish_epoch(&format!(
+            "{iterations} iterations in {seconds:.1}s{}",
+            fixup.map_or(String::new(), |f| format!(
+                "; learned thresholds prune {} weights, the fix-up moved {} to reach {}",
+                f.pruned_before, f.changed, f.goal
+            ))
+        ));
+    }
+}
+
+/// Writes the export, `summary.json` and `sparsity.svg` of the finished `student`.
+pub fn write(
+    config: &PosttrainConfig,
+    inputs: &Inputs,
+    student: &dyn Module<f32>,
+    o: Outcome,
+) -> Result<PosttrainSummary> {
+    let out = config.out_dir();
+    let report = sparsity_report(student);
+    let info = ModelInfo {
+        method: config.method.to_string(),
+        ..inputs.meta.info.clone()
+    };
+    let base = CheckpointMeta::new(&info, &inputs.meta.config, None);
+    let export_config = PosttrainConfig {
+        out: None,
+        threads: None,
+        ..config.clone()
+    };
+    save_export(
+        &out.join(MODEL_FILE),
+        student,
+        &base.to_metadata_with(Some(("posttrain", &export_config))),
+    )?;
+    let layers: Vec<PosttrainLayer> = report
+        .layers
+        .iter()
+        .zip(&o.initial.layers)
+        .enumerate()
+        .map(|(l, (r, init))| PosttrainLayer {
+            report: r.clone(),
+            // Pruned / params, as the allocation states it.
+            initial_sparsity: (init.params - init.nonzero) as f64 / init.params.max(1) as f64,
+            learned_sparsity: o.fixup.as_ref().map(|f| f.learned_sparsity[l]),
+            learned_threshold: o.fixup.as_ref().map(|f| f.learned_threshold[l]),
+        })
+        .collect();
+    let fcpts = config.methods.fcpts.clone();
+    let settings = (config.method == crate::methods::PosttrainMethod::Fcpts)
+        .then(|| crate::methods::fcpts::FcptsSettings::new(&fcpts))
+        .transpose()?;
+    let r0 = config.r0();
+    let summary = PosttrainSummary {
+        model: inputs.meta.info.model.to_string(),
+        method: config.method.to_string(),
+        variant: settings.map(|s| s.variant_name().to_string()),
+        surrogate: settings.and_then(|s| s.surrogate_name()),
+        density: settings.map(|s| s.density_name().to_string()),
+        target_sparsity: r0,
+        achieved_sparsity: report.overall_sparsity,
+        params_total: report.params_total,
+        params_nonzero: report.params_nonzero,
+        pruned_goal: (r0 * report.params_total as f64).round() as usize,
+        fixup: o.fixup,
+        calibration_images: inputs.calib.len(),
+        iterations: o.iterations,
+        dense_test_accuracy: o.dense_test_accuracy,
+        test_accuracy: o.test_accuracy,
+        flops_dense: report.flops_dense,
+        flops_sparse: report.flops_sparse,
+        layers,
+        optimise_seconds: o.optimise_seconds,
+        evaluate_seconds: o.evaluate_seconds,
+        wall_seconds: o.started.elapsed().as_secs_f64(),
+        config: serde_json::to_value(config).expect("config serialises"),
+    };
+    write_json(&out.join(SUMMARY_FILE), &summary)?;
+    let figure_title = title(
+        &summary.model,
+        &summary.method,
+        summary.achieved_sparsity,
+        summary.test_accuracy,
+    );
+    draw_sparsity(&out, &figure_title, &report.layers)?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixup(pruned_before: usize, goal: usize) -> FixUp {
+        FixUp {
+            goal,
+            pruned_before,
+            pruned_after: goal,
+            changed: pruned_before.abs_diff(goal),
+            learned_sparsity: Vec::new(),
+            learned_threshold: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn warns_only_when_the_thresholds_missed_by_more_than_one_percent() {
+        assert_eq!(fixup_warning(&fixup(900, 900), 1000), None);
+        assert_eq!(fixup_warning(&fixup(910, 900), 1000), None);
+        assert_eq!(
+            fixup_warning(&fixup(911, 900), 1000).as_deref(),
+            Some(
+                "warning: the learned thresholds prune 91.10% of the weights instead of 90.00%; the fix-up moved 11 weights (try a larger --control-weight or a smaller --score-lr)"
+            )
+        );
+        assert!(fixup_warning(&fixup(889, 900), 1000).is_some());
+    }
+}

@@ -1,0 +1,108 @@
+//! The run directory: its file names, and what happens to a directory that already holds a run
+//! (refused unless `--force` or `--resume`; `--force` removes only the run's own files).
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::io::json::read_json;
+
+/// File names inside a run directory.
+pub const CONFIG_FILE: &str = "config.json";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const POSTTRAIN_LOG_FILE: &str = "posttrain.jsonl";
+pub const SUMMARY_FILE: &str = "summary.json";
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const CURVES_FILE: &str = "curves.svg";
+pub const SPARSITY_FILE: &str = "sparsity.svg";
+
+/// Every file a run writes (training or post-training): all are replaced under `--force`.
+pub const RUN_FILES: &[&str] = &[
+    CONFIG_FILE,
+    METRICS_FILE,
+    POSTTRAIN_LOG_FILE,
+    SUMMARY_FILE,
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    CURVES_FILE,
+    SPARSITY_FILE,
+];
+
+/// What to do with a run directory that already holds a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse it (the default); `resumable` says whether `--resume` is offered in the message.
+    Refuse { resumable: bool },
+    /// Remove the run's files and start over (`--force`).
+    Overwrite,
+    /// Continue it (`--resume`; checked by the caller against its checkpoint).
+    Resume,
+}
+
+/// Whether `dir` holds a run (a config, checkpoint, export or summary).
+pub fn holds_run(dir: &Path) -> bool {
+    [CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, SUMMARY_FILE]
+        .iter()
+        .any(|f| dir.join(f).exists())
+}
+
+/// Makes `out` ready for a run under `policy`; `input` is a file the run reads, which must not
+/// live in `out`. Call only once everything else is checked: this is the first write.
+pub fn prepare(out: &Path, policy: Existing, input: Option<&Path>) -> Result<()> {
+    if let Some(input) = input {
+        let input_dir = input.parent().and_then(|p| {
+            let p = if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            };
+            p.canonicalize().ok()
+        });
+        if input_dir.is_some() && input_dir == out.canonicalize().ok() {
+            return Err(Error::invalid(format!(
+                "--out {} holds the input --checkpoint; choose another directory",
+                out.display()
+            )));
+        }
+    }
+    match policy {
+        Existing::Resume => return Ok(()),
+        Existing::Refuse { resumable } if holds_run(out) => {
+            let resume = if resumable {
+                " or --resume to continue it"
+            } else {
+                ""
+            };
+            return Err(Error::invalid(format!(
+                "{} already holds a run; pass --force to overwrite it{resume}",
+                out.display()
+            )));
+        }
+        Existing::Overwrite => {
+            for f in RUN_FILES {
+                let _ = std::fs::remove_file(out.join(f));
+            }
+        }
+        Existing::Refuse { .. } => {}
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
+}
+
+/// Reads the `summary.json` of a finished run.
+pub fn read_summary<T: DeserializeOwned>(run: &Path) -> Result<T> {
+    let path = run.join(SUMMARY_FILE);
+    if !path.exists() {
+        return Err(Error::invalid(format!(
+            "{} holds no {SUMMARY_FILE} (not a finished sparsegrad run)",
+            run.display()
+        )));
+    }
+    read_json(&path)
+}
+
+/// Whether `run` was written by `sparsegrad posttrain`.
+pub fn is_posttrain_run(run: &Path) -> bool {
+    run.join(POSTTRAIN_LOG_FILE).exists()
+}
