@@ -12,8 +12,10 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use sparsegrad::error::{Error, Result};
 use sparsegrad::posttrain::{self, PosttrainConfig};
+use sparsegrad::run::best::BEST_RULE;
 use sparsegrad::run::evaluate::evaluate_checkpoint;
-use sparsegrad::run::report::{compare_runs, report_run};
+use sparsegrad::run::interrupt;
+use sparsegrad::run::report::{best_phrase, compare_runs, report_run};
 use sparsegrad::train::{Outcome, Progress, RunOptions, TrainConfig, train};
 
 #[derive(Parser)]
@@ -89,10 +91,8 @@ struct ReportArgs {
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
+    sparsegrad::run::flags::threads(threads)?;
     if let Some(n) = threads {
-        if n == 0 {
-            return Err(Error::invalid("--threads must be at least 1"));
-        }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
@@ -115,6 +115,8 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     config.validate()?;
     config.refuse_unused_settings(&given(matches))?;
     set_threads(config.threads)?;
+    let (out, command) = (config.out_dir(), interrupt::command_line());
+    interrupt::on_interrupt(move |signal| interrupt::train_message(signal, &out, &command));
     let options = RunOptions {
         resume: args.resume,
         force: args.force,
@@ -123,10 +125,13 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     let Outcome::Finished(summary) = train(config, options, &mut Progress::new(args.quiet))? else {
         unreachable!("train stops early only when asked to")
     };
+    let best = summary.best.as_ref().map_or("none".to_string(), |b| {
+        format!("{:.4} best_epoch={}", b.test_accuracy, b.epoch)
+    });
+    println!("{} ({BEST_RULE})", best_phrase(summary.best.as_ref()));
     println!(
-        "test_accuracy={:.4} best_test_accuracy={:.4} sparsity={:.4} params={}/{} flops={}/{} wall_seconds={:.1}",
+        "test_accuracy={:.4} best_test_accuracy={best} sparsity={:.4} params={}/{} flops={}/{} wall_seconds={:.1}",
         summary.test_accuracy,
-        summary.best_test_accuracy,
         summary.overall_sparsity,
         summary.params_nonzero,
         summary.params_total,
@@ -143,6 +148,8 @@ fn run_posttrain(args: &PosttrainArgs, matches: &ArgMatches) -> Result<()> {
     config.validate()?;
     config.refuse_unused_settings(&given(matches))?;
     set_threads(config.threads)?;
+    let command = interrupt::command_line();
+    interrupt::on_interrupt(move |signal| interrupt::posttrain_message(signal, &command));
     let s = posttrain::run(config, args.force, &mut Progress::new(args.quiet))?;
     let fixup = s
         .fixup
@@ -150,7 +157,7 @@ fn run_posttrain(args: &PosttrainArgs, matches: &ArgMatches) -> Result<()> {
         .map(|f| format!(" fixup_weights={}", f.changed))
         .unwrap_or_default();
     println!(
-        "test_accuracy={:.4} dense_test_accuracy={:.4} sparsity={:.4} target={} params={}/{}{fixup} optimise_seconds={:.1} evaluate_seconds={:.1}",
+        "test_accuracy={:.4} input_test_accuracy={:.4} sparsity={:.4} target={} params={}/{}{fixup} optimise_seconds={:.1} evaluate_seconds={:.1}",
         s.test_accuracy,
         s.dense_test_accuracy,
         s.achieved_sparsity,

@@ -130,10 +130,19 @@ pub fn parse_idx(
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
     if let Some(e) = expected.filter(|e| e.rank != ndim) {
-        return Err(fail(format!(
-            "expected {}, got dimensions {dims:?}",
-            e.layout
-        )));
+        // An MNIST directory's two kinds of file, told apart by rank: a swapped pair is named.
+        let kind = |rank| match rank {
+            1 => Some("a labels file"),
+            3 => Some("an images file"),
+            _ => None,
+        };
+        return Err(fail(match (kind(ndim), kind(e.rank)) {
+            (Some(found), Some(_)) => format!(
+                "has the shape of {found} (dimensions {dims:?}), not of {}",
+                e.layout
+            ),
+            _ => format!("expected {}, got dimensions {dims:?}", e.layout),
+        }));
     }
     if dims.contains(&0) {
         return Err(fail(format!("dimensions {dims:?} include a zero size")));

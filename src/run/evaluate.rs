@@ -57,8 +57,7 @@ pub fn evaluate_checkpoint(
 ) -> crate::error::Result<CheckpointEval> {
     let (mut model, meta) = crate::run::meta::load_model(path)?;
     let info = &meta.info;
-    let data_name = data.map_or_else(|| meta.config.data.clone(), str::to_string);
-    let data = crate::data::detect::load_dir(std::path::Path::new(&data_name))?;
+    let (data, data_name) = crate::run::meta::load_run_data(data, &meta, path)?;
     if data.test.image_shape() != info.input || data.test.classes != info.classes {
         return Err(crate::error::Error::invalid(format!(
             "--data {data_name}: images {:?} in {} classes, but the model was trained on {:?} in {} classes",

@@ -9,8 +9,10 @@ use proptest::prelude::*;
 use sparsegrad::data::idx::{MAX_DEFLATE_RATIO, read_idx};
 use sparsegrad::data::{Cifar100Labels, read_cifar10_file, read_cifar100_file};
 use sparsegrad::io::checkpoint::{Checkpoint, load};
-use sparsegrad::io::runlog::MetricsLog;
-use sparsegrad::train::trainer::{load_model, read_summary};
+use sparsegrad::io::sparse_export::read_sparse_export;
+use sparsegrad::run::dir::read_summary;
+use sparsegrad::run::log::JsonLines;
+use sparsegrad::run::{EpochMetrics, Summary, load_model};
 
 use crate::fuzz_formats::*;
 use crate::fuzz_support::*;
@@ -90,9 +92,18 @@ proptest! {
     ) {
         let dir = FuzzDir::new("mem-json");
         let path = dir.write("summary.json", &summary);
-        assert_bounded(&path, 64, || read_summary(&dir.0).map(|_| ()));
+        assert_bounded(&path, 64, || read_summary::<Summary>(&dir.0).map(|_| ()));
         let path = dir.write("metrics.jsonl", &metrics);
-        assert_bounded(&path, 64, || MetricsLog::read(&path).map(|_| ()));
+        assert_bounded(&path, 64, || JsonLines::<EpochMetrics>::read(&path).map(|_| ()));
+    }
+
+    /// The sparse export: the file, its parsed header, and its CSR parts decoded to f64 values
+    /// and word-sized indices (a U16 column index becomes 4 to 8 bytes).
+    #[test]
+    fn fuzz_memory_sparse_export(bytes in sparse_export_input()) {
+        let dir = FuzzDir::new("mem-sparse-export");
+        let path = dir.write("model.sparse.safetensors", &bytes);
+        assert_bounded(&path, 16, || read_sparse_export::<f64>(&path).map(|_| ()));
     }
 }
 

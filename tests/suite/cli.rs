@@ -112,7 +112,7 @@ fn missing_and_malformed_data_dirs() {
             dir.join("run").to_str().unwrap(),
         ],
         &format!(
-            "{}: expected images [N, H, W], got dimensions [5]",
+            "{}: has the shape of a labels file (dimensions [5]), not of images [N, H, W]",
             bad.join("train-images-idx3-ubyte").display()
         ),
     );

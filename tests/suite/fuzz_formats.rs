@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use sparsegrad::posttrain::PosttrainConfig;
 use sparsegrad::methods::{SharedOptions, TrainMethod};
+use sparsegrad::posttrain::PosttrainConfig;
 use sparsegrad::train::{Progress, RunOptions, SparsityConfig, TrainConfig, train};
 
 use crate::fuzz_json::{edit_json, json_edit};
@@ -353,4 +353,29 @@ pub fn json_input(valid: String) -> impl Strategy<Value = Vec<u8>> {
             text.into_bytes()
         });
     prop_oneof![bytes, edited]
+}
+
+// ---- the sparse export -------------------------------------------------------------------------
+
+/// A valid sparse export of the seed run's (partly sparse) model, written once.
+pub fn sparse_export_seed() -> Vec<u8> {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES
+        .get_or_init(|| {
+            let run = &seed_runs_cached().train;
+            let (model, _) = sparsegrad::run::load_model(&run.join("model.safetensors")).unwrap();
+            let path = run.join("model.sparse.safetensors");
+            sparsegrad::io::sparse_export::write_sparse_export(&path, model.as_ref()).unwrap();
+            std::fs::read(&path).unwrap()
+        })
+        .clone()
+}
+
+/// Random bytes, extreme safetensors headers and damaged copies of a real sparse export.
+pub fn sparse_export_input() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        1 => random_bytes(&[]),
+        2 => safetensors_extreme_header(),
+        4 => damaged(sparse_export_seed()),
+    ]
 }

@@ -1,7 +1,8 @@
 //! Fuzz properties of every reader of untrusted bytes: IDX (raw and gzip) files and directories,
 //! CIFAR-10/100 files and directories, safetensors checkpoints and exports with their JSON
-//! metadata, the run files `report` and `--resume` read back (`summary.json`, `metrics.jsonl`),
-//! and a whole `train --resume` from a damaged checkpoint. Each feeds random bytes, damaged
+//! metadata, the sparse export, the run files `report` and `--resume` read back (`summary.json`,
+//! `metrics.jsonl`), and a whole `train --resume` from a damaged checkpoint. Each feeds random
+//! bytes, damaged
 //! copies of valid files (truncations, bit flips, inserted, removed and overwritten bytes,
 //! trailing garbage) and headers with extreme fields, and asserts no panic and, on failure, a
 //! one-line error naming the file.
@@ -20,9 +21,10 @@ use sparsegrad::data::{
 };
 use sparsegrad::error::Result;
 use sparsegrad::io::checkpoint::{Checkpoint, load};
+use sparsegrad::io::sparse_export::{load_sparse_export, read_sparse_export};
 use sparsegrad::run::dir::read_summary;
-use sparsegrad::run::log::JsonLines;
 use sparsegrad::run::load_model;
+use sparsegrad::run::log::JsonLines;
 use sparsegrad::run::report::{ComparisonRow, markdown_table};
 use sparsegrad::run::{EpochMetrics, PosttrainSummary, Summary};
 use sparsegrad::train::{Progress, RunOptions, TrainConfig, train};
@@ -164,13 +166,9 @@ fn check_checkpoint(path: &Path) {
     let as_f64: Result<Checkpoint<f64>> = load(path);
     assert_error_names(&as_f64, path);
     assert_eq!(as_f32.is_ok(), as_f64.is_ok(), "element types disagree");
-    match load_model(path) {
-        // The model and method are rebuilt from the metadata by builders that know no file, and
-        // `load_model` (src/train) passes their errors on without naming it: left to the CLI
-        // part of issue 15. Everything else must name the file.
-        Err(sparsegrad::error::Error::Invalid(_)) => {}
-        other => assert_error_names(&other, path),
-    }
+    // Including what the model and method builders refuse in the metadata (`load_model` names
+    // the file for them).
+    assert_error_names(&load_model(path), path);
 }
 
 proptest! {
@@ -260,6 +258,27 @@ proptest! {
         let resume = RunOptions { resume: true, ..RunOptions::default() };
         if let Err(e) = train(&config, resume, &mut Progress::plain()) {
             prop_assert!(!e.to_string().contains('\n'), "error is not one line: {}", e);
+        }
+    }
+}
+
+// ---- the sparse export -------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(fuzz_config(CI_CASES))]
+
+    /// `read_sparse_export` in both element types, and loading into the model it came from.
+    #[test]
+    fn fuzz_sparse_export(bytes in sparse_export_input()) {
+        let dir = FuzzDir::new("sparse-export");
+        let path = dir.write("model.sparse.safetensors", &bytes);
+        let as_f32 = read_sparse_export::<f32>(&path);
+        assert_error_names(&as_f32, &path);
+        assert_error_names(&read_sparse_export::<f64>(&path), &path);
+        if as_f32.is_ok() {
+            let (mut model, _) =
+                load_model(&seed_runs_cached().train.join("model.safetensors")).unwrap();
+            assert_error_names(&load_sparse_export(model.as_mut(), &path), &path);
         }
     }
 }

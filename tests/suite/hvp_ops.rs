@@ -163,7 +163,7 @@ proptest! {
         op!(rng, "div", &ab, |x| x[0] / x[1]);
         op!(rng, "pow", &[pos[0].clone(), ab[0].clone()], |x| x[0].pow(x[1]));
         let a = distinct(&[r, c], rng);
-        let b = &a + &draw(&[r, c], 0.1, 0.5, rng).mapv(|d| if rng.next_u32() % 2 == 0 { d } else { -d });
+        let b = &a + &draw(&[r, c], 0.1, 0.5, rng).mapv(|d| if rng.next_u32().is_multiple_of(2) { d } else { -d });
         op!(rng, "maximum", &[a, b], |x| x[0].maximum(x[1]));
     }
 

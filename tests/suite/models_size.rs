@@ -4,9 +4,9 @@
 //! memory.
 
 use proptest::prelude::*;
+use sparsegrad::models::ModelName;
 use sparsegrad::models::{MAX_MODEL_VALUES, ModelSpec, build};
 use sparsegrad::rng::seeded;
-use sparsegrad::models::ModelName;
 
 fn spec(name: &str, input: (usize, usize, usize), classes: usize, width: f64) -> ModelSpec {
     ModelSpec {
@@ -90,15 +90,25 @@ fn a_checkpoint_stores_at_least_the_values_of_its_model() {
     use sparsegrad::io::checkpoint::{Checkpoint, load};
     use sparsegrad::run::CheckpointMeta;
     let run = &crate::fuzz_formats::seed_runs_cached().train;
-    for (name, exact) in [("model.safetensors", true), ("checkpoint.safetensors", false)] {
+    for (name, exact) in [
+        ("model.safetensors", true),
+        ("checkpoint.safetensors", false),
+    ] {
         let path = run.join(name);
         let ckpt: Checkpoint<f32> = load(&path).unwrap();
-        let spec = CheckpointMeta::from_checkpoint(&ckpt, &path).unwrap().info.spec();
+        let spec = CheckpointMeta::from_checkpoint(&ckpt, &path)
+            .unwrap()
+            .info
+            .spec();
         let stored: u128 = ckpt.tensors.iter().map(|(_, t)| t.len() as u128).sum();
         if exact {
             assert_eq!(spec.values(), stored, "{name}");
         } else {
-            assert!(spec.values() < stored, "{name}: {} > {stored}", spec.values());
+            assert!(
+                spec.values() < stored,
+                "{name}: {} > {stored}",
+                spec.values()
+            );
         }
     }
 }
