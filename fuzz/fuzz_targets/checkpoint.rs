@@ -11,7 +11,5 @@ fuzz_target!(|data: &[u8]| {
     let path = common::as_file("model.safetensors", data);
     common::check(load::<f32>(&path).map(|_: Checkpoint<f32>| ()), &path);
     common::check(load::<f64>(&path).map(|_: Checkpoint<f64>| ()), &path);
-    // The model and method builders' errors do not name the file yet (src/train); only panics
-    // and aborts are findings here.
-    let _ = sparsegrad::train::trainer::load_model(&path);
+    common::check(sparsegrad::run::load_model(&path).map(|_| ()), &path);
 });

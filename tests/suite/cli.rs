@@ -285,7 +285,16 @@ fn report_compares_runs_and_a_closed_stdout_ends_it_quietly() {
     let (code, table, stderr) = run(&["report", out.to_str().unwrap(), out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 4, "header, rule and one row per run:\n{table}");
+    assert_eq!(
+        lines.len(),
+        6,
+        "header, rule, one row per run, then how best is selected:\n{table}"
+    );
+    assert_eq!(
+        lines[5],
+        format!("{}.", sparsegrad::run::best::BEST_RULE),
+        "{table}"
+    );
     assert!(
         lines[0].starts_with("| run | model | method | test acc |"),
         "{table}"

@@ -13,16 +13,16 @@
 //! model's; it has its own file, as the reader of untrusted bytes (fuzzed in
 //! `tests/suite/fuzz_parsers.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use ndarray::IxDyn;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint::{Checkpoint, export_tensors, is_counter, load_into};
+use crate::io::checkpoint::{export_tensors, is_counter};
 use crate::nn::Module;
 use crate::tape::Tensor;
 
