@@ -126,8 +126,11 @@ fn checkpoint_metadata_describing_a_huge_model_is_refused_before_allocating() {
     let (result, usage) = memory_use(|| load_model(&path).map(|_| ()));
     assert_eq!(
         result.unwrap_err().to_string(),
-        "--model lenet300 for 1x65536x65536 images and 10 classes at width 1.0 would hold \
-         1288490220210 values, over the limit of 268435456"
+        format!(
+            "{}: its metadata describes --model lenet300 for 1x65536x65536 images and 10 \
+             classes at width 1.0 would hold 1288490220210 values, over the limit of 268435456",
+            path.display()
+        )
     );
     let len = std::fs::metadata(&path).unwrap().len() as usize;
     assert!(usage.peak <= 8 * len + SLACK, "peak {} bytes", usage.peak);

@@ -104,7 +104,7 @@ fn a_labels_file_where_images_belong_is_refused_by_its_rank() {
     assert_eq!(
         load_error(&dir.0),
         format!(
-            "{}: expected labels [N], got dimensions [4, 2, 2]",
+            "{}: has the shape of an images file (dimensions [4, 2, 2]), not of labels [N]",
             labels.display()
         )
     );
