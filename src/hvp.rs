@@ -30,11 +30,11 @@
 //! use std::collections::BTreeMap;
 //! use sparsegrad::dual::Dual64;
 //! use sparsegrad::hvp::{load_twin, module_hvp};
-//! use sparsegrad::models::{build, build_as, ModelSpec};
+//! use sparsegrad::models::{build, build_as, ModelName, ModelSpec};
 //! use sparsegrad::prelude::*;
 //! use sparsegrad::rng::seeded;
 //!
-//! let spec = ModelSpec { name: "lenet300".into(), input: (1, 4, 4), classes: 3, width: 1.0 };
+//! let spec = ModelSpec { name: ModelName::Lenet300, input: (1, 4, 4), classes: 3, width: 1.0 };
 //! let model = build(&spec, &mut seeded(1)).unwrap(); // the f32 model being pruned
 //! let mut twin = build_as::<Dual64>(&spec, &mut seeded(0)).unwrap();
 //! load_twin(&*model, &mut *twin).unwrap(); // same names, values widened

@@ -11,6 +11,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use sparsegrad::error::{Error, Result};
+use sparsegrad::nn::SparseKernels;
 use sparsegrad::posttrain::{self, PosttrainConfig};
 use sparsegrad::run::best::BEST_RULE;
 use sparsegrad::run::evaluate::evaluate_checkpoint;
@@ -80,6 +81,9 @@ struct EvalArgs {
     /// Data to evaluate on (default: the data the model was trained on).
     #[arg(long)]
     data: Option<String>,
+    /// Run masked layers on the sparse kernels (auto: where the calibrated rule says so).
+    #[arg(long, value_enum, default_value_t = SparseKernels::Auto)]
+    sparse_kernels: SparseKernels,
 }
 
 #[derive(Args)]
@@ -172,7 +176,7 @@ fn run_posttrain(args: &PosttrainArgs, matches: &ArgMatches) -> Result<()> {
 }
 
 fn run_eval(args: &EvalArgs) -> Result<()> {
-    let e = evaluate_checkpoint(&args.checkpoint, args.data.as_deref())?;
+    let e = evaluate_checkpoint(&args.checkpoint, args.data.as_deref(), args.sparse_kernels)?;
     println!(
         "{} ({} / {}) on {}: test_accuracy={:.4} sparsity={:.4} ({} test images)",
         args.checkpoint.display(),
@@ -183,6 +187,9 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         e.sparsity,
         e.test_images
     );
+    if !e.sparse_layers.is_empty() {
+        println!("sparse kernels: {}", e.sparse_layers.join(", "));
+    }
     Ok(())
 }
 

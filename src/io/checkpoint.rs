@@ -185,6 +185,19 @@ impl<F: Float> Checkpoint<F> {
     }
 }
 
+/// The metadata of a safetensors file (its header only is parsed).
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::format(path, format!("not a valid safetensors file ({e})")))?;
+    Ok(header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
 /// Reads every tensor and the metadata of a safetensors file. Tensors must be F32, F64 or I64;
 /// anything else, a truncated file or a corrupt header is an error naming the file.
 pub fn load<F: Float>(path: &Path) -> Result<Checkpoint<F>> {

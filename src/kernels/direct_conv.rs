@@ -8,7 +8,7 @@
 //! `y[n, o, oh, ow] = b[o] + sum_{c, i, j} w[o, c, i, j] * x[n, group*Cg + c, oh*sh + i*dh - ph, ow*sw + j*dw - pw]`
 //!
 //! where out-of-range input indices read zero (zero padding). All three functions enumerate the
-//! same (output, tap) pairs with [`for_each_tap`]; each is the derivative of that one sum.
+//! same (output, tap) pairs with `for_each_tap`; each is the derivative of that one sum.
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 

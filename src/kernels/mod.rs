@@ -4,12 +4,14 @@
 
 pub mod conv_config;
 pub mod conv_gemm;
+pub mod conv_problem;
 pub mod direct_conv;
 pub mod gemm;
 pub mod im2col;
 pub mod microkernel;
 pub mod packed_gemm;
 pub mod sparse_conv;
+mod sparse_conv_geometry;
 pub mod sparse_linear;
 pub mod sparse_micro;
 pub mod sparse_pattern;

@@ -1,8 +1,8 @@
 //! Single-threaded packed f32 GEMM (the BLIS loop structure) around the `microkernel` tiles.
 //!
 //! `C <- alpha * A B + beta * C` for strided A (`m x k`), B (`k x n`) and C. B is packed in
-//! blocks of [`KC`] x [`NC`] into panels `nr` columns wide (`p`-major, zero-padded to whole
-//! vectors), A in blocks of [`MC`] x [`KC`] into panels of `mr` rows; every pair of panels is one
+//! blocks of `KC` x `NC` into panels `nr` columns wide (`p`-major, zero-padded to whole
+//! vectors), A in blocks of `MC` x `KC` into panels of `mr` rows; every pair of panels is one
 //! micro-kernel call. Packing makes every operand layout (row-major, transposed view) run the
 //! same fast kernel, and turns the strided reads into one pass per block.
 //!

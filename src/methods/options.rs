@@ -1,7 +1,7 @@
 //! What a method is built from: the settings several training methods share
 //! ([`SharedOptions`]), the run settings a method may read ([`TrainContext`],
 //! [`PosttrainContext`]), and the rule that every other method setting stays at its default
-//! ([`unused_settings`]). Defaults are written once, in the `#[arg]` attributes: [`clap_defaults`]
+//! ([`refuse_unused`]). Defaults are written once, in the `#[arg]` attributes: [`clap_defaults`]
 //! reads them back for `Default` and for configs saved before a field existed.
 
 use clap::{Args, Command, FromArgMatches};
@@ -44,6 +44,10 @@ pub struct SharedOptions {
     /// Keep the last prunable layer (the classifier) dense.
     #[arg(long)]
     pub last_layer_dense: bool,
+    /// Iterative methods (han, lottery): pruning rounds after the first, dense one; each round
+    /// runs --epochs epochs (default: per method).
+    #[arg(long)]
+    pub rounds: Option<usize>,
 }
 
 impl Default for SharedOptions {

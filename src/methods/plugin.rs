@@ -9,11 +9,13 @@
 //! attach          structural: transforms on weights (no data); also before a checkpoint loads
 //! check_run       the method's settings against the run's length (before any file is written)
 //! init            data-aware start on a fresh run (SNIP, GraSP, Wanda): batches of the training split
-//! per step:       regulariser (added to the loss), backward, after_backward (sees the gradients,
-//!                 incl. effective-weight ones), optimiser step, after_step
-//! per epoch:      after_epoch (warnings)
+//! per step:       before_step (sees the batch), regulariser (added to the loss), backward,
+//!                 after_backward (sees the gradients, incl. effective-weight ones), optimiser
+//!                 step, after_step
+//! per epoch:      after_epoch (warnings), after_evaluate (the epoch's accuracies)
 //! start_round     iterative methods (rounds > 1): at the start of every round after the first
 //! finish          bake transforms into plain weights; may report an exact fix-up
+//! extra_exports   models written besides the final one (`model.{tag}.safetensors`)
 //! state / load_state   the method's own state, in every checkpoint (resume stays bit-identical)
 //! ```
 
@@ -24,10 +26,14 @@ use crate::data::{Batch, Dataset, Normalize, gather};
 use crate::error::{Error, Result};
 use crate::grads::Grads;
 use crate::methods::fixup::FixUp;
+use crate::models::ModelSpec;
 use crate::nn::Module;
 use crate::optim::ParamGroup;
 use crate::rng::derived;
 use crate::tape::{Tape, Tensor, Var};
+
+/// Named tensors (an export's or a state's).
+pub type NamedTensors = Vec<(String, Tensor<f32>)>;
 
 /// Where the loop is when a hook runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +61,17 @@ impl RunShape {
     pub fn total_steps(&self) -> usize {
         self.epochs * self.steps_per_epoch * self.rounds
     }
+}
+
+/// The accuracies evaluated after an epoch, as `after_evaluate` sees them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochEval {
+    /// 0-based epoch, counted over all rounds.
+    pub epoch: usize,
+    /// Optimiser steps taken so far (all rounds).
+    pub steps_done: usize,
+    pub val_acc: Option<f64>,
+    pub test_acc: f64,
 }
 
 /// A method's own state, saved in every checkpoint: JSON (counters, schedules, flags) and named
@@ -100,6 +117,9 @@ pub struct InitData<'a> {
     /// A freshly initialised model of the run's architecture from another seed (SNIP's option of
     /// scoring on another initialisation than the one trained).
     pub fresh_model: &'a dyn Fn(u64) -> Result<Box<dyn Module<f32>>>,
+    /// The run's architecture, for twins of other element types (GraSP's `Dual64` twin for
+    /// Hessian-vector products, `models::build_as`).
+    pub spec: ModelSpec,
 }
 
 /// RNG stream of the batches `init` draws (see `rng::derived`).
@@ -195,6 +215,19 @@ pub trait Method {
         Ok(())
     }
 
+    /// Sees the step's training batch before the forward pass, for methods that run passes of
+    /// their own on it (sensitivity: a backward pass from the network's outputs, not the loss).
+    /// Called by the training loop only.
+    fn before_step(
+        &mut self,
+        model: &mut dyn Module<f32>,
+        batch: &Batch<f32>,
+        info: &StepInfo,
+    ) -> Result<()> {
+        let _ = (model, batch, info);
+        Ok(())
+    }
+
     /// A term added to the training loss at every step (penalties, controllers).
     fn regulariser<'t>(
         &mut self,
@@ -237,6 +270,13 @@ pub trait Method {
         Ok(Vec::new())
     }
 
+    /// Sees the accuracies evaluated after every epoch (before its checkpoint is written, so
+    /// what it records is resumed): per-round reports such as lottery tickets' iteration of
+    /// best validation accuracy.
+    fn after_evaluate(&mut self, eval: &EpochEval) {
+        let _ = eval;
+    }
+
     /// Runs at the start of round `round` >= 1 (iterative pruning: prune, rewind).
     fn start_round(&mut self, model: &mut dyn Module<f32>, round: usize) -> Result<()> {
         let _ = (model, round);
@@ -249,6 +289,14 @@ pub trait Method {
     fn finish(&mut self, model: &mut dyn Module<f32>) -> Result<Option<FixUp>> {
         crate::methods::bake(model);
         Ok(None)
+    }
+
+    /// Models the method exports besides the final one, after `finish`: (tag, tensors in the
+    /// export's form, `io::checkpoint::export_tensors`), each written to
+    /// `model.{tag}.safetensors` in the run directory (AC/DC: its last dense model). The tag is
+    /// lowercase letters, digits and `-`.
+    fn extra_exports(&self) -> Vec<(String, NamedTensors)> {
+        Vec::new()
     }
 
     /// Method-specific figures for the summary (`null`: none).

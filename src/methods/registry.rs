@@ -5,7 +5,8 @@
 use crate::error::Result;
 use crate::methods::options::{PosttrainContext, TrainContext, settings_of};
 use crate::methods::plugin::{Method, Plugin};
-use crate::methods::{baselines, dense, fcpts, gmp, magnitude, str};
+use crate::methods::{acdc, baselines, dense, dnw, dynamic, fcpts, gmp, magnitude, str};
+use crate::methods::{grasp, han, l0, lottery, sensitivity, snip, wanda};
 
 /// Declares a registry from its table. For each line `Variant = "name", field: Plugin, "help";`
 /// (optionally `=> constructor` when one plugin type serves several names) it generates:
@@ -116,6 +117,17 @@ registry! {
     Str = "str", str: str::Str, "STR: learned soft thresholds (Kusupati et al. 2020)";
     Gmp = "gmp", gmp: gmp::Gmp, "gradual magnitude pruning, cubic schedule (Zhu & Gupta 2017)";
     Magnitude = "magnitude", magnitude: magnitude::Magnitude, "train dense, prune once by magnitude, fine-tune";
+    Han = "han", han: han::Han, "prune |w| < q std per layer, retrain at reduced lr, iterate (Han et al. 2015)";
+    Lottery = "lottery", lottery: lottery::Lottery, "lottery tickets: iterative magnitude pruning with rewinding (Frankle & Carbin 2019)";
+    Snip = "snip", snip: snip::Snip, "SNIP: prune at init by connection sensitivity |g w| (Lee et al. 2019)";
+    Grasp = "grasp", grasp: grasp::Grasp, "GraSP: prune at init by gradient flow -w (H g) (Wang et al. 2020)";
+    Rigl = "rigl", rigl: dynamic::DynamicSparse<dynamic::RiglOptions>, "RigL: random sparse start, drop by |w| and grow by |gradient| (Evci et al. 2020)";
+    Set = "set", set: dynamic::DynamicSparse<dynamic::SetOptions>, "SET: random sparse start, drop by |w| and grow at random (Mocanu et al. 2018)";
+    Acdc = "acdc", acdc: acdc::Acdc, "AC/DC: dense warm-up, alternating magnitude-sparse and dense phases, ending sparse (Peste et al. 2021)";
+    Dnw = "dnw", dnw: dnw::Dnw, "DNW: forward top-k of |w|, gradient to every weight (Wortsman et al. 2019)";
+    Static = "static", static_mask: dynamic::DynamicSparse<dynamic::StaticOptions>, "a fixed random mask at the --distribution allocation (control of RigL and SET)";
+    Sensitivity = "sensitivity", sensitivity: sensitivity::Sensitivity, "sensitivity-driven decay of weights the output is insensitive to, then thresholding (Tartaglione et al. 2018)";
+    L0 = "l0", l0: l0::L0, "L0: hard-concrete gates per neuron / channel, expected-L0 penalty (Louizos et al. 2018)";
 }
 
 registry! {
@@ -130,4 +142,5 @@ registry! {
     MagnitudeGlobal = "magnitude-global", magnitude_global: baselines::Baseline => baselines::Baseline::global, "magnitude, one threshold on |w| over all layers";
     MagnitudeL2norm = "magnitude-l2norm", magnitude_l2norm: baselines::Baseline => baselines::Baseline::l2norm, "magnitude, one threshold on |w| / ||W_l||";
     Lamp = "lamp", lamp: baselines::Baseline => baselines::Baseline::lamp, "LAMP scores, global top-k (Lee et al. 2021)";
+    Wanda = "wanda", wanda: wanda::Wanda, "Wanda: |W_ij| ||X_j|| on the calibration inputs, per output row (Sun et al. 2023)";
 }

@@ -82,6 +82,10 @@ impl<F: Float> Module<F> for Conv2d<F> {
         let tape = x.tape();
         let bias = self.bias.as_ref().map(|b| tape.param(b));
         let xs = x.shape();
+        let kernel = self.kernel();
+        if let Some(norms) = &mut self.weight.input_norms {
+            norms.add_conv(&x.value(), kernel, &self.cfg);
+        }
         let layer = (xs.len() == 4).then(|| {
             SparseLayer::Conv2d(SparseConvShape {
                 batch: xs[0],

@@ -1,7 +1,7 @@
 //! GRU cell with PyTorch `nn.GRUCell`'s parameters, layout and equations.
 //!
-//! Parameters (state_dict order): `weight_ih` [3H, I], `weight_hh` [3H, H], `bias_ih` [3H],
-//! `bias_hh` [3H]; the three gate blocks of each are stacked in the order (r, z, n):
+//! Parameters (state_dict order): `weight_ih` `[3H, I]`, `weight_hh` `[3H, H]`, `bias_ih` `[3H]`,
+//! `bias_hh` `[3H]`; the three gate blocks of each are stacked in the order (r, z, n):
 //!
 //! ```text
 //! r  = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
@@ -27,7 +27,7 @@ pub struct GruCell<F: Float> {
     pub weight_ih: Weight<F>,
     /// [3H, H]: rows (W_hr; W_hz; W_hn).
     pub weight_hh: Weight<F>,
-    /// [3H] each: (b_ir; b_iz; b_in) and (b_hr; b_hz; b_hn); absent when built without bias.
+    /// `[3H]` each: (b_ir; b_iz; b_in) and (b_hr; b_hz; b_hn); absent when built without bias.
     pub bias_ih: Option<Param<F>>,
     pub bias_hh: Option<Param<F>>,
 }

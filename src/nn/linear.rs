@@ -38,6 +38,9 @@ impl<F: Float> Module<F> for Linear<F> {
     /// x: [N, in] -> [N, out].
     fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
         let tape = x.tape();
+        if let Some(norms) = &mut self.weight.input_norms {
+            norms.add_linear(&x.value());
+        }
         let layer = SparseLayer::Linear {
             batch: x.shape().first().copied().unwrap_or(0),
             inputs: self.in_features(),

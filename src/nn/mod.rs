@@ -7,6 +7,7 @@ pub mod dropout;
 pub mod fastgrnn;
 pub mod gru;
 pub mod init;
+pub mod input_norms;
 pub mod linear;
 pub mod module;
 pub mod pool;

@@ -20,16 +20,39 @@ use crate::kernels::sparse_select::{SparseLayer, prefer_sparse};
 use crate::nn::{Module, Weight};
 use crate::tape::Tensor;
 
-/// Whether masked layers use the sparse kernels.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Whether masked layers use the sparse kernels (`--sparse-kernels`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum SparseKernels {
-    /// Always the dense masked path (the default: nothing changes unless asked).
+    /// Always the dense masked path (the library default: nothing changes unless asked; runs
+    /// saved before the flag existed read as `off`, so they resume to the same bytes).
     #[default]
     Off,
     /// The sparse kernels for every masked layer.
     On,
-    /// The sparse kernels where `prefer_sparse` picks them (layer shape, batch, density).
+    /// The sparse kernels where `prefer_sparse` picks them (layer shape, batch, density): the
+    /// command line's default.
     Auto,
+}
+
+impl std::fmt::Display for SparseKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SparseKernels::Off => "off",
+            SparseKernels::On => "on",
+            SparseKernels::Auto => "auto",
+        })
+    }
 }
 
 /// A weight's sparse-kernel setting, its cached pattern and what its last forward pass did.

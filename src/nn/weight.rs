@@ -85,6 +85,10 @@ pub struct Weight<F: Float> {
     effective_var: Cell<Option<usize>>,
     /// Sparse-kernel setting and cached pattern (see `nn::sparse`).
     pub(crate) sparse: crate::nn::sparse::SparseState<F>,
+    /// When `Some`, Linear and Conv2d layers add the squared norms of their inputs to it on
+    /// every forward pass (activation-aware pruning scores such as Wanda's; see
+    /// [`InputNorms`](crate::nn::input_norms::InputNorms)).
+    pub input_norms: Option<crate::nn::input_norms::InputNorms>,
 }
 
 impl<F: Float> Weight<F> {
@@ -97,6 +101,7 @@ impl<F: Float> Weight<F> {
             retain_effective_grad: false,
             effective_var: Cell::new(None),
             sparse: Default::default(),
+            input_norms: None,
         }
     }
 

@@ -75,8 +75,15 @@ impl<'t, F: Float> Var<'t, F> {
     /// beta ln(-gamma / zeta)), as a value of shape [].
     pub fn l0_penalty(self, hc: &HardConcrete) -> Self {
         hc.check("l0_penalty");
+        self.open_probability(hc).sum()
+    }
+
+    /// Per gate, the probability that it is open, P(z_j != 0) = sigmoid(log_alpha_j -
+    /// beta ln(-gamma / zeta)) (the paper's eq. 12 summand), in log_alpha's shape: the weights
+    /// of the L2 prior term of the authors' `_reg_w`.
+    pub fn open_probability(self, hc: &HardConcrete) -> Self {
+        hc.check("open_probability");
         self.add_scalar(-hc.beta * (-hc.gamma / hc.zeta).ln())
             .sigmoid()
-            .sum()
     }
 }

@@ -1,7 +1,7 @@
 //! Reductions: sum, mean, max over axes or everything; logsumexp, softmax, log_softmax.
 //!
 //! The gradient of a reduction is the output gradient broadcast back over the reduced axes
-//! ([`expand_to`]), scaled by the reduction's local derivative.
+//! (`expand_to`), scaled by the reduction's local derivative.
 
 use std::sync::Arc;
 

@@ -114,7 +114,7 @@ impl<'t, F: Float> Var<'t, F> {
     /// STR's soft threshold S_g(w, s) = sign(w) relu(|w| - g(s)).
     ///
     /// `s` broadcasts against `w` (numpy rules) and must not enlarge it: per layer (shape [] or
-    /// [1]), per output channel ([C_out, 1, ...]), per weight (w's shape); a global threshold is
+    /// \[1\]), per output channel (\[C_out, 1, ...\]), per weight (w's shape); a global threshold is
     /// one `s` used by several layers (the tape accumulates its gradient over the uses).
     ///
     /// Gradients (exact): dL/dw = g 1[|w| > g(s)]; dL/ds = -g'(s) g sign(w) 1[|w| > g(s)],

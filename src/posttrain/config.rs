@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::methods::options::{clap_defaults, refuse_unused, settings_of};
 use crate::methods::{Method, PosttrainContext, PosttrainMethod, PosttrainMethodOptions};
+use crate::nn::SparseKernels;
 use crate::run::flags::{at_least_one, fraction, non_negative, positive, threads, utf8_path};
 
 /// A post-training sparsification run's settings.
@@ -70,6 +71,10 @@ pub struct PosttrainConfig {
     /// Worker threads (results are identical for any count).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run masked layers on the sparse kernels: `auto` where the calibrated rule (layer shape,
+    /// batch, mask density; never timings) says they are faster, `on` always, `off` never.
+    #[arg(long, value_enum, default_value_t = SparseKernels::Auto)]
+    pub sparse_kernels: SparseKernels,
     /// Run directory (default runs/posttrain-METHOD-R0).
     #[arg(long)]
     pub out: Option<PathBuf>,

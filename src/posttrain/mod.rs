@@ -35,11 +35,14 @@ pub use inputs::{CALIB_STREAM, Inputs, calibration_indices};
 use crate::error::{Error, Result};
 use crate::io::json::write_json;
 use crate::methods::InitData;
+use crate::nn::{set_sparse_kernels, sparse_layers};
 use crate::run::dir::{self, CONFIG_FILE, Existing, POSTTRAIN_LOG_FILE};
 use crate::run::evaluate::accuracy;
 use crate::run::log::JsonLines;
 use crate::run::meta::{fresh_model, plain_model};
 use crate::run::progress::Progress;
+use crate::run::summary::SparseKernelUse;
+use crate::sparsity::mask::mask_exact_zeros;
 use crate::sparsity::report::sparsity_report;
 
 /// Runs `config`, writing the run directory `config.out_dir()`.
@@ -58,7 +61,9 @@ pub fn run(
     let setup_start = Instant::now();
     let mut method = config.build_method()?;
     method.attach(student.as_mut())?;
+    set_sparse_kernels(student.as_mut(), config.sparse_kernels);
     let info = inputs.meta.info.clone();
+    let spec = info.spec();
     let fresh = move |seed: u64| fresh_model(&info, seed);
     method.init(
         student.as_mut(),
@@ -69,6 +74,7 @@ pub fn run(
             batch_size: config.batch_size,
             seed: config.seed,
             fresh_model: &fresh,
+            spec,
         },
     )?;
     let setup_seconds = setup_start.elapsed().as_secs_f64();
@@ -102,6 +108,7 @@ pub fn run(
             progress,
         )?;
     }
+    let trained_sparse = sparse_layers(student.as_ref());
     let fixup = method.finish(student.as_mut())?;
     let optimise_seconds = setup_seconds + optimise_start.elapsed().as_secs_f64();
     outputs::report_fixup(
@@ -113,7 +120,15 @@ pub fn run(
     );
 
     let eval_start = Instant::now();
+    // Evaluated as `eval` runs the export: plain weights get a mask of their nonzeros.
+    mask_exact_zeros(student.as_mut());
+    set_sparse_kernels(student.as_mut(), config.sparse_kernels);
     let test_accuracy = accuracy(student.as_mut(), &inputs.data.test, &test_idx, &inputs.norm);
+    let sparse_kernels = SparseKernelUse {
+        mode: config.sparse_kernels,
+        training: trained_sparse,
+        evaluation: sparse_layers(student.as_ref()),
+    };
     evaluate_seconds += eval_start.elapsed().as_secs_f64();
     let summary = outputs::write(
         config,
@@ -128,6 +143,7 @@ pub fn run(
             optimise_seconds,
             evaluate_seconds,
             started,
+            sparse_kernels,
         },
     )?;
     // The run directory keeps the result and says it missed (`missed_target` in summary.json);

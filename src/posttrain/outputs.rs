@@ -10,11 +10,11 @@ use crate::methods::FixUp;
 use crate::nn::Module;
 use crate::posttrain::config::PosttrainConfig;
 use crate::posttrain::inputs::{Inputs, pruned_goal};
-use crate::run::dir::{MODEL_FILE, SUMMARY_FILE};
-use crate::run::figures::{draw_sparsity, title};
-use crate::run::meta::{CheckpointMeta, ModelInfo, save_export};
+use crate::run::dir::SUMMARY_FILE;
+use crate::run::figures::{draw_posttrain_curves, draw_sparsity, title};
+use crate::run::meta::{CheckpointMeta, ModelInfo, save_exports};
 use crate::run::progress::Progress;
-use crate::run::summary::{PosttrainLayer, PosttrainSummary};
+use crate::run::summary::{PosttrainLayer, PosttrainSummary, SparseKernelUse};
 use crate::sparsity::report::{SparsityReport, sparsity_report};
 
 /// What the run measured, for the summary.
@@ -28,6 +28,7 @@ pub struct Outcome {
     pub optimise_seconds: f64,
     pub evaluate_seconds: f64,
     pub started: Instant,
+    pub sparse_kernels: SparseKernelUse,
 }
 
 /// How far (in weights, per thousand prunable weights, at least one) the result's pruned count
@@ -113,8 +114,8 @@ pub fn write(
         threads: None,
         ..config.clone()
     };
-    save_export(
-        &out.join(MODEL_FILE),
+    let exports = save_exports(
+        &out,
         student,
         &base.to_metadata_with(Some(("posttrain", &export_config))),
     )?;
@@ -162,14 +163,18 @@ pub fn write(
         evaluate_seconds: o.evaluate_seconds,
         wall_seconds: o.started.elapsed().as_secs_f64(),
         config: serde_json::to_value(config).expect("config serialises"),
+        exports: Some(exports),
+        sparse_kernels: Some(o.sparse_kernels),
     };
     write_json(&out.join(SUMMARY_FILE), &summary)?;
     let figure_title = title(
+        &out,
         &summary.model,
         &summary.method,
         summary.achieved_sparsity,
         summary.test_accuracy,
     );
+    draw_posttrain_curves(&out, &figure_title)?;
     draw_sparsity(&out, &figure_title, &report.layers)?;
     Ok(summary)
 }

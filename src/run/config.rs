@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::methods::options::{clap_defaults, refuse_unused};
 use crate::methods::{Method, SharedOptions, TrainContext, TrainMethod, TrainMethodOptions};
 use crate::models::ModelName;
+use crate::nn::SparseKernels;
 use crate::optim::{OptimizerKind, ScheduleUnit};
 use crate::run::flags::{fraction, non_negative, threads, utf8_path};
 
@@ -85,11 +86,21 @@ pub struct TrainConfig {
     /// Worker threads (results are identical for any count).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run masked layers on the sparse kernels: `auto` where the calibrated rule (layer shape,
+    /// batch, mask density; never timings) says they are faster, `on` always, `off` never.
+    #[arg(long, value_enum, default_value_t = SparseKernels::Auto)]
+    #[serde(default = "sparse_kernels_before_the_flag")]
+    pub sparse_kernels: SparseKernels,
     /// Run directory (default runs/MODEL-METHOD).
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub sparsity: SparsityConfig,
+}
+
+/// Runs saved before `--sparse-kernels` existed ran dense: they resume the same way.
+fn sparse_kernels_before_the_flag() -> SparseKernels {
+    SparseKernels::Off
 }
 
 impl Default for TrainConfig {

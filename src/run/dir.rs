@@ -15,6 +15,7 @@ pub const POSTTRAIN_LOG_FILE: &str = "posttrain.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const MODEL_FILE: &str = "model.safetensors";
+pub const SPARSE_MODEL_FILE: &str = "model.sparse.safetensors";
 pub const CURVES_FILE: &str = "curves.svg";
 pub const SPARSITY_FILE: &str = "sparsity.svg";
 
@@ -26,9 +27,29 @@ pub const RUN_FILES: &[&str] = &[
     SUMMARY_FILE,
     CHECKPOINT_FILE,
     MODEL_FILE,
+    SPARSE_MODEL_FILE,
     CURVES_FILE,
     SPARSITY_FILE,
 ];
+
+/// The file of a method's extra export tagged `tag` (`Method::extra_exports`), or an error if
+/// the tag is not lowercase letters, digits and `-`.
+pub fn extra_model_file(tag: &str) -> Result<String> {
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if tag.is_empty() || !tag.chars().all(plain) {
+        return Err(Error::invalid(format!(
+            "extra export tag `{tag}`: only lowercase letters, digits and `-`"
+        )));
+    }
+    Ok(format!("model.{tag}.safetensors"))
+}
+
+/// Whether `name` is an extra export's file (`model.{tag}.safetensors`).
+fn is_extra_model_file(name: &str) -> bool {
+    name.strip_prefix("model.")
+        .and_then(|rest| rest.strip_suffix(".safetensors"))
+        .is_some_and(|tag| extra_model_file(tag).is_ok())
+}
 
 /// What to do with a run directory that already holds a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +116,11 @@ pub fn prepare(out: &Path, policy: Existing, input: Option<&Path>) -> Result<()>
         Existing::Overwrite => {
             for f in RUN_FILES {
                 let _ = std::fs::remove_file(out.join(f));
+            }
+            for entry in std::fs::read_dir(out).into_iter().flatten().flatten() {
+                if entry.file_name().to_str().is_some_and(is_extra_model_file) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
         Existing::Refuse { .. } => {}

@@ -2,7 +2,8 @@
 
 use crate::data::{Dataset, Normalize, gather};
 use crate::metrics::correct;
-use crate::nn::Module;
+use crate::nn::{Module, SparseKernels, set_sparse_kernels, sparse_layers};
+use crate::sparsity::mask::mask_exact_zeros;
 use crate::tape::Tape;
 
 /// Images per evaluation batch (large: no gradients are kept).
@@ -47,15 +48,22 @@ pub struct CheckpointEval {
     pub test_images: usize,
     pub test_accuracy: f64,
     pub sparsity: f64,
+    /// Weights whose layers ran on the sparse kernels.
+    pub sparse_layers: Vec<String>,
 }
 
-/// Test accuracy and sparsity of the model in `path` on `data` (default: the data it was
-/// trained on), which must have the images and classes the model was trained on.
+/// Test accuracy and sparsity of the model in `path` (a checkpoint, a dense or a sparse export)
+/// on `data` (default: the data it was trained on), which must have the images and classes the
+/// model was trained on. Plain weights with zeros get a mask of their nonzeros, so that
+/// `sparse_kernels` can run their layers sparse.
 pub fn evaluate_checkpoint(
     path: &std::path::Path,
     data: Option<&str>,
+    sparse_kernels: SparseKernels,
 ) -> crate::error::Result<CheckpointEval> {
     let (mut model, meta) = crate::run::meta::load_model(path)?;
+    mask_exact_zeros(model.as_mut());
+    set_sparse_kernels(model.as_mut(), sparse_kernels);
     let info = &meta.info;
     let (data, data_name) = crate::run::meta::load_run_data(data, &meta, path)?;
     if data.test.image_shape() != info.input || data.test.classes != info.classes {
@@ -76,5 +84,6 @@ pub fn evaluate_checkpoint(
         test_images: data.test.len(),
         test_accuracy,
         sparsity: crate::sparsity::report::sparsity_report(model.as_ref()).overall_sparsity,
+        sparse_layers: sparse_layers(model.as_ref()),
     })
 }

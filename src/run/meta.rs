@@ -12,11 +12,13 @@ use crate::data::{Normalize, TrainTest};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::{self, Checkpoint};
+use crate::io::sparse_export;
 use crate::methods::MethodState;
 use crate::models::{self, ModelName, ModelSpec};
 use crate::nn::Module;
 use crate::rng::derived;
 use crate::run::config::TrainConfig;
+use crate::run::dir::{MODEL_FILE, SPARSE_MODEL_FILE};
 use crate::tape::Tensor;
 
 /// RNG stream of weight initialisation (see `rng::derived`).
@@ -149,7 +151,12 @@ impl CheckpointMeta {
 
     /// Reads the metadata of a checkpoint or export written by sparsegrad.
     pub fn from_checkpoint<F: Float>(ckpt: &Checkpoint<F>, path: &Path) -> Result<Self> {
-        let text = ckpt.metadata.get(checkpoint::METADATA_KEY).ok_or_else(|| {
+        Self::from_metadata(&ckpt.metadata, path)
+    }
+
+    /// Reads sparsegrad's entry of a safetensors metadata map read from `path`.
+    pub fn from_metadata(metadata: &BTreeMap<String, String>, path: &Path) -> Result<Self> {
+        let text = metadata.get(checkpoint::METADATA_KEY).ok_or_else(|| {
             Error::format(
                 path,
                 "no sparsegrad metadata (not written by sparsegrad train)",
@@ -202,7 +209,17 @@ pub fn fresh_model(info: &ModelInfo, seed: u64) -> Result<Box<dyn Module<f32>>> 
 /// `sparsegrad posttrain`): the architecture from the metadata, then the tensors. A training
 /// checkpoint holds raw weights and its method's transform parameters, so the method's transforms
 /// are attached first; an export holds the effective (baked) weights of a plain model.
+///
+/// A sparse export (`model.sparse.safetensors`) is recognised by its format key and densified
+/// into the plain model.
 pub fn load_model(path: &Path) -> Result<(Box<dyn Module<f32>>, CheckpointMeta)> {
+    let metadata = checkpoint::read_metadata(path)?;
+    if metadata.get(sparse_export::FORMAT_KEY).map(String::as_str) == Some(sparse_export::FORMAT) {
+        let meta = CheckpointMeta::from_metadata(&metadata, path)?;
+        let mut model = fresh_model(&meta.info, meta.config.seed)?;
+        sparse_export::load_sparse_export(model.as_mut(), path)?;
+        return Ok((model, meta));
+    }
     let ckpt: Checkpoint<f32> = checkpoint::load(path)?;
     let meta = CheckpointMeta::from_checkpoint(&ckpt, path)?;
     // The builders know no file: their refusals of what the metadata describes name it here.
@@ -240,14 +257,36 @@ pub fn plain_model(
     Ok(model)
 }
 
-/// Writes the export `model.safetensors`: the model's effective weights under PyTorch
-/// `state_dict` names, with `metadata`.
-pub fn save_export(
-    path: &Path,
+/// Sizes of a run's two exports, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExportSizes {
+    /// `model.safetensors`: dense, loadable by PyTorch as a `state_dict`.
+    pub dense_bytes: u64,
+    /// `model.sparse.safetensors`: compressed sparse rows where smaller (`docs/sparse.md`).
+    pub sparse_bytes: u64,
+}
+
+/// Writes the run's exports into `out`: `model.safetensors` (the model's effective weights under
+/// PyTorch `state_dict` names) and `model.sparse.safetensors` (the same tensors, sparse where
+/// smaller), both with `metadata`, so `eval` reads either.
+pub fn save_exports(
+    out: &Path,
     model: &dyn Module<f32>,
     metadata: &BTreeMap<String, String>,
-) -> Result<()> {
-    checkpoint::save(path, &checkpoint::export_tensors(model), metadata)
+) -> Result<ExportSizes> {
+    let dense = out.join(MODEL_FILE);
+    let sparse = out.join(SPARSE_MODEL_FILE);
+    checkpoint::save(&dense, &checkpoint::export_tensors(model), metadata)?;
+    sparse_export::write_sparse_export(&sparse, model, metadata)?;
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(|e| Error::io(p, e))
+    };
+    Ok(ExportSizes {
+        dense_bytes: size(&dense)?,
+        sparse_bytes: size(&sparse)?,
+    })
 }
 
 /// The tensors of a resumable checkpoint: the model's (`model.`), the optimiser's state

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::methods::FixUp;
+use crate::nn::SparseKernels;
 use crate::run::best::BestEpoch;
+use crate::run::meta::ExportSizes;
 use crate::sparsity::report::{LayerReport, RankReport};
 
 /// Per-layer sparsity in a metrics line (the full report is in `summary.json`).
@@ -74,6 +76,24 @@ pub struct Summary {
     /// Method-specific figures (`Method::summary`).
     #[serde(skip_serializing_if = "serde_json::Value::is_null", default)]
     pub method_details: serde_json::Value,
+    /// Sizes of `model.safetensors` and `model.sparse.safetensors` (absent in older runs).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exports: Option<ExportSizes>,
+    /// Which layers ran on the sparse kernels (absent in older runs).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sparse_kernels: Option<SparseKernelUse>,
+}
+
+/// Which weights' layers ran on the sparse kernels (`--sparse-kernels`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SparseKernelUse {
+    pub mode: SparseKernels,
+    /// In some step of the last epoch (post-training: in the last fine-tuning iteration).
+    #[serde(default)]
+    pub training: Vec<String>,
+    /// In the final test evaluation, which runs the exported model with a mask of its nonzeros.
+    #[serde(default)]
+    pub evaluation: Vec<String>,
 }
 
 /// One line of `posttrain.jsonl`.
@@ -144,4 +164,8 @@ pub struct PosttrainSummary {
     /// Everything, loading and writing included.
     pub wall_seconds: f64,
     pub config: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exports: Option<ExportSizes>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sparse_kernels: Option<SparseKernelUse>,
 }

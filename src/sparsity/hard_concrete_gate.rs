@@ -5,8 +5,9 @@
 //!
 //! The gate parameters `log_alpha` are a trainable parameter named `{weight}_log_alpha`, stored in
 //! the broadcastable shape ([1, in] for [`GateAxis::Input`], [C_out, 1, ...] for
-//! [`GateAxis::Output`]). In training mode every `apply` draws a fresh gate sample with
-//! u ~ U(1e-6, 1 - 1e-6) from the gate's own seeded generator (one sample per forward pass,
+//! [`GateAxis::Output`], the weight's shape for the unstructured [`GateAxis::Weight`]). In
+//! training mode every `apply` draws a fresh gate sample with u ~ U(1e-6, 1 - 1e-6) from the
+//! gate's own seeded generator (one sample per forward pass,
 //! shared by the whole batch, as the authors' `L0Dense.sample_weights`); in evaluation mode the
 //! deterministic test-time gate is used; the gate follows the model's mode
 //! (`Module::set_training` reaches it through its `Weight`). `optim::step` calls
@@ -14,7 +15,8 @@
 //! `WeightTransform::project`; the authors' `constrain_parameters`).
 
 use std::any::Any;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::float::Float;
 use crate::nn::WeightTransform;
@@ -30,6 +32,8 @@ pub enum GateAxis {
     Input,
     /// Dimension 0: output channels / output neurons.
     Output,
+    /// One gate per weight entry (unstructured L0; log_alpha has the weight's shape).
+    Weight,
 }
 
 /// Noise bounds of the authors' code (`epsilon = 1e-6` in `l0_layers.py`): u never reaches 0 or 1.
@@ -47,6 +51,8 @@ pub struct HardConcreteGate<F: Float> {
     training: bool,
     group_size: usize,
     rng: Mutex<Rng>,
+    /// When set: the training step whose noise the next sample draws (see [`Self::set_clock`]).
+    clock: Option<Arc<AtomicU64>>,
 }
 
 impl<F: Float> HardConcreteGate<F> {
@@ -58,23 +64,28 @@ impl<F: Float> HardConcreteGate<F> {
             drop_rate > 0.0 && drop_rate < 1.0,
             "HardConcreteGate: initial drop rate {drop_rate} must be in (0, 1)"
         );
-        let dim = match axis {
-            GateAxis::Output => 0,
-            GateAxis::Input => 1,
+        let shape = match axis {
+            GateAxis::Weight => weight.to_vec(),
+            GateAxis::Output | GateAxis::Input => {
+                let dim = usize::from(axis == GateAxis::Input);
+                assert!(
+                    weight.len() > dim,
+                    "HardConcreteGate: weight shape {weight:?} has no dimension {dim} for {axis:?} gates"
+                );
+                let mut shape = vec![1; weight.len()];
+                shape[dim] = weight[dim];
+                shape
+            }
         };
-        assert!(
-            weight.len() > dim,
-            "HardConcreteGate: weight shape {weight:?} has no dimension {dim} for {axis:?} gates"
-        );
-        let mut shape = vec![1; weight.len()];
-        shape[dim] = weight[dim];
+        let gates = shape.iter().product::<usize>();
         let log_alpha = HardConcrete::log_alpha_for_drop_rate(drop_rate);
         HardConcreteGate {
             log_alpha: Param::new(Tensor::from_elem(ndarray::IxDyn(&shape), F::c(log_alpha))),
             params: HardConcrete::default(),
             training: true,
-            group_size: weight.iter().product::<usize>() / weight[dim].max(1),
+            group_size: weight.iter().product::<usize>() / gates.max(1),
             rng: Mutex::new(rng),
+            clock: None,
         }
     }
 
@@ -92,6 +103,15 @@ impl<F: Float> HardConcreteGate<F> {
         &self.log_alpha
     }
 
+    /// Ties the noise to a step counter: each training sample is then drawn from the position
+    /// `2 x gates x step` of the generator's stream (one u64, two 32-bit words, per gate), the
+    /// block step `step` would use if every step drew once. The noise becomes a function of
+    /// (seed, step) alone, so a resumed run (the counter restored from the method's state) draws
+    /// the same gates as an uninterrupted one, whatever else drew in between.
+    pub fn set_clock(&mut self, clock: Arc<AtomicU64>) {
+        self.clock = Some(clock);
+    }
+
     /// Number of weights each gate controls.
     pub fn group_size(&self) -> usize {
         self.group_size
@@ -103,6 +123,10 @@ impl<F: Float> HardConcreteGate<F> {
         if self.training {
             let u = {
                 let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(clock) = &self.clock {
+                    let words = 2 * self.log_alpha.len() as u128;
+                    rng.set_word_pos(words * u128::from(clock.load(Ordering::Relaxed)));
+                }
                 self.log_alpha
                     .value()
                     .mapv(|_| F::c(uniform(&mut rng, NOISE_EPS, 1.0 - NOISE_EPS)))
@@ -127,6 +151,11 @@ impl<F: Float> HardConcreteGate<F> {
     /// Expected number of open gates, sum_j P(z_j != 0) (differentiable in log_alpha).
     pub fn expected_open_gates<'t>(&self, tape: &'t Tape<F>) -> Var<'t, F> {
         tape.param(&self.log_alpha).l0_penalty(&self.params)
+    }
+
+    /// Per gate, P(z_j != 0) in log_alpha's (broadcastable) shape (differentiable).
+    pub fn open_probabilities<'t>(&self, tape: &'t Tape<F>) -> Var<'t, F> {
+        tape.param(&self.log_alpha).open_probability(&self.params)
     }
 
     /// Expected number of nonzero weights, group_size * sum_j P(z_j != 0): the L0 norm of the

@@ -220,3 +220,25 @@ impl<F: Float> WeightTransform<F> for Mask<F> {
         self
     }
 }
+
+/// Puts a fixed mask of its nonzeros on every plain (untransformed) weight of `model` that has
+/// exact zeros, so that an exported or baked sparse model can run its masked layers on the
+/// sparse kernels. The values are unchanged (`w * m = w` when `m = [w != 0]`); weights already
+/// carrying a transform and fully dense weights are left alone. Returns how many weights got a
+/// mask.
+pub fn mask_exact_zeros<F: Float>(model: &mut dyn crate::nn::Module<F>) -> usize {
+    let mut masked = 0;
+    model.visit_weights_mut("", &mut |_, w| {
+        if w.transform.is_none() && w.raw.value().iter().any(|x| *x == F::zero()) {
+            let mask = w
+                .raw
+                .value()
+                .mapv(|x| if x == F::zero() { F::zero() } else { F::one() });
+            w.transform = Some(Box::new(Mask {
+                mask: Param::buffer(mask),
+            }));
+            masked += 1;
+        }
+    });
+    masked
+}

@@ -9,6 +9,7 @@
 //! | [`GroupSoftThreshold`] | structured (low-rank) STR | `{weight}_threshold` |
 //! | [`ThresholdMask`] | FCPTS | `{weight}_score` |
 //! | [`HardConcreteGate`] | L0 | `{weight}_log_alpha` |
+//! | [`TopKStraightThrough`] | DNW (forward top-k, straight-through backward) | `{weight}_keep` (buffer) |
 //!
 //! [`density`] holds the weight-density estimates of FCPTS's sparsity bridge, [`stats`] the exact
 //! zero counts every figure is built from.
@@ -23,6 +24,7 @@ pub mod report;
 pub mod sign_mask;
 pub mod soft_threshold;
 pub mod stats;
+pub mod top_k;
 
 pub use crate::ops::density::{self, Bandwidth, Density, DensityEstimate};
 pub use group_soft_threshold::GroupSoftThreshold;
@@ -31,3 +33,4 @@ pub use mask::Mask;
 pub use sign_mask::{FcptsVariant, ThresholdMask};
 pub use soft_threshold::{Granularity, SharedThreshold, SoftThreshold};
 pub use stats::{count_zeros, sparsity};
+pub use top_k::TopKStraightThrough;

@@ -1,6 +1,6 @@
 //! The tape: an eager Wengert list of every value computed in one training step.
 //!
-//! Each op computes its value immediately and pushes a [`Node`] holding the value, the ids of its
+//! Each op computes its value immediately and pushes a `Node` holding the value, the ids of its
 //! inputs and a backward closure. Nodes are pushed in creation order, so walking the list backwards
 //! is a valid reverse topological order: no graph search is needed.
 //!

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::json::write_json;
 use crate::methods::{InitData, Method, RunShape};
-use crate::nn::Module;
+use crate::nn::{Module, set_sparse_kernels};
 use crate::optim::{
     self, Adam, AdamConfig, LrSchedule, Optimizer, OptimizerKind, ParamGroup, ParamMatch, Schedule,
     ScheduleUnit, Sgd, SgdConfig, Warmup,
@@ -52,6 +52,8 @@ pub(crate) struct Session {
     pub state: LoopState,
     /// Whether the weights currently keep their effective-weight gradients.
     pub retaining: bool,
+    /// Weights whose layers ran on the sparse kernels in some step of the last epoch.
+    pub trained_sparse: Vec<String>,
     pub session_start: Instant,
 }
 
@@ -134,12 +136,13 @@ fn flags(config: &TrainConfig) -> std::collections::BTreeMap<String, serde_json:
 }
 
 /// The settings in which a resumed run's config differs from the saved one (`--threads` and
-/// `--out` may differ: results do not depend on them).
+/// `--out` may differ: results do not depend on them; `--sparse-kernels` is taken from the saved
+/// run, so that it continues to the bytes an uninterrupted run gives).
 fn resume_conflicts(saved: &TrainConfig, asked: &TrainConfig) -> Vec<String> {
     let (saved, asked) = (flags(saved), flags(asked));
     saved
         .iter()
-        .filter(|(flag, _)| !matches!(flag.as_str(), "threads" | "out"))
+        .filter(|(flag, _)| !matches!(flag.as_str(), "threads" | "out" | "sparse-kernels"))
         .filter_map(|(flag, was)| {
             let now = asked.get(flag).unwrap_or(&serde_json::Value::Null);
             (was != now).then(|| format!("--{flag} was {was}, now {now}"))
@@ -193,6 +196,13 @@ impl Session {
         } else {
             None
         };
+        let config = &match &resume_from {
+            Some((_, meta, _)) => TrainConfig {
+                sparse_kernels: meta.config.sparse_kernels,
+                ..config.clone()
+            },
+            None => config.clone(),
+        };
         let data = load_dir(Path::new(&config.data))?;
         let norm = data.default_normalize();
         let (train_idx, val_idx) = split_train_val(data.train.len(), config.val_split, config.seed)
@@ -210,6 +220,7 @@ impl Session {
         let mut model = fresh_model(&info, config.seed)?;
         let mut method = config.build_method()?;
         method.attach(model.as_mut())?;
+        set_sparse_kernels(model.as_mut(), config.sparse_kernels);
         let opt = build_optimizer(config, method.as_ref())?;
         let shape = RunShape {
             epochs: config.epochs,
@@ -239,6 +250,7 @@ impl Session {
             shape,
             state: LoopState::start(),
             retaining: false,
+            trained_sparse: Vec::new(),
             session_start: Instant::now(),
         };
         match resume_from {
@@ -285,6 +297,7 @@ impl Session {
             batch_size: self.config.batch_size,
             seed: self.config.seed,
             fresh_model: &fresh,
+            spec: self.info.spec(),
         };
         self.method.init(self.model.as_mut(), &data)
     }

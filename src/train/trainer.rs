@@ -17,19 +17,21 @@ use crate::data::{epoch_order, gather_augmented};
 use crate::error::Result;
 use crate::io::checkpoint;
 use crate::io::json::write_json;
-use crate::methods::StepInfo;
+use crate::methods::{EpochEval, StepInfo};
 use crate::metrics::correct;
+use crate::nn::{set_sparse_kernels, sparse_layers};
 use crate::optim::{self, ScheduleUnit};
 use crate::run::best::select_best;
 use crate::run::config::TrainConfig;
-use crate::run::dir::{CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE};
+use crate::run::dir::{CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, extra_model_file};
 use crate::run::evaluate::accuracy;
 use crate::run::figures::{draw_sparsity, draw_training_curves, title};
 use crate::run::guard::{At, check_loss, check_params};
 use crate::run::log::JsonLines;
-use crate::run::meta::{CheckpointMeta, checkpoint_tensors, save_export};
+use crate::run::meta::{CheckpointMeta, checkpoint_tensors, save_exports};
 use crate::run::progress::Progress;
-use crate::run::summary::{EpochMetrics, LayerSparsity, Summary};
+use crate::run::summary::{EpochMetrics, LayerSparsity, SparseKernelUse, Summary};
+use crate::sparsity::mask::mask_exact_zeros;
 use crate::sparsity::report::sparsity_report;
 use crate::tape::Tape;
 use crate::train::session::{RunOptions, Session, build_optimizer};
@@ -133,6 +135,14 @@ impl Session {
                 &mut totals,
             )?;
             progress.step(idx.len(), totals.loss / totals.seen as f64);
+            if i == 0 {
+                self.trained_sparse.clear();
+            }
+            for name in sparse_layers(self.model.as_ref()) {
+                if !self.trained_sparse.contains(&name) {
+                    self.trained_sparse.push(name);
+                }
+            }
         }
         let at = At::Train {
             epoch,
@@ -143,6 +153,12 @@ impl Session {
             progress.note(&format!("warning: {warning}"));
         }
         let metrics = self.evaluate_epoch(epoch, &totals, epoch_start);
+        self.method.after_evaluate(&EpochEval {
+            epoch,
+            steps_done: self.state.step,
+            val_acc: metrics.val_acc,
+            test_acc: metrics.test_acc,
+        });
         log.append(&metrics)?;
         self.save_checkpoint()?;
         progress.finish_epoch(&epoch_line(&metrics, &label));
@@ -181,6 +197,8 @@ impl Session {
             self.augment.as_ref(),
             epoch,
         );
+        self.method
+            .before_step(self.model.as_mut(), &batch, &info)?;
         let tape = Tape::new();
         let logits = self.model.forward(tape.constant(batch.images));
         let mut loss = logits.cross_entropy(&batch.labels, self.config.label_smoothing);
@@ -275,11 +293,14 @@ impl Session {
         let fixup = self.method.finish(self.model.as_mut())?;
         let method_details = self.method.summary(self.model.as_ref());
         let meta = CheckpointMeta::new(&self.info, &self.config, None);
-        save_export(
-            &self.out.join(MODEL_FILE),
-            self.model.as_ref(),
-            &meta.to_metadata(),
-        )?;
+        let exports = save_exports(&self.out, self.model.as_ref(), &meta.to_metadata())?;
+        for (tag, tensors) in self.method.extra_exports() {
+            let file = self.out.join(extra_model_file(&tag)?);
+            checkpoint::save(&file, &tensors, &meta.to_metadata())?;
+        }
+        // The final evaluation runs the model as `eval` runs the export: its zeros as masks.
+        mask_exact_zeros(self.model.as_mut());
+        set_sparse_kernels(self.model.as_mut(), self.config.sparse_kernels);
         let final_test = accuracy(
             self.model.as_mut(),
             &self.data.test,
@@ -315,15 +336,22 @@ impl Session {
             config: serde_json::to_value(&self.config).expect("config serialises"),
             fixup,
             method_details,
+            exports: Some(exports),
+            sparse_kernels: Some(SparseKernelUse {
+                mode: self.config.sparse_kernels,
+                training: std::mem::take(&mut self.trained_sparse),
+                evaluation: sparse_layers(self.model.as_ref()),
+            }),
         };
         write_json(&self.out.join(SUMMARY_FILE), &summary)?;
-        draw_training_curves(&self.out)?;
         let figure_title = title(
+            &self.out,
             &summary.model,
             &summary.method,
             summary.overall_sparsity,
             summary.test_accuracy,
         );
+        draw_training_curves(&self.out, &figure_title)?;
         draw_sparsity(&self.out, &figure_title, &summary.layers)?;
         Ok(summary)
     }

@@ -32,9 +32,18 @@ fn unknown_model_and_method() {
         &["train", "--model", "vgg16"],
         "unknown --model `vgg16` (expected one of: lenet300, lenet5, resnet20, resnet32, resnet56, mobilenet, fastgrnn)",
     );
+    // The list is the registry's, in table order (every method helper adds to it).
+    let names: Vec<&str> = sparsegrad::methods::TrainMethod::ALL
+        .iter()
+        .map(|m| m.as_str())
+        .collect();
+    assert_eq!(&names[..4], ["dense", "str", "gmp", "magnitude"]);
     assert_error(
         &["train", "--method", "magic"],
-        "unknown --method `magic` (expected one of: dense, str, gmp, magnitude)",
+        &format!(
+            "unknown --method `magic` (expected one of: {})",
+            names.join(", ")
+        ),
     );
 }
 

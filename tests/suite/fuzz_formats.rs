@@ -365,7 +365,12 @@ pub fn sparse_export_seed() -> Vec<u8> {
             let run = &seed_runs_cached().train;
             let (model, _) = sparsegrad::run::load_model(&run.join("model.safetensors")).unwrap();
             let path = run.join("model.sparse.safetensors");
-            sparsegrad::io::sparse_export::write_sparse_export(&path, model.as_ref()).unwrap();
+            sparsegrad::io::sparse_export::write_sparse_export(
+                &path,
+                model.as_ref(),
+                &Default::default(),
+            )
+            .unwrap();
             std::fs::read(&path).unwrap()
         })
         .clone()

@@ -114,3 +114,71 @@ fn pruning_settings() {
         "--target-sparsity 0.9 cannot be met with the dense layers kept dense (the other layers hold 11.3% of the weights)",
     );
 }
+
+#[test]
+fn l0_settings() {
+    assert_error(
+        "train --method l0 --l0-lambda -1",
+        "--l0-lambda must be non-negative numbers, got [-1.0]",
+    );
+    assert_error(
+        "train --method l0 --l0-drop-rate 0.5,1",
+        "--l0-drop-rate must be in (0, 1), got [0.5, 1.0]",
+    );
+    assert_error(
+        "train --method l0 --l0-lambda 0.1,0.2",
+        "--l0-lambda has 2 values, but the model has 3 gated layers (give one value, or one per layer)",
+    );
+    assert_error(
+        "train --method l0 --l0-drop-rate 0.2,0.5,0.5 --last-layer-dense",
+        "--l0-drop-rate has 3 values, but the model has 2 gated layers (give one value, or one per layer)",
+    );
+    assert_error(
+        "train --method l0 --l0-l2 nan",
+        "--l0-l2 must be a non-negative number, got NaN",
+    );
+    assert_error(
+        "train --method l0 --l0-lr-scale 0",
+        "--l0-lr-scale must be a positive number, got 0",
+    );
+    assert_error(
+        "train --method l0 --l0-gates channel",
+        "unknown --l0-gates `channel` (expected one of: neuron, weight)",
+    );
+    assert_error(
+        "train --method gmp --target-sparsity 0.9 --l0-lambda 1",
+        "--l0-lambda is not used by --method gmp",
+    );
+}
+
+#[test]
+fn wanda_settings() {
+    assert_error(
+        "posttrain --checkpoint missing.safetensors --target-sparsity 0.5 --method wanda --wanda-group row",
+        "unknown --wanda-group `row` (expected one of: output, layer)",
+    );
+    assert_error(
+        "posttrain --checkpoint missing.safetensors --target-sparsity 0.5 --method lamp --wanda-one-pass",
+        "--wanda-one-pass is not used by --method lamp",
+    );
+}
+
+#[test]
+fn sensitivity_settings() {
+    assert_error(
+        "train --method sensitivity --sensitivity-lambda 1",
+        "--sensitivity-lambda must be in [0, 1), got 1",
+    );
+    assert_error(
+        "train --method sensitivity --sensitivity-threshold -0.1",
+        "--sensitivity-threshold must be a non-negative number, got -0.1",
+    );
+    assert_error(
+        "train --method sensitivity --epochs 3 --sensitivity-warmup 3",
+        "--sensitivity-warmup (3 epochs) must be shorter than --epochs (3)",
+    );
+    assert_error(
+        "train --method sensitivity --sensitivity-variant class",
+        "unknown --sensitivity-variant `class` (expected one of: unspecified, specified)",
+    );
+}

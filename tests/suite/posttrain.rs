@@ -507,7 +507,7 @@ fn bad_input_gets_one_exact_error_line() {
     }
     check(
         &["--target-sparsity", "0.9", "--method", "magic"],
-        "unknown --method `magic` (expected one of: fcpts, magnitude-uniform, magnitude-erk, magnitude-global, magnitude-l2norm, lamp)",
+        "unknown --method `magic` (expected one of: fcpts, magnitude-uniform, magnitude-erk, magnitude-global, magnitude-l2norm, lamp, wanda)",
     );
     check(
         &["--target-sparsity", "0.9", "--variant", "magic"],

@@ -51,7 +51,7 @@ fn sparse_export_round_trips_and_is_small() {
     let dir = temp_dir("roundtrip");
     let model = masked_lenet5(0.05, 1);
     let (sparse_path, dense_path) = (dir.join("m.sparse.safetensors"), dir.join("m.safetensors"));
-    write_sparse_export(&sparse_path, &model).unwrap();
+    write_sparse_export(&sparse_path, &model, &Default::default()).unwrap();
     save(&dense_path, &export_tensors(&model), &BTreeMap::new()).unwrap();
     let stored = read_sparse_export::<f32>(&sparse_path).unwrap();
     let sparse_names: Vec<&str> = stored
@@ -152,14 +152,14 @@ fn sparse_export_reader_names_the_file_and_the_problem() {
     expect_err("no `w.col_indices`");
     // Truncated, and a dense export instead of a sparse one.
     let model = masked_lenet5(0.05, 2);
-    write_sparse_export(&path, &model).unwrap();
+    write_sparse_export(&path, &model, &Default::default()).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     expect_err("not a valid safetensors file");
     save(&path, &export_tensors(&model), &BTreeMap::new()).unwrap();
     expect_err("not a sparse export");
     // A model of another shape is refused by name, before anything is densified.
-    write_sparse_export(&path, &model).unwrap();
+    write_sparse_export(&path, &model, &Default::default()).unwrap();
     let mut other =
         LeNet5::<f32>::new((1, 32, 32), 10, LeNet5Options::default(), &mut seeded(3)).unwrap();
     let e = load_sparse_export(&mut other, &path)

@@ -525,6 +525,16 @@ proptest! {
         prop_assert!(close(p[[]], expected, 1e-12));
         assert_grad(|v| v[0].l0_penalty(&hc), &[log_alpha]);
     }
+
+    /// Per-gate open probabilities (the weights of the L0 method's L2 prior term).
+    #[test]
+    fn grad_open_probability(log_alpha in shape(3, 4).prop_flat_map(|sh| tensor(sh, -6.0, 6.0))) {
+        let hc = HardConcrete::default();
+        let p = forward(|v| v[0].open_probability(&hc), std::slice::from_ref(&log_alpha));
+        let expected = log_alpha.mapv(|a| sigmoid(a - (2.0 / 3.0) * (0.1f64 / 1.1).ln()));
+        assert_close(&p, &expected, 1e-12);
+        assert_grad(|v| v[0].open_probability(&hc), &[log_alpha]);
+    }
 }
 
 /// Golden values from the method notes: p = 0.5 -> P(z != 0) = 0.8318, test gate 0.5;

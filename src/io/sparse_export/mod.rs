@@ -13,7 +13,7 @@
 //! model's; it has its own file, as the reader of untrusted bytes (fuzzed in
 //! `tests/suite/fuzz_parsers.rs`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use ndarray::IxDyn;
@@ -135,8 +135,13 @@ fn float_bytes<F: Float>(values: &[F]) -> (Dtype, Vec<u8>) {
     }
 }
 
-/// Writes the sparse export of `model` to `path` (atomically).
-pub fn write_sparse_export<F: Float>(path: &Path, model: &dyn Module<F>) -> Result<()> {
+/// Writes the sparse export of `model` to `path` (atomically), with `metadata` beside the
+/// format key (the run's description, as in the dense export).
+pub fn write_sparse_export<F: Float>(
+    path: &Path,
+    model: &dyn Module<F>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, stored) in sparse_export_tensors(model) {
         match stored {
@@ -199,7 +204,8 @@ pub fn write_sparse_export<F: Float>(path: &Path, model: &dyn Module<F>) -> Resu
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    let info = HashMap::from([(FORMAT_KEY.to_string(), FORMAT.to_string())]);
+    let mut info: HashMap<String, String> = metadata.clone().into_iter().collect();
+    info.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
     let bytes = safetensors::serialize(views, Some(info))
         .map_err(|e| Error::invalid(format!("{}: cannot serialise: {e}", path.display())))?;
     write_atomic(path, &bytes)
