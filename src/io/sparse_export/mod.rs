@@ -8,7 +8,7 @@
 //!   nondecreasing offsets from 0 to nnz), `name.col_indices` (U16 when a row has at most 65,536
 //!   entries, else U32; nnz column indices, ascending within a row), `name.values` (F32/F64, nnz).
 //!
-//! Reading ([`read`]) validates everything against the file's own sizes before allocating anything
+//! Reading (the `read` submodule) validates everything against the file's own sizes before allocating anything
 //! from its contents, and densifies a tensor only after its shape has been checked against the
 //! model's; it has its own file, as the reader of untrusted bytes (fuzzed in
 //! `tests/suite/fuzz_parsers.rs`).
