@@ -125,7 +125,8 @@ fn a_labels_file_where_images_belong_is_refused_by_its_rank() {
         assert_eq!(
             load_error(&dir.0),
             format!(
-                "{}: expected labels [N], got dimensions [4, 66051, 67438087]",
+                "{}: has the shape of an images file (dimensions [4, 66051, 67438087]), not of \
+                 labels [N]",
                 path.display()
             )
         );
