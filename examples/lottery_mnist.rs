@@ -1,6 +1,6 @@
 //! Lottery tickets on LeNet-300-100: iterative magnitude pruning (20% per layer, 10% of the output
 //! layer per round) with rewinding to the initialisation, next to the reinit control; prints the
-//! per-round rows (density, best test accuracy, iteration of best validation accuracy).
+//! per-round rows (density, test accuracy at the best validation accuracy and its iteration).
 //! cargo run --release --example lottery_mnist
 
 use std::path::PathBuf;
@@ -33,10 +33,10 @@ fn main() -> Result<()> {
             .flatten()
         {
             println!(
-                "  round {}  density {:.3}  best test {:.4}  final test {:.4}  best val at iteration {}",
+                "  round {}  density {:.3}  test at best val {:.4}  final test {:.4}  best val at iteration {}",
                 row["round"],
                 row["density"].as_f64().unwrap_or(0.0),
-                row["best_test_accuracy"].as_f64().unwrap_or(0.0),
+                row["test_accuracy_at_best_val"].as_f64().unwrap_or(0.0),
                 row["final_test_accuracy"].as_f64().unwrap_or(0.0),
                 row["best_val_iteration"]
             );

@@ -32,10 +32,16 @@ fn main() -> Result<()> {
             .iter()
             .map(|l| format!("{} {:.1}%", l.name, 100.0 * l.sparsity))
             .collect();
+        // "Best" is selected on the validation split (`run::best`); none without one.
+        let best = summary
+            .best
+            .as_ref()
+            .map_or("no validation split".to_string(), |b| {
+                format!("best {:.2}% at epoch {}", 100.0 * b.test_accuracy, b.epoch)
+            });
         println!(
-            "{method}: test {:.2}% (best {:.2}%), sparsity per layer {}",
+            "{method}: test {:.2}% ({best}), sparsity per layer {}",
             100.0 * summary.test_accuracy,
-            100.0 * summary.best_test_accuracy,
             layers.join(", ")
         );
     }

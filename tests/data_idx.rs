@@ -1,6 +1,8 @@
 //! The IDX reader and the MNIST-style directory loader: every way a file can be malformed gives an
 //! error naming the file with an exact message, no header claim causes a large allocation, and
-//! the bundled MNIST-10k loads as its README describes.
+//! the bundled MNIST-10k loads as its README describes. Its counting allocator also measures the
+//! fuzz properties' memory (`data_idx/fuzz_memory.rs`); `data_idx/splits.rs` checks that the
+//! files of one directory agree.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -12,33 +14,53 @@ use flate2::write::GzEncoder;
 use sparsegrad::data::idx::read_idx;
 use sparsegrad::data::{DataKind, load_dir, load_mnist_dir};
 
-// ---- allocation tracking: the largest single allocation made by the current thread ----------
+// ---- allocation tracking: the current thread's largest block and peak heap use ---------------
+
+#[path = "suite/fuzz_formats.rs"]
+mod fuzz_formats;
+#[path = "suite/fuzz_json.rs"]
+mod fuzz_json;
+#[path = "data_idx/fuzz_memory.rs"]
+mod fuzz_memory;
+#[path = "suite/fuzz_support.rs"]
+mod fuzz_support;
+#[path = "data_idx/splits.rs"]
+mod splits;
 
 struct TrackLargest;
 
 thread_local! {
-    // `const` and `Drop`-free, so using it inside the allocator never allocates.
+    // `const` and `Drop`-free, so using them inside the allocator never allocates.
     static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed by this thread, and the most that has been.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
+fn note(grown: usize, shrunk: usize) {
+    let _ = LARGEST.try_with(|c| c.set(c.get().max(grown)));
+    let _ = LIVE.try_with(|live| {
+        live.set(live.get() + grown as isize);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(live.get())));
+        live.set(live.get() - shrunk as isize);
+    });
 }
 
 unsafe impl GlobalAlloc for TrackLargest {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
+        note(layout.size(), 0);
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
+        note(layout.size(), 0);
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(0, layout.size());
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
+        note(new_size, layout.size());
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -48,9 +70,28 @@ static ALLOCATOR: TrackLargest = TrackLargest;
 
 /// The largest single allocation `f` makes on this thread.
 fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let (out, usage) = memory_use(f);
+    (out, usage.largest)
+}
+
+/// What `f` allocated on this thread: its largest block, and the most heap it held at once
+/// beyond what was held when it started. (A realloc counts as the new block allocated before the
+/// old one is freed, as a moving realloc does.)
+struct Usage {
+    largest: usize,
+    peak: usize,
+}
+
+fn memory_use<T>(f: impl FnOnce() -> T) -> (T, Usage) {
     LARGEST.with(|c| c.set(0));
+    let base = LIVE.with(|c| c.get());
+    PEAK.with(|c| c.set(base));
     let out = f();
-    (out, LARGEST.with(|c| c.get()))
+    let usage = Usage {
+        largest: LARGEST.with(|c| c.get()),
+        peak: (PEAK.with(|c| c.get()) - base).max(0) as usize,
+    };
+    (out, usage)
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -267,14 +308,33 @@ fn idx_huge_header_claim_errors_without_allocating_it() {
     );
     assert!(largest < 1 << 20, "largest allocation {largest} bytes");
 
-    // The same claim gzip-compressed: the decoded length is unknown up front, so the buffer must
-    // grow with the data instead of being reserved from the header.
-    let path = dir.write("big.gz", &gzip(&big));
+    // The same claim gzip-compressed: more than deflate can expand the file to, so it is refused
+    // before decoding.
+    let gz = gzip(&big);
+    let path = dir.write("big.gz", &gz);
     let (result, largest) = largest_allocation(|| read_idx(&path));
     assert_eq!(
         result.unwrap_err().to_string(),
         format!(
-            "{}: truncated: dimensions [1000, 1000, 1000] need 1000000000 data bytes, found 4",
+            "{}: dimensions [1000, 1000, 1000] need 1000000000 data bytes, more than a {}-byte \
+             gzip file can hold (at most {} bytes decompressed)",
+            path.display(),
+            gz.len(),
+            1032 * gz.len()
+        )
+    );
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes");
+
+    // A claim deflate could reach, but the stream ends early: the buffer grows with the data
+    // instead of being reserved from the header.
+    let claim = 20_000;
+    let short = idx_bytes(&[claim], &[1, 2, 3, 4]);
+    let path = dir.write("short.gz", &gzip(&short));
+    let (result, largest) = largest_allocation(|| read_idx(&path));
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        format!(
+            "{}: truncated: dimensions [{claim}] need {claim} data bytes, found 4",
             path.display()
         )
     );

@@ -13,9 +13,11 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use sparsegrad::error::{Error, Result};
 use sparsegrad::nn::SparseKernels;
 use sparsegrad::posttrain::{self, PosttrainConfig};
+use sparsegrad::run::best::BEST_RULE;
 use sparsegrad::run::dir::{CHECKPOINT_FILE, SUMMARY_FILE};
 use sparsegrad::run::evaluate::evaluate_checkpoint;
-use sparsegrad::run::report::{compare_runs, report_run};
+use sparsegrad::run::interrupt;
+use sparsegrad::run::report::{best_phrase, compare_runs, report_run};
 use sparsegrad::sweep::results::write_report;
 use sparsegrad::sweep::scripts::MANIFEST_FILE;
 use sparsegrad::train::{Outcome, Progress, RunOptions, TrainConfig, train};
@@ -112,10 +114,8 @@ struct ReportArgs {
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
+    sparsegrad::run::flags::threads(threads)?;
     if let Some(n) = threads {
-        if n == 0 {
-            return Err(Error::invalid("--threads must be at least 1"));
-        }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
@@ -144,6 +144,8 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     }
     set_threads(config.threads)?;
     let resume = args.resume || (args.finish && out.join(CHECKPOINT_FILE).exists());
+    let command = interrupt::command_line();
+    interrupt::on_interrupt(move |signal| interrupt::train_message(signal, &out, &command));
     let options = RunOptions {
         resume,
         force: args.force || (args.finish && !resume),
@@ -162,10 +164,13 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
             )
         })
         .unwrap_or_default();
+    let best = summary.best.as_ref().map_or("none".to_string(), |b| {
+        format!("{:.4} best_epoch={}", b.test_accuracy, b.epoch)
+    });
+    println!("{} ({BEST_RULE})", best_phrase(summary.best.as_ref()));
     println!(
-        "test_accuracy={:.4} best_test_accuracy={:.4} sparsity={:.4} params={}/{}{fixup} flops={}/{} wall_seconds={:.1}",
+        "test_accuracy={:.4} best_test_accuracy={best} sparsity={:.4} weights={}/{}{fixup} macs={}/{} wall_seconds={:.1}",
         summary.test_accuracy,
-        summary.best_test_accuracy,
         summary.overall_sparsity,
         summary.params_nonzero,
         summary.params_total,
@@ -187,6 +192,8 @@ fn run_posttrain(args: &PosttrainArgs, matches: &ArgMatches) -> Result<()> {
     }
     set_threads(config.threads)?;
     let force = args.force || args.finish;
+    let command = interrupt::command_line();
+    interrupt::on_interrupt(move |signal| interrupt::posttrain_message(signal, &command));
     let s = posttrain::run(config, force, &mut Progress::new(args.quiet))?;
     let fixup = s
         .fixup
@@ -194,7 +201,7 @@ fn run_posttrain(args: &PosttrainArgs, matches: &ArgMatches) -> Result<()> {
         .map(|f| format!(" fixup_weights={}", f.changed))
         .unwrap_or_default();
     println!(
-        "test_accuracy={:.4} dense_test_accuracy={:.4} sparsity={:.4} target={} params={}/{}{fixup} optimise_seconds={:.1} evaluate_seconds={:.1}",
+        "test_accuracy={:.4} input_test_accuracy={:.4} sparsity={:.4} target={} weights={}/{}{fixup} optimise_seconds={:.1} evaluate_seconds={:.1}",
         s.test_accuracy,
         s.dense_test_accuracy,
         s.achieved_sparsity,

@@ -256,26 +256,30 @@ pub fn load_cifar10_dir(dir: &Path) -> Result<TrainTest> {
     let root = find_cifar10_files(dir).unwrap_or_else(|| dir.to_path_buf());
     let layout = cifar10_layout();
     let train_files: Vec<PathBuf> = CIFAR10_TRAIN_FILES.iter().map(|f| root.join(f)).collect();
-    Ok(TrainTest {
-        train: read_files(&train_files, &layout, &root)?,
-        test: read_files(
-            &[root.join(CIFAR10_TEST_FILE)],
-            &layout,
-            &root.join(CIFAR10_TEST_FILE),
-        )?,
-        source: root,
-        kind: DataKind::Cifar10,
-    })
+    let test_file = root.join(CIFAR10_TEST_FILE);
+    TrainTest::new(
+        (read_files(&train_files, &layout, &root)?, &root),
+        (
+            read_files(std::slice::from_ref(&test_file), &layout, &test_file)?,
+            &test_file,
+        ),
+        root.clone(),
+        DataKind::Cifar10,
+    )
 }
 
 /// A CIFAR-100 directory: `train.bin` and `test.bin` in `dir` or `dir/cifar-100-binary`.
 pub fn load_cifar100_dir(dir: &Path, labels: Cifar100Labels) -> Result<TrainTest> {
     require_dir(dir)?;
     let root = find_cifar100_files(dir).unwrap_or_else(|| dir.to_path_buf());
-    Ok(TrainTest {
-        train: read_cifar100_file(&root.join(CIFAR100_TRAIN_FILE), labels)?,
-        test: read_cifar100_file(&root.join(CIFAR100_TEST_FILE), labels)?,
-        source: root,
-        kind: DataKind::Cifar100,
-    })
+    let (train_file, test_file) = (
+        root.join(CIFAR100_TRAIN_FILE),
+        root.join(CIFAR100_TEST_FILE),
+    );
+    TrainTest::new(
+        (read_cifar100_file(&train_file, labels)?, &train_file),
+        (read_cifar100_file(&test_file, labels)?, &test_file),
+        root.clone(),
+        DataKind::Cifar100,
+    )
 }

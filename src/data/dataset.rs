@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use ndarray::Array4;
 
 use crate::data::augment::Augment;
-use crate::data::idx::read_idx;
+use crate::data::idx::{Expected, read_idx_expecting};
 use crate::data::loader::Normalize;
 use crate::error::{Error, Result};
 
@@ -123,6 +123,51 @@ pub struct TrainTest {
 }
 
 impl TrainTest {
+    /// The two splits of `source`, each with the file (or directory) its images came from,
+    /// refused unless they agree: a model trained on one split is evaluated on the other, so
+    /// their images must have one shape and their labels one set of classes. Without this check a
+    /// mismatched test split would load and then fail inside the first evaluation, an epoch in.
+    pub fn new(
+        (train, train_images): (Dataset, &Path),
+        (test, test_images): (Dataset, &Path),
+        source: PathBuf,
+        kind: DataKind,
+    ) -> Result<Self> {
+        let shape = |d: &Dataset| {
+            let (c, h, w) = d.image_shape();
+            format!("{c}x{h}x{w}")
+        };
+        if train.image_shape() != test.image_shape() {
+            return Err(Error::format(
+                test_images,
+                format!(
+                    "test images are {} (channels x height x width) but the training images in {} \
+                     are {}; both splits must have the same shape",
+                    shape(&test),
+                    train_images.display(),
+                    shape(&train)
+                ),
+            ));
+        }
+        if train.classes != test.classes {
+            return Err(Error::format(
+                test_images,
+                format!(
+                    "test labels have {} classes but the training labels of {} have {}",
+                    test.classes,
+                    train_images.display(),
+                    train.classes
+                ),
+            ));
+        }
+        Ok(TrainTest {
+            train,
+            test,
+            source,
+            kind,
+        })
+    }
+
     /// The usual normalisation: the published CIFAR-10 training-set constants for CIFAR-10, the
     /// statistics of this training set otherwise (an IDX directory may be MNIST or
     /// Fashion-MNIST, whose constants differ; for full CIFAR-100 the fit is its standard values).
@@ -147,23 +192,30 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
     ))
 }
 
-fn load_split(dir: &Path, images: &str, labels: &str, classes: usize) -> Result<Dataset> {
+/// One split's images and labels, with the path of its images file (for messages comparing the
+/// splits).
+fn load_split(
+    dir: &Path,
+    images: &str,
+    labels: &str,
+    classes: usize,
+) -> Result<(Dataset, PathBuf)> {
     let image_path = find(dir, images)?;
     let label_path = find(dir, labels)?;
-    let x = read_idx(&image_path)?;
-    let y = read_idx(&label_path)?;
-    if x.dims.len() != 3 {
-        return Err(Error::format(
-            &image_path,
-            format!("expected images [N, H, W], got dimensions {:?}", x.dims),
-        ));
-    }
-    if y.dims.len() != 1 {
-        return Err(Error::format(
-            &label_path,
-            format!("expected labels [N], got dimensions {:?}", y.dims),
-        ));
-    }
+    let x = read_idx_expecting(
+        &image_path,
+        Expected {
+            rank: 3,
+            layout: "images [N, H, W]",
+        },
+    )?;
+    let y = read_idx_expecting(
+        &label_path,
+        Expected {
+            rank: 1,
+            layout: "labels [N]",
+        },
+    )?;
     if x.dims[0] != y.dims[0] {
         return Err(Error::format(
             &label_path,
@@ -177,7 +229,10 @@ fn load_split(dir: &Path, images: &str, labels: &str, classes: usize) -> Result<
     }
     let images = Array4::from_shape_vec((x.dims[0], 1, x.dims[1], x.dims[2]), x.data)
         .expect("size validated");
-    Dataset::new(images, y.data, classes, &label_path)
+    Ok((
+        Dataset::new(images, y.data, classes, &label_path)?,
+        image_path,
+    ))
 }
 
 /// The four files of an MNIST-format directory (each raw or with `.gz`): training images and
@@ -195,10 +250,12 @@ pub fn load_mnist_dir(dir: &Path) -> Result<TrainTest> {
     if !dir.is_dir() {
         return Err(Error::format(dir, "data directory does not exist"));
     }
-    Ok(TrainTest {
-        train: load_split(dir, IDX_FILES[0], IDX_FILES[1], 10)?,
-        test: load_split(dir, IDX_FILES[2], IDX_FILES[3], 10)?,
-        source: dir.to_path_buf(),
-        kind: DataKind::Idx,
-    })
+    let (train, train_images) = load_split(dir, IDX_FILES[0], IDX_FILES[1], 10)?;
+    let (test, test_images) = load_split(dir, IDX_FILES[2], IDX_FILES[3], 10)?;
+    TrainTest::new(
+        (train, &train_images),
+        (test, &test_images),
+        dir.to_path_buf(),
+        DataKind::Idx,
+    )
 }

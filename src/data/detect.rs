@@ -44,6 +44,19 @@ pub fn resolve_data_path(path: &Path) -> Result<PathBuf> {
 }
 
 /// The format of the data directory `dir`, from the files present.
+/// `--data` as a run saves it: the bundled name as is (it is found wherever the run is), any
+/// other existing path made absolute, so `eval` and `posttrain` find it from any directory. A
+/// path that does not resolve (missing, or not UTF-8) is kept as typed for the loader to refuse.
+pub fn resolved_data_name(name: &str) -> String {
+    if name == BUNDLED_MNIST {
+        return name.to_string();
+    }
+    std::fs::canonicalize(name)
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_string))
+        .unwrap_or_else(|| name.to_string())
+}
+
 pub fn detect_kind(dir: &Path) -> Result<DataKind> {
     if !dir.is_dir() {
         return Err(Error::format(dir, "data directory does not exist"));

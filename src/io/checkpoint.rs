@@ -67,7 +67,10 @@ fn encode<F: Float>(name: &str, t: &Tensor<F>) -> Vec<u8> {
     }
 }
 
-fn decode<F: Float>(view: &TensorView<'_>) -> Tensor<F> {
+/// The values of `view` in the element type `F`. safetensors has checked that the bytes match
+/// the shape's element count, but not that the shape is one an array can have: `[0, 2^62, 8]`
+/// holds no bytes, yet its non-zero sides multiply past `isize::MAX`.
+fn decode<F: Float>(view: &TensorView<'_>) -> std::result::Result<Tensor<F>, String> {
     let bytes = view.data();
     let values: Vec<F> = match view.dtype() {
         Dtype::I64 => bytes
@@ -83,7 +86,8 @@ fn decode<F: Float>(view: &TensorView<'_>) -> Tensor<F> {
             .map(|c| F::c(f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64))
             .collect(),
     };
-    Tensor::from_shape_vec(IxDyn(view.shape()), values).expect("safetensors validated the size")
+    Tensor::from_shape_vec(IxDyn(view.shape()), values)
+        .map_err(|e| format!("shape {:?} is not a valid array shape ({e})", view.shape()))
 }
 
 /// Writes `tensors` and `metadata` to `path` atomically.
@@ -216,10 +220,13 @@ pub fn load<F: Float>(path: &Path) -> Result<Checkpoint<F>> {
     for name in names {
         let view = file.tensor(&name).expect("name listed by the file");
         match view.dtype() {
-            dtype @ (Dtype::F32 | Dtype::F64 | Dtype::I64) => {
-                dtypes.insert(name.clone(), dtype);
-                tensors.push((name, decode::<F>(&view)));
-            }
+            dtype @ (Dtype::F32 | Dtype::F64 | Dtype::I64) => match decode::<F>(&view) {
+                Ok(tensor) => {
+                    dtypes.insert(name.clone(), dtype);
+                    tensors.push((name, tensor));
+                }
+                Err(e) => problems.push(format!("{name}: {e}")),
+            },
             other => problems.push(format!("{name}: unsupported dtype {other:?}")),
         }
     }

@@ -21,7 +21,7 @@
 //! control's masks come from the same procedure on its own training (see `docs/methods.md`).
 //!
 //! Every round gets a summary row (`method_details.rounds`): density of the prunable weights,
-//! final and best test accuracy, best validation accuracy, the iteration (optimiser steps into
+//! final test accuracy, best validation accuracy, the iteration (optimiser steps into
 //! the round, evaluated once per epoch) where it was reached and the test accuracy there (the
 //! paper's early-stopping measure). Rows and snapshots are method state, so a run resumes within
 //! a round or at the round it stopped in, bit-identically.
@@ -104,10 +104,11 @@ pub struct RoundRow {
     /// Kept fraction of all prunable weights during the round.
     pub density: f64,
     pub final_test_accuracy: f64,
-    pub best_test_accuracy: f64,
+    /// Best validation accuracy of the round (the test set never selects anything).
     pub best_val_accuracy: Option<f64>,
     /// Optimiser steps into the round at the evaluation of best validation accuracy.
     pub best_val_iteration: Option<usize>,
+    /// Test accuracy of the evaluation with the best validation accuracy: the round's "best".
     pub test_accuracy_at_best_val: Option<f64>,
 }
 
@@ -344,7 +345,6 @@ impl Method for Lottery {
         }
         let row = self.json.rows.last_mut().expect("pushed above");
         row.final_test_accuracy = eval.test_acc;
-        row.best_test_accuracy = row.best_test_accuracy.max(eval.test_acc);
         if let Some(v) = eval.val_acc
             && row.best_val_accuracy.is_none_or(|b| v > b)
         {

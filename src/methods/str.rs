@@ -95,6 +95,34 @@ impl Plugin<TrainContext> for Str {
     }
 }
 
+impl Str {
+    /// Refuses an `--s-init` whose threshold g(s_init) is at least every |w| of a sparsified
+    /// layer: that layer would compute with all-zero weights from the first step (STR's gradient
+    /// of a fully pruned layer is zero, so it never comes back), and the run would "succeed" with
+    /// a dead model.
+    fn refuse_empty_layers(&self, model: &dyn Module<f32>) -> Result<()> {
+        let mut emptied: Option<String> = None;
+        model.visit_weights("", &mut |name, w| {
+            if emptied.is_none()
+                && w.transform.is_some()
+                && !w.raw.value().is_empty()
+                && w.effective().iter().all(|v| *v == 0.0)
+            {
+                emptied = Some(name.to_string());
+            }
+        });
+        match emptied {
+            Some(name) => Err(Error::invalid(format!(
+                "--s-init {}: its threshold g(s) = {} prunes every weight of {name} at the first \
+                 step; choose a smaller --s-init (the default is {DEFAULT_S_INIT})",
+                self.config.s_init,
+                self.config.g.value(self.config.s_init)
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Method for Str {
     fn name(&self) -> &'static str {
         "str"
@@ -153,7 +181,7 @@ impl Method for Str {
             }
             w.transform = Some(Box::new(st));
         });
-        Ok(())
+        self.refuse_empty_layers(model)
     }
 
     /// The thresholds in their own group, listed first: they are scalars, which the

@@ -24,7 +24,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::models::delegate_to_children;
+use crate::models::{delegate_to_children, linear_values, product, sum};
 use crate::nn::{FastGrnnCell, FastGrnnConfig, Linear, Module, Weight, unroll_sequence};
 use crate::rng::Rng;
 use crate::tape::Var;
@@ -35,6 +35,29 @@ pub const BASE_HIDDEN: usize = 32;
 /// Where the cell sits in EdgeML's `RNNClassifierModel` (`rnn_list.0` is its first layer).
 const CELL_NAME: &str = "rnn_list.0.cell";
 const CLASSIFIER_NAME: &str = "hidden2keyword";
+
+/// Hidden size at `width`.
+fn hidden_size(width: f64) -> usize {
+    ((BASE_HIDDEN as f64 * width).round() as usize).max(1)
+}
+
+/// Values of `FastGrnnClassifier::new(input, classes, width)` (see
+/// [`crate::models::ModelSpec::values`]).
+pub fn values(input: (usize, usize, usize), classes: u128, width: f64) -> u128 {
+    let (c, _, w) = input;
+    let features = product(&[c as u128, w as u128]);
+    let hidden = hidden_size(width) as u128;
+    let w_rank = features.min(hidden);
+    sum(&[
+        // W1 [r, features], W2 [hidden, r]; U1 [hidden, hidden], U2 [hidden, hidden].
+        product(&[w_rank, sum(&[features, hidden])]),
+        product(&[2, hidden, hidden]),
+        // bias_gate, bias_update [1, hidden]; zeta, nu [1, 1].
+        product(&[2, hidden]),
+        2,
+        linear_values(hidden, classes),
+    ])
+}
 
 pub struct FastGrnnClassifier<F: Float> {
     pub cell: FastGrnnCell<F>,
@@ -57,7 +80,7 @@ impl<F: Float> FastGrnnClassifier<F> {
                 "--model fastgrnn needs a positive --width, a non-empty image and classes, got {width}, {c}x{h}x{w} and {classes}"
             )));
         }
-        let hidden = ((BASE_HIDDEN as f64 * width).round() as usize).max(1);
+        let hidden = hidden_size(width);
         let config = FastGrnnConfig::new(features, hidden).low_rank(features.min(hidden), hidden);
         Self::with_config(&config, classes, rng)
     }

@@ -1,6 +1,7 @@
 //! LeNet-300-100 (LeCun et al. 1998; the MLP of Han et al. 2015): 784-300-100-10 with relu.
 
 use crate::float::Float;
+use crate::models::{linear_values, sum};
 use crate::nn::{Linear, Module, Weight, join};
 use crate::param::Param;
 use crate::rng::Rng;
@@ -10,6 +11,16 @@ pub struct LeNet300<F: Float> {
     pub fc1: Linear<F>,
     pub fc2: Linear<F>,
     pub fc3: Linear<F>,
+}
+
+/// Values of the model for `inputs` features and `classes` outputs (see
+/// [`crate::models::ModelSpec::values`]).
+pub fn values(inputs: u128, classes: u128) -> u128 {
+    sum(&[
+        linear_values(inputs, 300),
+        linear_values(300, 100),
+        linear_values(100, classes),
+    ])
 }
 
 impl<F: Float> LeNet300<F> {

@@ -20,7 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::models::delegate_to_children;
+use crate::models::{delegate_to_children, linear_values, product, sum};
 use crate::nn::{Conv2d, Linear, Module};
 use crate::ops::conv::Conv2dConfig;
 use crate::rng::Rng;
@@ -44,6 +44,24 @@ pub struct LeNet5<F: Float> {
 /// Side of the feature map after `5x5 conv (valid) -> 2x2 max-pool`.
 fn conv_pool(side: usize) -> usize {
     side.saturating_sub(4) / 2
+}
+
+/// Values of the model for `(channels, height, width)` images and `classes` outputs (see
+/// [`crate::models::ModelSpec::values`]).
+pub fn values(input: (usize, usize, usize), classes: u128) -> u128 {
+    let (c, h, w) = input;
+    let features = product(&[
+        50,
+        conv_pool(conv_pool(h)) as u128,
+        conv_pool(conv_pool(w)) as u128,
+    ]);
+    sum(&[
+        product(&[20, c as u128, 25]),
+        20,
+        50 * 20 * 25 + 50,
+        linear_values(features, 500),
+        linear_values(500, classes),
+    ])
 }
 
 impl<F: Float> LeNet5<F> {

@@ -26,7 +26,7 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::models::conv_bn::ConvBnPair;
-use crate::models::delegate_to_children;
+use crate::models::{batchnorm_values, delegate_to_children, linear_values, product, sum};
 use crate::nn::{BatchNorm, Conv2d, Linear, Module};
 use crate::ops::conv::Conv2dConfig;
 use crate::rng::Rng;
@@ -58,10 +58,31 @@ pub fn round_channels(channels: usize, width: f64) -> usize {
     let scaled = channels as f64 * width;
     let rounded = ((scaled + DIVISOR as f64 / 2.0) as usize / DIVISOR * DIVISOR).max(DIVISOR);
     if (rounded as f64) < 0.9 * scaled {
-        rounded + DIVISOR
+        rounded.saturating_add(DIVISOR)
     } else {
         rounded
     }
+}
+
+/// Values of `MobileNet::new(channels, classes, width)` (see
+/// [`crate::models::ModelSpec::values`]).
+pub fn values(channels: u128, classes: u128, width: f64) -> u128 {
+    let stem = round_channels(STEM_CHANNELS, width) as u128;
+    let mut terms = vec![product(&[stem, channels, 9]), batchnorm_values(stem)];
+    let mut inputs = stem;
+    for (outputs, _) in BLOCKS {
+        let outputs = round_channels(outputs, width) as u128;
+        // Depthwise 3x3 (one filter per channel), then pointwise 1x1, each with batchnorm.
+        terms.extend([
+            product(&[inputs, 9]),
+            batchnorm_values(inputs),
+            product(&[outputs, inputs]),
+            batchnorm_values(outputs),
+        ]);
+        inputs = outputs;
+    }
+    terms.push(linear_values(inputs, classes));
+    sum(&terms)
 }
 
 fn conv<F: Float>(

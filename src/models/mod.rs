@@ -93,8 +93,56 @@ pub struct ModelSpec {
     pub width: f64,
 }
 
+/// The most values (parameters and buffers) a model may hold: 2^28, 1 GiB of f32 weights, 80x
+/// MobileNet at width 1 (the largest model here at its standard size). A spec beyond it, from a
+/// damaged checkpoint's metadata or absurd images, is refused before anything is allocated.
+pub const MAX_MODEL_VALUES: u128 = 1 << 28;
+
+impl ModelSpec {
+    /// How many values (parameters and buffers, everything a checkpoint of the model stores) the
+    /// model of this spec holds, computed from the spec alone without building it. Saturating, so
+    /// an absurd spec gives a huge count rather than an overflow.
+    pub fn values(&self) -> u128 {
+        let (c, h, w) = self.input;
+        let (c128, classes) = (c as u128, self.classes as u128);
+        match self.name {
+            ModelName::Lenet300 => {
+                lenet300::values(product(&[c128, h as u128, w as u128]), classes)
+            }
+            ModelName::Lenet5 => lenet5::values(self.input, classes),
+            ModelName::Resnet20 => resnet::values(3, c128, classes),
+            ModelName::Resnet32 => resnet::values(5, c128, classes),
+            ModelName::Resnet56 => resnet::values(9, c128, classes),
+            ModelName::Mobilenet => mobilenet::values(c128, classes, self.width),
+            ModelName::Fastgrnn => fastgrnn::values(self.input, classes, self.width),
+        }
+    }
+}
+
+/// Saturating product of sizes.
+pub(crate) fn product(factors: &[u128]) -> u128 {
+    factors.iter().fold(1, |acc, &f| acc.saturating_mul(f))
+}
+
+/// Saturating sum of value counts.
+pub(crate) fn sum(terms: &[u128]) -> u128 {
+    terms.iter().fold(0, |acc, &t| acc.saturating_add(t))
+}
+
+/// Values of `nn.Linear(inputs, outputs)` with bias.
+pub(crate) fn linear_values(inputs: u128, outputs: u128) -> u128 {
+    sum(&[product(&[outputs, inputs]), outputs])
+}
+
+/// Values of `nn.BatchNorm2d(features)`: weight, bias, running mean and variance, and the batch
+/// counter.
+pub(crate) fn batchnorm_values(features: u128) -> u128 {
+    sum(&[product(&[4, features]), 1])
+}
+
 /// Builds the model of `spec`, initialised from `rng`. Every model visits its prunable weights
 /// in forward order, so the first visited is the input layer and the last the classifier.
+/// A spec whose model would hold more than [`MAX_MODEL_VALUES`] values is refused.
 pub fn build(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<f32>>> {
     build_as::<f32>(spec, rng)
 }
@@ -105,6 +153,19 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<f32>>> {
 pub fn build_as<F: Float>(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Module<F>>> {
     let (c, h, w) = spec.input;
     let name = spec.name;
+    let values = spec.values();
+    if values > MAX_MODEL_VALUES {
+        let count = if values == u128::MAX {
+            "more values than can be counted".to_string()
+        } else {
+            format!("{values} values")
+        };
+        return Err(Error::invalid(format!(
+            "--model {name} for {c}x{h}x{w} images and {} classes at width {:?} would hold \
+             {count}, over the limit of {MAX_MODEL_VALUES}",
+            spec.classes, spec.width
+        )));
+    }
     if spec.width != 1.0 && !matches!(name, ModelName::Mobilenet | ModelName::Fastgrnn) {
         return Err(Error::invalid(format!(
             "--width {} applies to mobilenet and fastgrnn only, not to --model {name}",
@@ -112,7 +173,7 @@ pub fn build_as<F: Float>(spec: &ModelSpec, rng: &mut Rng) -> Result<Box<dyn Mod
         )));
     }
     Ok(match name {
-        ModelName::Lenet300 => Box::new(LeNet300::new(c * h * w, spec.classes, rng)),
+        ModelName::Lenet300 => Box::new(LeNet300::new(c * h * w, spec.classes, rng)), // bounded above
         ModelName::Lenet5 => Box::new(LeNet5::new(
             spec.input,
             spec.classes,

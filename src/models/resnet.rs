@@ -28,7 +28,7 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::models::conv_bn::ConvBnPair;
-use crate::models::delegate_to_children;
+use crate::models::{batchnorm_values, delegate_to_children, linear_values, product, sum};
 use crate::nn::init::{Fan, kaiming_normal};
 use crate::nn::{BatchNorm, Conv2d, Linear, Module, Weight};
 use crate::ops::conv::Conv2dConfig;
@@ -100,6 +100,37 @@ impl Shortcut {
             }
         }
     }
+}
+
+/// Values of `ResNet::new(blocks, channels, classes)` (see
+/// [`crate::models::ModelSpec::values`]).
+pub fn values(blocks: u128, channels: u128, classes: u128) -> u128 {
+    let conv3x3 = |inputs: u128, outputs: u128| product(&[outputs, inputs, 9]);
+    let mut terms = vec![
+        conv3x3(channels, STAGE_CHANNELS[0] as u128),
+        batchnorm_values(STAGE_CHANNELS[0] as u128),
+    ];
+    let mut inputs = STAGE_CHANNELS[0] as u128;
+    for outputs in STAGE_CHANNELS.map(|c| c as u128) {
+        let first = sum(&[
+            conv3x3(inputs, outputs),
+            conv3x3(outputs, outputs),
+            product(&[2, batchnorm_values(outputs)]),
+        ]);
+        let rest = sum(&[
+            product(&[2, conv3x3(outputs, outputs)]),
+            product(&[2, batchnorm_values(outputs)]),
+        ]);
+        terms.extend([
+            product(&[blocks.min(1), first]),
+            product(&[blocks.saturating_sub(1), rest]),
+        ]);
+        if blocks > 0 {
+            inputs = outputs;
+        }
+    }
+    terms.push(linear_values(inputs, classes));
+    sum(&terms)
 }
 
 /// `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`.

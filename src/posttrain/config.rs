@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::methods::options::{clap_defaults, refuse_unused, settings_of};
 use crate::methods::{Method, PosttrainContext, PosttrainMethod, PosttrainMethodOptions};
 use crate::nn::SparseKernels;
-use crate::run::flags::{at_least_one, non_negative, positive};
+use crate::run::flags::{at_least_one, fraction, non_negative, positive, threads, utf8_path};
 
 /// A post-training sparsification run's settings.
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,7 +144,7 @@ impl PosttrainConfig {
         at_least_one("--batch-size", self.batch_size)?;
         at_least_one("--log-every", self.log_every)?;
         positive("--lr", self.lr)?;
-        non_negative("--momentum", self.momentum)?;
+        fraction("--momentum", self.momentum, false)?;
         non_negative("--weight-decay", self.weight_decay)?;
         positive("--temperature", self.temperature)?;
         if self.warmup >= self.iters {
@@ -153,9 +153,9 @@ impl PosttrainConfig {
                 self.warmup, self.iters
             )));
         }
-        if self.threads == Some(0) {
-            return Err(Error::invalid("--threads must be at least 1"));
-        }
+        threads(self.threads)?;
+        utf8_path("--out", self.out.as_deref())?;
+        utf8_path("--checkpoint", self.checkpoint.as_deref())?;
         self.refuse_unused_settings(&|_| false)?;
         self.build_method().map(|_| ())
     }

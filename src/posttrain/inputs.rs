@@ -5,13 +5,14 @@ use std::path::Path;
 
 use rand::seq::SliceRandom;
 
-use crate::data::detect::load_dir;
 use crate::data::{Normalize, TrainTest, split_train_val};
 use crate::error::{Error, Result};
 use crate::io::checkpoint;
+use crate::nn::Module;
 use crate::posttrain::config::PosttrainConfig;
 use crate::rng::derived;
-use crate::run::meta::{CheckpointMeta, load_model};
+use crate::run::meta::{CheckpointMeta, load_model, load_run_data};
+use crate::sparsity::report::sparsity_report;
 
 /// RNG stream of the calibration draw (see `rng::derived`).
 pub const CALIB_STREAM: u64 = 0x4341_4c49;
@@ -23,6 +24,50 @@ pub fn calibration_indices(train_idx: &[usize], calib: usize, seed: u64) -> Vec<
     order.truncate(calib);
     order.sort_unstable();
     order
+}
+
+/// Refuses an input model post-training cannot sparsify to `r0`: one holding a non-finite value
+/// (its thresholds and magnitudes would be NaN, and the result meaningless), or one whose
+/// prunable weights are already sparser than the target (a zero weight is below every
+/// threshold, so the result could only be sparser still: the target cannot be met).
+fn refuse_unusable_input(model: &dyn Module<f32>, path: &Path, r0: f64) -> Result<()> {
+    let mut non_finite: Option<String> = None;
+    model.visit("", &mut |name, p| {
+        if non_finite.is_none() && p.value().iter().any(|v| !v.is_finite()) {
+            non_finite = Some(name.to_string());
+        }
+    });
+    if let Some(name) = non_finite {
+        return Err(Error::format(
+            path,
+            format!(
+                "the input model's {name} holds non-finite values (NaN or infinity); \
+                 posttrain needs a finite model"
+            ),
+        ));
+    }
+    let report = sparsity_report(model);
+    let pruned = report.params_total - report.params_nonzero;
+    let goal = pruned_goal(r0, report.params_total);
+    if pruned > goal {
+        return Err(Error::format(
+            path,
+            format!(
+                "the input model is already {:.2}% sparse ({pruned} of {} prunable weights are \
+                 zero), more than --target-sparsity {r0}; posttrain only prunes, so the target \
+                 must be at least {:.4}",
+                100.0 * report.overall_sparsity,
+                report.params_total,
+                report.overall_sparsity
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// round(r0 N): the weights a post-training run to `r0` prunes of `total`.
+pub fn pruned_goal(r0: f64, total: usize) -> usize {
+    (r0 * total as f64).round() as usize
 }
 
 /// Everything loaded and checked before the run directory is touched.
@@ -40,13 +85,10 @@ impl Inputs {
     pub fn load(config: &PosttrainConfig) -> Result<Inputs> {
         let path = config.checkpoint();
         let (model, meta) = load_model(&path)?;
+        refuse_unusable_input(model.as_ref(), &path, config.r0())?;
         // The effective weights: a model trained with any method becomes a plain dense model.
         let dense = checkpoint::export_tensors(model.as_ref());
-        let data_name = config
-            .data
-            .clone()
-            .unwrap_or_else(|| meta.config.data.clone());
-        let data = load_dir(Path::new(&data_name))?;
+        let (data, data_name) = load_run_data(config.data.as_deref(), &meta, &path)?;
         let info = &meta.info;
         if data.train.image_shape() != info.input || data.train.classes != info.classes {
             return Err(Error::invalid(format!(

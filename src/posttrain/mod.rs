@@ -12,7 +12,8 @@
 //!    (T² scaled); SGD with momentum, weight decay on the model's parameters only, linear
 //!    warm-up then cosine decay per iteration;
 //! 5. the method's `finish` (FCPTS: the exact fix-up, so the global sparsity is round(r0 N) / N);
-//! 6. evaluate dense and sparse on the test set; write `config.json`, `posttrain.jsonl`,
+//! 6. evaluate the input and the result on the test set; a result whose pruned count misses
+//!    round(r0 N) (beyond [`outputs::MISS_TOLERANCE`]) fails the run after it is written; write `config.json`, `posttrain.jsonl`,
 //!    `summary.json`, `model.safetensors` (the PyTorch `state_dict` export with metadata that
 //!    `sparsegrad eval` reads) and `sparsity.svg` ([`outputs`]).
 //!
@@ -31,7 +32,7 @@ pub use crate::run::summary::{IterationLog, PosttrainLayer, PosttrainSummary};
 pub use config::PosttrainConfig;
 pub use inputs::{CALIB_STREAM, Inputs, calibration_indices};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::io::json::write_json;
 use crate::methods::InitData;
 use crate::nn::{set_sparse_kernels, sparse_layers};
@@ -129,7 +130,7 @@ pub fn run(
         evaluation: sparse_layers(student.as_ref()),
     };
     evaluate_seconds += eval_start.elapsed().as_secs_f64();
-    outputs::write(
+    let summary = outputs::write(
         config,
         &inputs,
         student.as_ref(),
@@ -144,5 +145,15 @@ pub fn run(
             started,
             sparse_kernels,
         },
-    )
+    )?;
+    // The run directory keeps the result and says it missed (`missed_target` in summary.json);
+    // the run still fails, so no script takes it for a result meeting its contract.
+    match &summary.missed_target {
+        Some(miss) => Err(Error::invalid(format!(
+            "posttrain missed its target: {miss}; the result is kept in {} (summary.json: \
+             missed_target)",
+            out.display()
+        ))),
+        None => Ok(summary),
+    }
 }

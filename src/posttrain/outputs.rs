@@ -9,7 +9,7 @@ use crate::io::json::write_json;
 use crate::methods::FixUp;
 use crate::nn::Module;
 use crate::posttrain::config::PosttrainConfig;
-use crate::posttrain::inputs::Inputs;
+use crate::posttrain::inputs::{Inputs, pruned_goal};
 use crate::run::dir::SUMMARY_FILE;
 use crate::run::figures::{draw_posttrain_curves, draw_sparsity, title};
 use crate::run::meta::{CheckpointMeta, ModelInfo, save_exports};
@@ -31,12 +31,32 @@ pub struct Outcome {
     pub sparse_kernels: SparseKernelUse,
 }
 
+/// How far (in weights, per thousand prunable weights, at least one) the result's pruned count
+/// may be from round(r0 N) and still meet its target. Exact methods reach round(r0 N) exactly
+/// unless weights of one layer share a magnitude across the threshold (a threshold mask prunes
+/// all of a tie or none); a miss beyond this is a failed run.
+pub const MISS_TOLERANCE: usize = 1000;
+
+/// Why a result pruning `pruned` of `total` weights misses the goal round(r0 N) = `goal`, if it
+/// does by more than one weight per [`MISS_TOLERANCE`].
+pub fn target_miss(pruned: usize, goal: usize, total: usize, r0: f64) -> Option<String> {
+    let allowed = (total / MISS_TOLERANCE).max(1);
+    (pruned.abs_diff(goal) > allowed).then(|| {
+        format!(
+            "the result prunes {pruned} of {total} weights ({:.2}% sparse), not the {goal} of \
+             --target-sparsity {r0} (allowed: within {allowed})",
+            100.0 * pruned as f64 / total.max(1) as f64
+        )
+    })
+}
+
 /// A warning when the learned thresholds missed the target by more than 1% of the weights: the
 /// control loss lost to the reconstruction loss, and the fix-up, not the optimisation, chose
-/// which weights to prune.
+/// which weights to prune. None when the fix-up could not reach the goal either (tied
+/// magnitudes): the run then fails with [`target_miss`]'s message, and the advice cannot help.
 pub fn fixup_warning(f: &FixUp, total: usize) -> Option<String> {
     let missed = f.pruned_before.abs_diff(f.goal);
-    (missed * 100 > total).then(|| {
+    (missed * 100 > total && f.pruned_after == f.goal).then(|| {
         format!(
             "warning: the learned thresholds prune {:.2}% of the weights instead of {:.2}%; the fix-up moved {} weights (try a larger --control-weight or a smaller --score-lr)",
             100.0 * f.pruned_before as f64 / total as f64,
@@ -61,8 +81,15 @@ pub fn report_fixup(
         progress.finish_epoch(&format!(
             "{iterations} iterations in {seconds:.1}s{}",
             fixup.map_or(String::new(), |f| format!(
-                "; learned thresholds prune {} weights, the fix-up moved {} to reach {}",
-                f.pruned_before, f.changed, f.goal
+                "; learned thresholds prune {} weights, the fix-up moved {} to prune {}{}",
+                f.pruned_before,
+                f.changed,
+                f.pruned_after,
+                if f.pruned_after == f.goal {
+                    String::new()
+                } else {
+                    format!(" (goal {})", f.goal)
+                }
             ))
         ));
     }
@@ -110,6 +137,8 @@ pub fn write(
         .then(|| crate::methods::fcpts::FcptsSettings::new(&fcpts))
         .transpose()?;
     let r0 = config.r0();
+    let pruned = report.params_total - report.params_nonzero;
+    let goal = pruned_goal(r0, report.params_total);
     let summary = PosttrainSummary {
         model: inputs.meta.info.model.to_string(),
         method: config.method.to_string(),
@@ -120,7 +149,7 @@ pub fn write(
         achieved_sparsity: report.overall_sparsity,
         params_total: report.params_total,
         params_nonzero: report.params_nonzero,
-        pruned_goal: (r0 * report.params_total as f64).round() as usize,
+        pruned_goal: goal,
         fixup: o.fixup,
         calibration_images: inputs.calib.len(),
         iterations: o.iterations,
@@ -129,6 +158,7 @@ pub fn write(
         flops_dense: report.flops_dense,
         flops_sparse: report.flops_sparse,
         layers,
+        missed_target: target_miss(pruned, goal, report.params_total, r0),
         optimise_seconds: o.optimise_seconds,
         evaluate_seconds: o.evaluate_seconds,
         wall_seconds: o.started.elapsed().as_secs_f64(),
@@ -176,5 +206,19 @@ mod tests {
             )
         );
         assert!(fixup_warning(&fixup(889, 900), 1000).is_some());
+    }
+
+    #[test]
+    fn a_miss_beyond_one_weight_per_thousand_is_reported() {
+        assert_eq!(target_miss(900, 900, 1000, 0.9), None);
+        assert_eq!(target_miss(901, 900, 1000, 0.9), None);
+        assert_eq!(target_miss(4_504, 4_500, 5_000, 0.9), None);
+        assert_eq!(
+            target_miss(898, 900, 1000, 0.9).as_deref(),
+            Some(
+                "the result prunes 898 of 1000 weights (89.80% sparse), not the 900 of --target-sparsity 0.9 (allowed: within 1)"
+            )
+        );
+        assert!(target_miss(4_506, 4_500, 5_000, 0.9).is_some());
     }
 }

@@ -16,7 +16,7 @@ use crate::methods::{Method, SharedOptions, TrainContext, TrainMethod, TrainMeth
 use crate::models::ModelName;
 use crate::nn::SparseKernels;
 use crate::optim::{OptimizerKind, ScheduleUnit};
-use crate::run::flags::{fraction, non_negative};
+use crate::run::flags::{fraction, non_negative, threads, utf8_path};
 
 /// The method settings of a run: the shared ones, then every method's own options (flattened:
 /// in `config.json` they form one flat `sparsity` object, as they always have).
@@ -154,7 +154,7 @@ impl TrainConfig {
                 self.lr
             )));
         }
-        non_negative("--momentum", self.momentum)?;
+        fraction("--momentum", self.momentum, false)?;
         non_negative("--weight-decay", self.weight_decay)?;
         if let Some(d) = self.bias_decay {
             non_negative("--bias-decay", d)?;
@@ -166,9 +166,8 @@ impl TrainConfig {
             )));
         }
         fraction("--val-split", self.val_split, false)?;
-        if self.threads == Some(0) {
-            return Err(Error::invalid("--threads must be at least 1"));
-        }
+        threads(self.threads)?;
+        utf8_path("--out", self.out.as_deref())?;
         if self.nesterov && (self.optimizer != OptimizerKind::Sgd || self.momentum == 0.0) {
             return Err(Error::invalid(
                 "--nesterov needs --optimizer sgd and a non-zero --momentum",

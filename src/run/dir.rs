@@ -69,9 +69,21 @@ pub fn holds_run(dir: &Path) -> bool {
         .any(|f| dir.join(f).exists())
 }
 
+/// Refuses an `--out` that names something other than a directory (or nothing yet).
+pub fn check_out(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::invalid(format!(
+            "--out {} names an existing file, not a directory; choose a directory for the run",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Makes `out` ready for a run under `policy`; `input` is a file the run reads, which must not
 /// live in `out`. Call only once everything else is checked: this is the first write.
 pub fn prepare(out: &Path, policy: Existing, input: Option<&Path>) -> Result<()> {
+    check_out(out)?;
     if let Some(input) = input {
         let input_dir = input.parent().and_then(|p| {
             let p = if p.as_os_str().is_empty() {

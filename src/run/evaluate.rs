@@ -65,8 +65,7 @@ pub fn evaluate_checkpoint(
     mask_exact_zeros(model.as_mut());
     set_sparse_kernels(model.as_mut(), sparse_kernels);
     let info = &meta.info;
-    let data_name = data.map_or_else(|| meta.config.data.clone(), str::to_string);
-    let data = crate::data::detect::load_dir(std::path::Path::new(&data_name))?;
+    let (data, data_name) = crate::run::meta::load_run_data(data, &meta, path)?;
     if data.test.image_shape() != info.input || data.test.classes != info.classes {
         return Err(crate::error::Error::invalid(format!(
             "--data {data_name}: images {:?} in {} classes, but the model was trained on {:?} in {} classes",

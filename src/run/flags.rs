@@ -42,6 +42,36 @@ pub fn positive(flag: &str, value: f64) -> Result<()> {
     }
 }
 
+/// `--threads`: at least 1, and at most the cores this machine offers (more only slows a run
+/// down: every thread count gives the same result). `std::thread::available_parallelism` is the
+/// count (it honours CPU affinity and cgroup quotas).
+pub fn threads(value: Option<usize>) -> Result<()> {
+    let Some(n) = value else { return Ok(()) };
+    if n == 0 {
+        return Err(Error::invalid("--threads must be at least 1"));
+    }
+    let available = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if n > available {
+        return Err(Error::invalid(format!(
+            "--threads {n} is more than the {available} cores available here (results are the \
+             same for any thread count; more threads than cores only slow the run down)"
+        )));
+    }
+    Ok(())
+}
+
+/// A path flag whose value is saved in JSON (`config.json`, checkpoint metadata), which needs it
+/// to be UTF-8: refused here, before anything is written, instead of after the directory exists.
+pub fn utf8_path(flag: &str, path: Option<&std::path::Path>) -> Result<()> {
+    match path {
+        Some(p) if p.to_str().is_none() => Err(Error::invalid(format!(
+            "{flag} {}: the path is not valid UTF-8 (it is saved in the run's JSON files)",
+            p.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A count of at least one.
 pub fn at_least_one(flag: &str, value: usize) -> Result<()> {
     if value >= 1 {

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::Normalize;
+use crate::data::detect::load_dir;
+use crate::data::{Normalize, TrainTest};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::{self, Checkpoint};
@@ -177,6 +178,28 @@ impl CheckpointMeta {
     }
 }
 
+/// The data a command reading `checkpoint` works on: `--data` if given, else the directory saved
+/// in the checkpoint, and then a failure says that the directory came from the checkpoint.
+pub fn load_run_data(
+    flag: Option<&str>,
+    meta: &CheckpointMeta,
+    checkpoint: &Path,
+) -> Result<(TrainTest, String)> {
+    match flag {
+        Some(name) => Ok((load_dir(Path::new(name))?, name.to_string())),
+        None => {
+            let name = meta.config.data.clone();
+            let data = load_dir(Path::new(&name)).map_err(|e| {
+                Error::invalid(format!(
+                    "{e} (the data directory recorded in {}; pass --data to use another)",
+                    checkpoint.display()
+                ))
+            })?;
+            Ok((data, name))
+        }
+    }
+}
+
 /// A freshly initialised model of `info`'s architecture (weights from `seed`'s init stream).
 pub fn fresh_model(info: &ModelInfo, seed: u64) -> Result<Box<dyn Module<f32>>> {
     models::build(&info.spec(), &mut derived(seed, INIT_STREAM))
@@ -199,9 +222,17 @@ pub fn load_model(path: &Path) -> Result<(Box<dyn Module<f32>>, CheckpointMeta)>
     }
     let ckpt: Checkpoint<f32> = checkpoint::load(path)?;
     let meta = CheckpointMeta::from_checkpoint(&ckpt, path)?;
-    let mut model = fresh_model(&meta.info, meta.config.seed)?;
+    // The builders know no file: their refusals of what the metadata describes name it here.
+    let in_file = |e: Error| match e {
+        Error::Invalid(m) => Error::format(path, format!("its metadata describes {m}")),
+        other => other,
+    };
+    let mut model = fresh_model(&meta.info, meta.config.seed).map_err(in_file)?;
     let prefix = if meta.state.is_some() {
-        meta.config.build_method()?.attach(model.as_mut())?;
+        meta.config
+            .build_method()
+            .and_then(|mut m| m.attach(model.as_mut()))
+            .map_err(in_file)?;
         MODEL_PREFIX
     } else {
         ""

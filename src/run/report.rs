@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::run::best::{BEST_RULE, BestEpoch};
 use crate::run::dir::{is_posttrain_run, read_summary};
 use crate::run::summary::{PosttrainSummary, Summary};
 use crate::sparsity::report::{LayerReport, SparsityReport, format_table};
@@ -16,7 +17,8 @@ pub struct ComparisonRow {
     /// Method and its distinguishing settings (e.g. `fcpts (paper)` or `str, target 0.95`).
     pub method: String,
     pub test_accuracy: f64,
-    /// Best test accuracy over training epochs (training runs only).
+    /// Test accuracy at the best epoch (`run::best`: selected on validation accuracy among the
+    /// epochs at the final sparsity; training runs only).
     pub best_test_accuracy: Option<f64>,
     pub sparsity: f64,
     pub params_nonzero: usize,
@@ -84,7 +86,7 @@ impl ComparisonRow {
                 _ => s.method.clone(),
             },
             test_accuracy: s.test_accuracy,
-            best_test_accuracy: Some(s.best_test_accuracy),
+            best_test_accuracy: s.best.as_ref().map(|b| b.test_accuracy),
             sparsity: s.overall_sparsity,
             params_nonzero: s.params_nonzero,
             params_total: s.params_total,
@@ -96,7 +98,7 @@ impl ComparisonRow {
     }
 }
 
-/// The Markdown table of `rows`.
+/// The Markdown table of `rows`, then a line saying how "best" was selected.
 pub fn markdown_table(rows: &[ComparisonRow]) -> String {
     let mut out = String::from(
         "| run | model | method | test acc | best | sparsity | nonzero / params | FLOPs (% of dense) | per-layer sparsity (%) | wall s |\n\
@@ -130,7 +132,7 @@ pub fn markdown_table(rows: &[ComparisonRow]) -> String {
             r.wall_seconds
         );
     }
-    out
+    out + "\n" + BEST_RULE + ".\n"
 }
 
 /// The comparison table of the finished runs in `runs`.
@@ -149,21 +151,33 @@ pub fn compare_runs(runs: &[&Path]) -> Result<String> {
     Ok(markdown_table(&rows))
 }
 
-/// One finished run: a headline, then its per-layer table.
+/// "best X% at epoch N (validation Y%)" as the headlines say it, or why there is none.
+pub fn best_phrase(best: Option<&BestEpoch>) -> String {
+    match best {
+        Some(b) => format!(
+            "best {:.2}% at epoch {} (validation {:.2}%)",
+            100.0 * b.test_accuracy,
+            b.epoch,
+            100.0 * b.val_accuracy
+        ),
+        None => "no best: no validation split, or no epoch at the final sparsity".into(),
+    }
+}
+
+/// One finished run: a headline, then its per-layer table and how "best" was selected.
 pub fn report_run(run: &Path) -> Result<String> {
     if is_posttrain_run(run) {
         return Ok(report_posttrain(run, &read_summary(run)?));
     }
     let s: Summary = read_summary(run)?;
     let headline = format!(
-        "{}: {} / {}, {} epochs, test accuracy {:.2}% (best {:.2}% at epoch {}), {:.1}s\n",
+        "{}: {} / {}, {} epochs, test accuracy {:.2}% ({}), {:.1}s\n",
         run.display(),
         s.model,
         s.method,
         s.epochs,
         100.0 * s.test_accuracy,
-        100.0 * s.best_test_accuracy,
-        s.best_test_epoch,
+        best_phrase(s.best.as_ref()),
         s.wall_seconds
     );
     let report = SparsityReport {
@@ -175,7 +189,7 @@ pub fn report_run(run: &Path) -> Result<String> {
         flops_sparse: s.flops_sparse,
         low_rank: s.low_rank.clone(),
     };
-    Ok(headline + &format_table(&report))
+    Ok(headline + &format_table(&report) + "\n" + BEST_RULE + ".\n")
 }
 
 fn report_posttrain(run: &Path, s: &PosttrainSummary) -> String {
@@ -194,8 +208,13 @@ fn report_posttrain(run: &Path, s: &PosttrainSummary) -> String {
         .as_ref()
         .map(|f| format!(", fix-up {} weights", f.changed))
         .unwrap_or_default();
+    let missed = s
+        .missed_target
+        .as_ref()
+        .map(|m| format!(", MISSED ITS TARGET ({m})"))
+        .unwrap_or_default();
     let headline = format!(
-        "{}: {} / {}{variant}, target {:.2}%, {} iterations on {} images: test accuracy {:.2}% (dense {:.2}%){fixup}, optimise {:.1}s\n",
+        "{}: {} / {}{variant}, target {:.2}%, {} iterations on {} images: test accuracy {:.2}% (input {:.2}%){fixup}{missed}, optimise {:.1}s\n",
         run.display(),
         s.model,
         s.method,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::methods::FixUp;
 use crate::nn::SparseKernels;
+use crate::run::best::BestEpoch;
 use crate::run::meta::ExportSizes;
 use crate::sparsity::report::{LayerReport, RankReport};
 
@@ -51,12 +52,13 @@ pub struct Summary {
     pub model: String,
     pub method: String,
     pub epochs: usize,
-    /// Test accuracy after the last epoch.
+    /// Test accuracy of the final model (after the method's `finish`).
     pub test_accuracy: f64,
-    pub best_test_accuracy: f64,
-    pub best_test_epoch: usize,
-    /// Test accuracy at the epoch of the best validation accuracy (when there is a validation set).
-    pub test_accuracy_at_best_val: Option<f64>,
+    /// The epoch of highest validation accuracy among those at the final sparsity, with its test
+    /// accuracy (`run::best`); none without a validation split, and in summaries written before
+    /// issue 15 (whose `best_test_accuracy` was selected on the test set and is no longer read).
+    #[serde(default)]
+    pub best: Option<BestEpoch>,
     pub overall_sparsity: f64,
     pub params_total: usize,
     pub params_nonzero: usize,
@@ -143,11 +145,18 @@ pub struct PosttrainSummary {
     pub calibration_images: usize,
     /// Optimisation iterations run (0 with `--no-finetune`).
     pub iterations: usize,
+    /// Test accuracy of the input model (the trained model post-training started from; "dense"
+    /// in the field's name is historical: the input may be partly sparse).
     pub dense_test_accuracy: f64,
     pub test_accuracy: f64,
     pub flops_dense: usize,
     pub flops_sparse: usize,
     pub layers: Vec<PosttrainLayer>,
+    /// How the result missed its target, when it did (its pruned count is off round(r0 N) by
+    /// more than [`crate::posttrain::outputs::MISS_TOLERANCE`]); the run then failed with this
+    /// message. Absent when the target was met (and in summaries written before the check).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub missed_target: Option<String>,
     /// Setting up the method, optimising and fixing up.
     pub optimise_seconds: f64,
     /// Both test-set evaluations.

@@ -112,7 +112,7 @@ pub fn read_run(run: &Path) -> Result<RunResult> {
     let s: Summary = read_summary(run)?;
     Ok(RunResult {
         test_accuracy: s.test_accuracy,
-        test_accuracy_at_best_val: s.test_accuracy_at_best_val,
+        test_accuracy_at_best_val: s.best.as_ref().map(|b| b.test_accuracy),
         sparsity: s.overall_sparsity,
         flops_fraction: fraction(s.flops_sparse, s.flops_dense),
         flops_sparse: s.flops_sparse as f64,

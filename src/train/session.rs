@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::data::detect::load_dir;
+use crate::data::detect::{load_dir, resolved_data_name};
 use crate::data::{Augment, Normalize, TrainTest, split_train_val};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Checkpoint};
@@ -102,11 +102,17 @@ fn build_schedule(config: &TrainConfig, units: usize) -> Result<LrSchedule> {
             config.schedule_unit, config.schedule_unit
         )));
     }
-    Ok(LrSchedule::new(
-        config.lr,
-        warmup,
-        Schedule::parse(&config.schedule, units - warm)?,
-    ))
+    let schedule = Schedule::parse(&config.schedule, units - warm)?;
+    if let Schedule::Cosine { eta_min, .. } = schedule
+        && eta_min >= config.lr
+    {
+        return Err(Error::invalid(format!(
+            "--schedule `{}`: ETA_MIN {eta_min} must be below --lr {} (the cosine would make \
+             the learning rate rise)",
+            config.schedule, config.lr
+        )));
+    }
+    Ok(LrSchedule::new(config.lr, warmup, schedule))
 }
 
 /// A config as `--flag -> value`, method settings lifted to the top level.
@@ -158,7 +164,12 @@ fn checkpoint_to_resume(
     }
     let ckpt: Checkpoint<f32> = checkpoint::load(&path)?;
     let meta = CheckpointMeta::from_checkpoint(&ckpt, &path)?;
-    let conflicts = resume_conflicts(&meta.config, config);
+    // Checkpoints written before `--data` was saved resolved hold it as typed.
+    let saved = TrainConfig {
+        data: resolved_data_name(&meta.config.data),
+        ..meta.config.clone()
+    };
+    let conflicts = resume_conflicts(&saved, config);
     if !conflicts.is_empty() {
         return Err(Error::invalid(format!(
             "--resume: the run in {} was started with other settings: {}",

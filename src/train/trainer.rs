@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::data::detect::resolved_data_name;
 use crate::data::{epoch_order, gather_augmented};
 use crate::error::Result;
 use crate::io::checkpoint;
@@ -20,6 +21,7 @@ use crate::methods::{EpochEval, StepInfo};
 use crate::metrics::correct;
 use crate::nn::{set_sparse_kernels, sparse_layers};
 use crate::optim::{self, ScheduleUnit};
+use crate::run::best::select_best;
 use crate::run::config::TrainConfig;
 use crate::run::dir::{CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, extra_model_file};
 use crate::run::evaluate::accuracy;
@@ -50,6 +52,10 @@ pub fn train(
     progress: &mut Progress,
 ) -> Result<Outcome> {
     config.validate()?;
+    let config = &TrainConfig {
+        data: resolved_data_name(&config.data),
+        ..config.clone()
+    };
     let mut s = Session::open(config, options)?;
     let done = s.state.epoch;
     let mut log = JsonLines::open(&s.out.join(METRICS_FILE), |m: &EpochMetrics| {
@@ -309,15 +315,20 @@ impl Session {
         for layer in &mut report.layers {
             layer.threshold = layer.threshold.or(thresholds.get(&layer.name).copied());
         }
+        let history = JsonLines::<EpochMetrics>::read(&self.out.join(METRICS_FILE))?;
+        let best = select_best(
+            &history,
+            report.params_total,
+            report.params_total - report.params_nonzero,
+            fixup.as_ref().map_or(0, |f| f.changed),
+        );
         let state = &self.state;
         let summary = Summary {
             model: self.config.model.to_string(),
             method: self.config.method.to_string(),
             epochs: self.config.epochs,
             test_accuracy: final_test,
-            best_test_accuracy: state.best_test_acc.max(final_test),
-            best_test_epoch: state.best_test_epoch,
-            test_accuracy_at_best_val: state.test_at_best_val,
+            best,
             overall_sparsity: report.overall_sparsity,
             params_total: report.params_total,
             params_nonzero: report.params_nonzero,

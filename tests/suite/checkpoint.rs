@@ -171,3 +171,34 @@ fn the_same_checkpoint_is_the_same_bytes() {
         "8 keys plus format"
     );
 }
+
+/// A safetensors file holding exactly `header` (JSON) and `data`.
+fn safetensors_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn empty_tensor_with_sides_past_isize_max_is_an_error() {
+    // No elements, so no bytes and safetensors accepts it; but 2^62 x 8 overflows an array's
+    // size, which panicked in the decoder (found reading it; fuzz_checkpoint generates such shapes).
+    let dir = temp_dir("huge-empty");
+    let path = dir.join("model.safetensors");
+    let header = r#"{"t":{"dtype":"F32","shape":[0,4611686018427387904,8],"data_offsets":[0,0]}}"#;
+    std::fs::write(&path, safetensors_bytes(header, &[])).unwrap();
+    for err in [
+        load::<f32>(&path).err().expect("refused").to_string(),
+        load::<f64>(&path).err().expect("refused").to_string(),
+    ] {
+        assert_eq!(
+            err,
+            format!(
+                "{}: t: shape [0, 4611686018427387904, 8] is not a valid array shape \
+                 (ShapeError/Overflow: arithmetic overflow)",
+                path.display()
+            )
+        );
+    }
+}

@@ -121,7 +121,7 @@ fn missing_and_malformed_data_dirs() {
             dir.join("run").to_str().unwrap(),
         ],
         &format!(
-            "{}: dimensions [5] need 5 data bytes but the file has 3",
+            "{}: has the shape of a labels file (dimensions [5]), not of images [N, H, W]",
             bad.join("train-images-idx3-ubyte").display()
         ),
     );
@@ -129,6 +129,60 @@ fn missing_and_malformed_data_dirs() {
         !dir.join("run").exists(),
         "a refused run must not create its directory"
     );
+}
+
+/// Issue 15, item 1: test images of another size than the training images loaded, and `train`
+/// panicked at its first evaluation (exit 101) leaving a half-written run directory.
+#[test]
+fn test_images_of_another_size_are_refused_before_the_run_starts() {
+    let dir = temp_dir("split-shape");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let idx = |dims: &[u32], data: &[u8]| -> Vec<u8> {
+        let mut out = vec![0, 0, 8, dims.len() as u8];
+        dims.iter().for_each(|d| out.extend(d.to_be_bytes()));
+        out.extend(data);
+        out
+    };
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        idx(&[4, 28, 28], &[0; 4 * 784]),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("train-labels-idx1-ubyte"),
+        idx(&[4], &[0, 1, 2, 3]),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("t10k-images-idx3-ubyte"),
+        idx(&[2, 32, 32], &[0; 2 * 1024]),
+    )
+    .unwrap();
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), idx(&[2], &[4, 5])).unwrap();
+    for model in ["lenet300", "lenet5"] {
+        assert_error(
+            &[
+                "train",
+                "--model",
+                model,
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                dir.join("run").to_str().unwrap(),
+            ],
+            &format!(
+                "{}: test images are 1x32x32 (channels x height x width) but the training images \
+                 in {} are 1x28x28; both splits must have the same shape",
+                data.join("t10k-images-idx3-ubyte").display(),
+                data.join("train-images-idx3-ubyte").display()
+            ),
+        );
+        assert!(
+            !dir.join("run").exists(),
+            "a refused run must not create its directory"
+        );
+    }
 }
 
 #[test]
@@ -240,7 +294,16 @@ fn report_compares_runs_and_a_closed_stdout_ends_it_quietly() {
     let (code, table, stderr) = run(&["report", out.to_str().unwrap(), out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 4, "header, rule and one row per run:\n{table}");
+    assert_eq!(
+        lines.len(),
+        6,
+        "header, rule, one row per run, then how best is selected:\n{table}"
+    );
+    assert_eq!(
+        lines[5],
+        format!("{}.", sparsegrad::run::best::BEST_RULE),
+        "{table}"
+    );
     assert!(
         lines[0].starts_with("| run | model | method | test acc |"),
         "{table}"

@@ -419,7 +419,7 @@ fn the_command_reports_the_fix_up_and_its_export_loads_with_eval() {
     let fixup = summary.fixup.as_ref().unwrap();
     assert!(
         stdout.contains(&format!(
-            " sparsity=0.8500 target=0.85 params={}/{} fixup_weights={} ",
+            " sparsity=0.8500 target=0.85 weights={}/{} fixup_weights={} ",
             summary.params_nonzero, summary.params_total, fixup.changed
         )),
         "{stdout}"
@@ -449,7 +449,7 @@ fn the_command_reports_the_fix_up_and_its_export_loads_with_eval() {
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.starts_with(&format!(
-            "{}: lenet300 / fcpts (paper, clipped, kde), target 85.00%, 16 iterations on 128 images: test accuracy {:.2}% (dense {:.2}%), fix-up {} weights, optimise ",
+            "{}: lenet300 / fcpts (paper, clipped, kde), target 85.00%, 16 iterations on 128 images: test accuracy {:.2}% (input {:.2}%), fix-up {} weights, optimise ",
             out.display(),
             100.0 * summary.test_accuracy,
             100.0 * summary.dense_test_accuracy,
