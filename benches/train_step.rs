@@ -9,7 +9,10 @@
 //! - `str`: STR's soft threshold on every weight (`SoftThreshold`, one s per layer, s = -3.2 as
 //!   in the peer), so every step also differentiates through the threshold;
 //! - `mask`: a fixed random mask keeping 10% of every weight (`Mask`; the optimiser driver also
-//!   masks gradients and momentum, which the peer does not).
+//!   masks gradients and momentum, which the peer does not);
+//! - `mask95`: the same with 5% kept, on the dense masked path (`--sparse-kernels off`);
+//! - `sparse95`: that 95%-sparse model on the sparse kernels (`--sparse-kernels on`), the step
+//!   `train` takes once a mask is fixed (`docs/sparse.md`); compare with `dense` and the peer.
 //!
 //! The peer's LeNet-5-Caffe has a relu after each convolution, so the bench uses that variant
 //! (`LeNet5Options { relu_after_conv: true }`). Inputs are N(0, 1) images, labels uniform.
@@ -21,6 +24,7 @@ use criterion::{Criterion, Throughput, criterion_group};
 use ndarray::IxDyn;
 use rand::Rng as _;
 use sparsegrad::models::{LeNet5, LeNet5Options, LeNet300, ResNet};
+use sparsegrad::nn::sparse::{SparseKernels, set_sparse_kernels};
 use sparsegrad::ops::sparsity::ThresholdFn;
 use sparsegrad::optim;
 use sparsegrad::prelude::*;
@@ -65,9 +69,14 @@ fn reparameterise(model: &mut dyn Module<f32>, variant: &str) {
                 ThresholdFn::Sigmoid,
             )))
         }
-        "mask" => {
+        "mask" | "mask95" | "sparse95" => {
+            let density = if variant == "mask" {
+                MASK_DENSITY
+            } else {
+                0.05
+            };
             let keep = w.raw.value().mapv(|_| {
-                if rng.random::<f64>() < MASK_DENSITY {
+                if rng.random::<f64>() < density {
                     1.0
                 } else {
                     0.0
@@ -78,6 +87,12 @@ fn reparameterise(model: &mut dyn Module<f32>, variant: &str) {
         }
         other => unreachable!("no variant {other}"),
     });
+    let kernels = if variant == "sparse95" {
+        SparseKernels::On
+    } else {
+        SparseKernels::Off
+    };
+    set_sparse_kernels(model, kernels);
 }
 
 fn bench_train_step(c: &mut Criterion) {
@@ -88,7 +103,7 @@ fn bench_train_step(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(BATCH as u64));
     for name in ["lenet300-100", "lenet5-caffe", "resnet20"] {
-        for variant in ["dense", "str", "mask"] {
+        for variant in ["dense", "str", "mask", "mask95", "sparse95"] {
             let (mut net, [c, h, w]) = model(name);
             reparameterise(net.as_mut(), variant);
             let mut rng = seeded(2);

@@ -226,7 +226,7 @@ impl Method for Str {
     }
 
     /// With a target and `--str-finish exact|strict`: the exact fix-up
-    /// ([`super::str_fixup::fix_up`], which also bakes); otherwise the bake alone.
+    /// ([`super::str_fixup::plan`] then `Plan::apply`, which also bakes); otherwise the bake alone.
     fn finish(&mut self, model: &mut dyn Module<f32>) -> Result<Option<FixUp>> {
         let Some(controller) = &self.config.controller else {
             crate::methods::bake(model);

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::io::atomic::write_atomic;
 use crate::sweep::aggregate::{Aggregate, Setting, Stat, aggregate};
 use crate::sweep::figures::{draw_accuracy, draw_budgets};
+use crate::sweep::rounds::{draw_rounds, round_series, rounds_markdown};
 
 pub const RESULTS_MD: &str = "results.md";
 pub const RESULTS_CSV: &str = "results.csv";
@@ -187,7 +188,13 @@ pub fn write_report(dir: &Path) -> Result<String> {
             figures.extend(draw_budgets(dir, &agg, &model, t.parse().unwrap_or(0.0))?);
         }
     }
-    let md = markdown(&agg, &figures);
+    let rounds = round_series(dir)?;
+    figures.extend(draw_rounds(dir, &rounds)?);
+    let mut md = markdown(&agg, &figures);
+    if !rounds.is_empty() {
+        md += "\n## Iterative methods, round by round\n";
+        md += &rounds_markdown(&rounds);
+    }
     write_atomic(&dir.join(RESULTS_MD), md.as_bytes())?;
     write_atomic(&dir.join(RESULTS_CSV), csv(&agg).as_bytes())?;
     Ok(md)
