@@ -101,7 +101,7 @@ impl ComparisonRow {
 /// The Markdown table of `rows`, then a line saying how "best" was selected.
 pub fn markdown_table(rows: &[ComparisonRow]) -> String {
     let mut out = String::from(
-        "| run | model | method | test acc | best | sparsity | nonzero / params | FLOPs (% of dense) | per-layer sparsity (%) | wall s |\n\
+        "| run | model | method | test acc | best | sparsity | nonzero / weights | MACs (% of dense) | per-layer sparsity (%) | wall s |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {

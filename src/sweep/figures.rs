@@ -1,4 +1,4 @@
-//! The sweep report's SVG figures: test accuracy against achieved sparsity and against FLOPs
+//! The sweep report's SVG figures: test accuracy against achieved sparsity and against MACs (multiply-accumulates)
 //! (one line per series, points at the seed means, error bars of ± one standard deviation), and
 //! the per-layer budgets of every series at one target side by side (the STR paper's budget
 //! figure). SVG text needs no fonts, so this draws on any machine.
@@ -51,7 +51,7 @@ pub fn draw_accuracy(dir: &Path, agg: &Aggregate, model: &str) -> Result<Vec<Pat
     let flops = |s: &Setting| 100.0 * s.flops_fraction.mean;
     let figures: [(&str, &str, XOf<'_>); 2] = [
         ("accuracy_vs_sparsity", "achieved sparsity (%)", &sparsity),
-        ("accuracy_vs_flops", "FLOPs (% of dense)", &flops),
+        ("accuracy_vs_flops", "MACs (% of dense)", &flops),
     ];
     let mut written = Vec::new();
     for (stem, x_desc, x) in figures {

@@ -1,5 +1,5 @@
 //! What `sparsegrad report SWEEP_DIR` writes: `results.md` (per model: accuracy at each target
-//! sparsity per series, then every setting with sparsity, FLOPs and wall time, then the figures
+//! sparsity per series, then every setting with sparsity, MACs and wall time, then the figures
 //! and the incomplete runs), `results.csv` (one row per setting) and the SVG figures
 //! ([`crate::sweep::figures`]). Cells read `mean ± std (n)`.
 
@@ -83,7 +83,7 @@ fn accuracy_table(agg: &Aggregate, model: &str) -> String {
 
 fn settings_table(rows: &[&Setting]) -> String {
     let mut out = String::from(
-        "| series | target | seeds | test acc (%) | test acc at best val (%) | sparsity (%) | FLOPs (% of dense) | wall s |\n\
+        "| series | target | seeds | test acc (%) | test acc at best val (%) | sparsity (%) | MACs (% of dense) | wall s |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
     for s in rows {

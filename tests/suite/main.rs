@@ -18,6 +18,7 @@ mod fuzz_formats;
 mod fuzz_json;
 mod fuzz_parsers;
 mod fuzz_support;
+mod fuzz_sweep;
 mod grad_conv;
 mod grad_elementwise;
 mod grad_loss;

@@ -241,7 +241,7 @@ fn the_results_sweep_file_expands() {
     let (code, stdout, stderr) = sweep(file, &dir, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("336 jobs (210 training, 126 post-training)"),
+        stdout.contains("357 jobs (231 training, 126 post-training)"),
         "{stdout}"
     );
     let _ = std::fs::remove_dir_all(&dir);
