@@ -56,7 +56,7 @@ pub struct Summary {
     pub test_accuracy: f64,
     /// The epoch of highest validation accuracy among those at the final sparsity, with its test
     /// accuracy (`run::best`); none without a validation split, and in summaries written before
-    /// issue 15 (whose `best_test_accuracy` was selected on the test set and is no longer read).
+    /// this rule (whose `best_test_accuracy` was selected on the test set and is no longer read).
     #[serde(default)]
     pub best: Option<BestEpoch>,
     pub overall_sparsity: f64,
