@@ -7,7 +7,7 @@
 //!   at 12x12, ResNet-20 3x3 convolutions 16/32/64 channels at 32/16/8 (padding 1). Every layer
 //!   but a first one computes its input gradient, so the input is a parameter.
 //! - `sparse_inference/{model}/{t}t/{dense,sparse}`: LeNet-300 and LeNet-5 forward (no gradient)
-//!   with 95%-sparse masks on every weight, sparse kernels off and on.
+//!   with 95%-sparse masks on every weight, sparse kernels off and `auto` (the default).
 //! - `sparse_layout/...`: the measurements behind the kernels' design (1 thread): CSR against
 //!   padded constant fan-in (ELL) storage for fc1's forward, and the phase-plane convolution
 //!   against a batch-innermost one (SparseProp's layout) for the convolutions' forward.
@@ -308,7 +308,7 @@ fn bench_inference(c: &mut Criterion) {
     ];
     for (name, model, x) in models {
         for (threads, pool) in pools() {
-            for (mode, label) in [(SparseKernels::Off, "dense"), (SparseKernels::On, "sparse")] {
+            for (mode, label) in [(SparseKernels::Off, "dense"), (SparseKernels::Auto, "sparse")] {
                 set_sparse_kernels(model, mode);
                 let mut cell = AssertSend(&mut *model);
                 group.bench_function(format!("{name}/{threads}t/{label}"), |bench| {

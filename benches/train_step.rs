@@ -11,7 +11,8 @@
 //! - `mask`: a fixed random mask keeping 10% of every weight (`Mask`; the optimiser driver also
 //!   masks gradients and momentum, which the peer does not);
 //! - `mask95`: the same with 5% kept, on the dense masked path (`--sparse-kernels off`);
-//! - `sparse95`: that 95%-sparse model on the sparse kernels (`--sparse-kernels on`), the step
+//! - `sparse95`: that 95%-sparse model with `--sparse-kernels auto` (the default: the layers the
+//!   calibrated rule picks run sparse, the small ones dense), the step
 //!   `train` takes once a mask is fixed (`docs/sparse.md`); compare with `dense` and the peer.
 //!
 //! The peer's LeNet-5-Caffe has a relu after each convolution, so the bench uses that variant
@@ -88,7 +89,7 @@ fn reparameterise(model: &mut dyn Module<f32>, variant: &str) {
         other => unreachable!("no variant {other}"),
     });
     let kernels = if variant == "sparse95" {
-        SparseKernels::On
+        SparseKernels::Auto
     } else {
         SparseKernels::Off
     };

