@@ -1,6 +1,6 @@
-//! The `sparsegrad` command line: train, posttrain, eval, report. Parsing and printing only: the
-//! flags are the library's config structs (`TrainConfig`, `PosttrainConfig`, with the clap derive
-//! on them), and the work is the library's.
+//! The `sparsegrad` command line: train, posttrain, eval, report, sweep. Parsing and printing
+//! only: the flags are the library's config structs (`TrainConfig`, `PosttrainConfig`,
+//! `SweepArgs`, with the clap derive on them), and the work is the library's.
 //!
 //! Every failure prints one line `error: ...` naming the flag or file and exits non-zero.
 
@@ -18,12 +18,10 @@ use sparsegrad::run::dir::{CHECKPOINT_FILE, SUMMARY_FILE};
 use sparsegrad::run::evaluate::evaluate_checkpoint;
 use sparsegrad::run::interrupt;
 use sparsegrad::run::report::{best_phrase, compare_runs, report_run};
+use sparsegrad::sweep::command::SweepArgs;
 use sparsegrad::sweep::results::write_report;
 use sparsegrad::sweep::scripts::MANIFEST_FILE;
 use sparsegrad::train::{Outcome, Progress, RunOptions, TrainConfig, train};
-
-#[path = "sparsegrad/sweep_cli.rs"]
-mod sweep_cli;
 
 #[derive(Parser)]
 #[command(
@@ -50,7 +48,7 @@ enum Command {
     Posttrain(Box<PosttrainArgs>),
     /// Expand a grid of runs (a TOML sweep file or flags; see docs/sweeps.md) into jobs.txt,
     /// Slurm scripts and a manifest, and optionally run it here (`--run N`).
-    Sweep(Box<sweep_cli::SweepArgs>),
+    Sweep(Box<SweepArgs>),
 }
 
 #[derive(Args)]
@@ -113,17 +111,6 @@ struct ReportArgs {
     runs: Vec<PathBuf>,
 }
 
-fn set_threads(threads: Option<usize>) -> Result<()> {
-    sparsegrad::run::flags::threads(threads)?;
-    if let Some(n) = threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .map_err(|e| Error::invalid(format!("--threads: {e}")))?;
-    }
-    Ok(())
-}
-
 /// Whether the flag of setting `id` was given on the command line (not a default).
 fn given(matches: &ArgMatches) -> impl Fn(&str) -> bool + '_ {
     move |id| {
@@ -142,7 +129,7 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
         println!("{} is complete: nothing to do", out.display());
         return Ok(());
     }
-    set_threads(config.threads)?;
+    sparsegrad::run::flags::use_threads(config.threads)?;
     let resume = args.resume || (args.finish && out.join(CHECKPOINT_FILE).exists());
     let command = interrupt::command_line();
     interrupt::on_interrupt(move |signal| interrupt::train_message(signal, &out, &command));
@@ -154,30 +141,8 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     let Outcome::Finished(summary) = train(config, options, &mut Progress::new(args.quiet))? else {
         unreachable!("train stops early only when asked to")
     };
-    let fixup = summary
-        .fixup
-        .as_ref()
-        .map(|f| {
-            format!(
-                " pruned_before_fixup={} fixup_weights={}",
-                f.pruned_before, f.changed
-            )
-        })
-        .unwrap_or_default();
-    let best = summary.best.as_ref().map_or("none".to_string(), |b| {
-        format!("{:.4} best_epoch={}", b.test_accuracy, b.epoch)
-    });
     println!("{} ({BEST_RULE})", best_phrase(summary.best.as_ref()));
-    println!(
-        "test_accuracy={:.4} best_test_accuracy={best} sparsity={:.4} weights={}/{}{fixup} macs={}/{} wall_seconds={:.1}",
-        summary.test_accuracy,
-        summary.overall_sparsity,
-        summary.params_nonzero,
-        summary.params_total,
-        summary.flops_sparse,
-        summary.flops_dense,
-        summary.wall_seconds
-    );
+    println!("{}", summary.result_line());
     println!("run written to {}", config.out_dir().display());
     Ok(())
 }
@@ -190,27 +155,12 @@ fn run_posttrain(args: &PosttrainArgs, matches: &ArgMatches) -> Result<()> {
         println!("{} is complete: nothing to do", config.out_dir().display());
         return Ok(());
     }
-    set_threads(config.threads)?;
+    sparsegrad::run::flags::use_threads(config.threads)?;
     let force = args.force || args.finish;
     let command = interrupt::command_line();
     interrupt::on_interrupt(move |signal| interrupt::posttrain_message(signal, &command));
     let s = posttrain::run(config, force, &mut Progress::new(args.quiet))?;
-    let fixup = s
-        .fixup
-        .as_ref()
-        .map(|f| format!(" fixup_weights={}", f.changed))
-        .unwrap_or_default();
-    println!(
-        "test_accuracy={:.4} input_test_accuracy={:.4} sparsity={:.4} target={} weights={}/{}{fixup} optimise_seconds={:.1} evaluate_seconds={:.1}",
-        s.test_accuracy,
-        s.dense_test_accuracy,
-        s.achieved_sparsity,
-        s.target_sparsity,
-        s.params_nonzero,
-        s.params_total,
-        s.optimise_seconds,
-        s.evaluate_seconds
-    );
+    println!("{}", s.result_line());
     println!("run written to {}", config.out_dir().display());
     Ok(())
 }
@@ -243,6 +193,26 @@ fn run_report(args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_sweep(args: &SweepArgs) -> Result<()> {
+    let plan = args.plan()?;
+    print!("{}", plan.describe());
+    let Some(tally) = args.run_here(&plan)? else {
+        return Ok(());
+    };
+    let (done, skipped, failed) = (tally.done, tally.skipped, tally.failed.len());
+    println!("{done} run, {skipped} already complete, {failed} failed");
+    for (job, why) in &tally.failed {
+        eprintln!("failed: {job}: {why}");
+    }
+    if failed == 0 {
+        return Ok(());
+    }
+    let total = plan.manifest.jobs.len();
+    Err(Error::invalid(format!(
+        "{failed} of {total} jobs failed (listed above)"
+    )))
+}
+
 /// A refused flag value as one `error:` line like every other error here, e.g.
 /// ``unknown --str-g `tanh` (expected one of: sigmoid, exp)``; `None` for other clap errors.
 fn one_line(e: &clap::Error) -> Option<String> {
@@ -264,25 +234,8 @@ fn one_line(e: &clap::Error) -> Option<String> {
     Some(format!("unknown {flag} `{value}`{expected}"))
 }
 
-/// Ends the process quietly when stdout is a closed pipe (`sparsegrad report ... | head`), as
-/// Unix tools do. Rust ignores SIGPIPE, which would make `println!` panic instead.
-fn restore_default_sigpipe() {
-    #[cfg(unix)]
-    {
-        const SIGPIPE: i32 = 13;
-        const SIG_DFL: usize = 0;
-        unsafe extern "C" {
-            fn signal(signum: i32, handler: usize) -> usize;
-        }
-        // SAFETY: resetting a signal to its default disposition has no preconditions.
-        unsafe {
-            signal(SIGPIPE, SIG_DFL);
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    restore_default_sigpipe();
+    interrupt::restore_default_sigpipe();
     sparsegrad::alloc::tune_allocator();
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
@@ -305,7 +258,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => run_eval(args),
         Command::Report(args) => run_report(args),
         Command::Posttrain(args) => run_posttrain(args, sub("posttrain")),
-        Command::Sweep(args) => sweep_cli::run_sweep(args),
+        Command::Sweep(args) => run_sweep(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

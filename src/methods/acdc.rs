@@ -30,11 +30,10 @@ use crate::io::checkpoint::export_tensors;
 use crate::methods::options::{TrainContext, clap_defaults};
 use crate::methods::plugin::{Method, MethodState, NamedTensors, Plugin};
 use crate::methods::prune::{
-    Prunable, Score, attach_masks, mask_of, prune_counts, scores, shrink_masks,
+    Prunable, PruneTarget, Score, mask_of, scores,
 };
 use crate::nn::Module;
 use crate::rng::derived;
-use crate::sparsity::budget::Distribution;
 use crate::tape::Tensor;
 
 /// AC/DC's flags.
@@ -140,10 +139,7 @@ pub struct AcdcLog {
 /// The AC/DC method.
 pub struct Acdc {
     schedule: AcdcSchedule,
-    target: f64,
-    distribution: Distribution,
-    first_layer_dense: bool,
-    last_layer_dense: bool,
+    prune: PruneTarget,
     layers: Vec<Prunable>,
     log: AcdcLog,
     /// The model (export form) at the end of the last dense phase.
@@ -152,24 +148,13 @@ pub struct Acdc {
 
 impl Plugin<TrainContext> for Acdc {
     type Options = AcdcOptions;
-    const SHARED: &'static [&'static str] = &[
-        "target_sparsity",
-        "distribution",
-        "first_layer_dense",
-        "last_layer_dense",
-    ];
+    const SHARED: &'static [&'static str] = PruneTarget::SETTINGS;
 
     fn build(options: &AcdcOptions, context: &TrainContext) -> Result<Self> {
-        let shared = &context.shared;
-        let target = shared
-            .target_sparsity
-            .ok_or_else(|| Error::invalid("--method acdc needs --target-sparsity"))?;
+        let prune = PruneTarget::required(context, "acdc")?;
         Ok(Acdc {
             schedule: AcdcSchedule::new(options, context.epochs)?,
-            target,
-            distribution: shared.distribution,
-            first_layer_dense: shared.first_layer_dense,
-            last_layer_dense: shared.last_layer_dense,
+            prune,
             layers: Vec::new(),
             log: AcdcLog::default(),
             dense: Vec::new(),
@@ -201,15 +186,7 @@ impl Acdc {
         Self::open_masks(model)?;
         // Magnitude scores draw nothing from the generator.
         let magnitudes = scores(model, Score::Magnitude, &mut derived(0, 0));
-        let counts = prune_counts(
-            &self.layers,
-            self.distribution,
-            &magnitudes,
-            &[],
-            self.target,
-            true,
-        )?;
-        shrink_masks(model, &self.layers, &magnitudes, &counts)
+        self.prune.prune(model, &self.layers, &magnitudes, &[])
             .map_err(|e| Error::invalid(format!("AC/DC, {e}")))
     }
 }
@@ -220,12 +197,7 @@ impl Method for Acdc {
     }
 
     fn attach(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = attach_masks(
-            model,
-            self.first_layer_dense,
-            self.last_layer_dense,
-            Some(self.target),
-        )?;
+        self.layers = self.prune.attach_masks(model)?;
         Ok(())
     }
 

@@ -18,18 +18,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::methods::options::TrainContext;
 use crate::methods::plugin::{Method, MethodState, NoOptions, Plugin, StepInfo};
-use crate::methods::prune::{Prunable, prunable_weights, prune_counts, uniform_prune_counts};
+use crate::methods::prune::{Prunable, PruneTarget, prunable_weights, uniform_prune_counts};
 use crate::nn::Module;
 use crate::sparsity::TopKStraightThrough;
-use crate::sparsity::budget::Distribution;
 use crate::tape::Tensor;
 
 /// The DNW method.
 pub struct Dnw {
-    target: f64,
-    distribution: Distribution,
-    first_layer_dense: bool,
-    last_layer_dense: bool,
+    prune: PruneTarget,
     layers: Vec<Prunable>,
     /// The forward masks at the end of the last epoch (`mask.{layer}` in the state).
     last_masks: Vec<(String, Tensor<f32>)>,
@@ -46,23 +42,12 @@ pub struct DnwLog {
 
 impl Plugin<TrainContext> for Dnw {
     type Options = NoOptions;
-    const SHARED: &'static [&'static str] = &[
-        "target_sparsity",
-        "distribution",
-        "first_layer_dense",
-        "last_layer_dense",
-    ];
+    const SHARED: &'static [&'static str] = PruneTarget::SETTINGS;
 
     fn build(_: &NoOptions, context: &TrainContext) -> Result<Self> {
-        let shared = &context.shared;
-        let target = shared
-            .target_sparsity
-            .ok_or_else(|| Error::invalid("--method dnw needs --target-sparsity"))?;
+        let prune = PruneTarget::required(context, "dnw")?;
         Ok(Dnw {
-            target,
-            distribution: shared.distribution,
-            first_layer_dense: shared.first_layer_dense,
-            last_layer_dense: shared.last_layer_dense,
+            prune,
             layers: Vec::new(),
             last_masks: Vec::new(),
             log: DnwLog::default(),
@@ -85,14 +70,7 @@ impl Dnw {
                     .collect::<Vec<f64>>(),
             )
         });
-        let counts = prune_counts(
-            &self.layers,
-            self.distribution,
-            &magnitudes,
-            &[],
-            self.target,
-            true,
-        )?;
+        let counts = self.prune.counts(&self.layers, &magnitudes, &[])?;
         let mut l = 0;
         model.visit_weights_mut("", &mut |_, w| {
             let keep = self.layers[l].len() - counts[l];
@@ -130,8 +108,8 @@ impl Method for Dnw {
     }
 
     fn attach(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = prunable_weights(model, self.first_layer_dense, self.last_layer_dense)?;
-        uniform_prune_counts(&self.layers, self.target, true)?;
+        self.layers = prunable_weights(model, self.prune.first_layer_dense, self.prune.last_layer_dense)?;
+        uniform_prune_counts(&self.layers, self.prune.sparsity, true)?;
         let mut l = 0;
         model.visit_weights_mut("", &mut |_, w| {
             if self.layers[l].sparsified {
@@ -145,7 +123,7 @@ impl Method for Dnw {
     }
 
     fn after_step(&mut self, model: &mut dyn Module<f32>, _info: &StepInfo) -> Result<()> {
-        if self.distribution.ranks_scores() {
+        if self.prune.distribution.ranks_scores() {
             self.allocate(model)?;
         }
         Ok(())

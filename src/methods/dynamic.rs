@@ -26,11 +26,10 @@ use crate::methods::drop_grow::{DropSchedule, Moved, drop_and_grow};
 use crate::methods::options::{TrainContext, clap_defaults};
 use crate::methods::plugin::{Method, MethodState, Plugin, RunShape, StepInfo};
 use crate::methods::prune::{
-    Prunable, Score, attach_masks, mask_of, prune_counts, scores, shrink_masks,
+    Prunable, PruneTarget, Score, mask_of, scores, shrink_masks,
 };
 use crate::nn::Module;
 use crate::rng::{derived, uniform};
-use crate::sparsity::budget::Distribution;
 use crate::tape::Tensor;
 
 /// RNG stream of the initial random masks (see `rng::derived`).
@@ -151,10 +150,7 @@ pub struct UpdateLog {
 /// RigL, SET or static, by its options type.
 pub struct DynamicSparse<O> {
     options: O,
-    target: f64,
-    distribution: Distribution,
-    first_layer_dense: bool,
-    last_layer_dense: bool,
+    prune: PruneTarget,
     seed: u64,
     layers: Vec<Prunable>,
     /// |dL/d(W m)| per layer, kept on an update step by `after_backward` (RigL).
@@ -176,19 +172,11 @@ where
         + 'static,
 {
     type Options = O;
-    const SHARED: &'static [&'static str] = &[
-        "target_sparsity",
-        "distribution",
-        "first_layer_dense",
-        "last_layer_dense",
-    ];
+    const SHARED: &'static [&'static str] = PruneTarget::SETTINGS;
 
     fn build(options: &O, context: &TrainContext) -> Result<Self> {
         let name = O::NAME;
-        let shared = &context.shared;
-        let target = shared
-            .target_sparsity
-            .ok_or_else(|| Error::invalid(format!("--method {name} needs --target-sparsity")))?;
+        let prune = PruneTarget::required(context, name)?;
         if let Some((every, alpha, end, _)) = options.updates() {
             if every == 0 {
                 return Err(Error::invalid(format!(
@@ -208,10 +196,7 @@ where
         }
         Ok(DynamicSparse {
             options: options.clone(),
-            target,
-            distribution: shared.distribution,
-            first_layer_dense: shared.first_layer_dense,
-            last_layer_dense: shared.last_layer_dense,
+            prune,
             seed: context.seed,
             layers: Vec::new(),
             grow_scores: Vec::new(),
@@ -246,21 +231,9 @@ impl<O: MaskRule> Method for DynamicSparse<O> {
 
     /// All-ones masks, then the random start mask at the allocation's exact per-layer counts.
     fn attach(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = attach_masks(
-            model,
-            self.first_layer_dense,
-            self.last_layer_dense,
-            Some(self.target),
-        )?;
+        self.layers = self.prune.attach_masks(model)?;
         let random = scores(model, Score::Random, &mut derived(self.seed, MASK_STREAM));
-        let counts = prune_counts(
-            &self.layers,
-            self.distribution,
-            &random,
-            &[],
-            self.target,
-            true,
-        )?;
+        let counts = self.prune.counts(&self.layers, &random, &[])?;
         shrink_masks(model, &self.layers, &random, &counts)
             .map_err(|e| Error::invalid(format!("{}, {e}", O::NAME)))
     }

@@ -24,12 +24,11 @@ use crate::error::{Error, Result};
 use crate::methods::options::{TrainContext, clap_defaults};
 use crate::methods::plugin::{Method, Plugin, RunShape, StepInfo};
 use crate::methods::prune::{
-    Prunable, Score, attach_masks, masked_out, prune_counts, scores, shrink_masks,
+    Prunable, PruneTarget, Score, masked_out, prune_counts, scores, shrink_masks,
 };
 use crate::methods::schedule::PolynomialSchedule;
 use crate::nn::Module;
 use crate::rng::derived;
-use crate::sparsity::budget::Distribution;
 
 /// Default t_begin and t_end as fractions of the run's optimiser steps.
 pub const DEFAULT_START_FRACTION: f64 = 0.1;
@@ -60,27 +59,16 @@ impl Default for GmpOptions {
 /// The GMP method.
 pub struct Gmp {
     options: GmpOptions,
-    target: f64,
-    distribution: Distribution,
-    first_layer_dense: bool,
-    last_layer_dense: bool,
+    prune: PruneTarget,
     layers: Vec<Prunable>,
 }
 
 impl Plugin<TrainContext> for Gmp {
     type Options = GmpOptions;
-    const SHARED: &'static [&'static str] = &[
-        "target_sparsity",
-        "distribution",
-        "first_layer_dense",
-        "last_layer_dense",
-    ];
+    const SHARED: &'static [&'static str] = PruneTarget::SETTINGS;
 
     fn build(options: &GmpOptions, context: &TrainContext) -> Result<Self> {
-        let shared = &context.shared;
-        let target = shared
-            .target_sparsity
-            .ok_or_else(|| Error::invalid("--method gmp needs --target-sparsity"))?;
+        let prune = PruneTarget::required(context, "gmp")?;
         if options.prune_every == 0 {
             return Err(Error::invalid("--prune-every must be at least 1"));
         }
@@ -93,10 +81,7 @@ impl Plugin<TrainContext> for Gmp {
         }
         Ok(Gmp {
             options: options.clone(),
-            target,
-            distribution: shared.distribution,
-            first_layer_dense: shared.first_layer_dense,
-            last_layer_dense: shared.last_layer_dense,
+            prune,
             layers: Vec::new(),
         })
     }
@@ -113,7 +98,7 @@ impl Gmp {
         let end = self.options.prune_end.unwrap_or(
             ((DEFAULT_END_FRACTION * total_steps as f64).round() as usize).min(total_steps),
         );
-        PolynomialSchedule::cubic(self.target, begin, end, self.options.prune_every)
+        PolynomialSchedule::cubic(self.prune.sparsity, begin, end, self.options.prune_every)
     }
 
     /// The per-layer prune counts at a mask update to sparsity `target`, from the magnitude
@@ -128,23 +113,16 @@ impl Gmp {
         let pruned = masked_out(model);
         let counts = prune_counts(
             &self.layers,
-            self.distribution,
+            self.prune.distribution,
             scores,
             &pruned,
             target,
             last,
         )?;
-        if last || self.distribution.ranks_scores() {
+        if last || self.prune.distribution.ranks_scores() {
             return Ok(counts);
         }
-        let finals = prune_counts(
-            &self.layers,
-            self.distribution,
-            scores,
-            &pruned,
-            self.target,
-            true,
-        )?;
+        let finals = self.prune.counts(&self.layers, scores, &pruned)?;
         Ok(counts
             .into_iter()
             .zip(finals)
@@ -159,12 +137,7 @@ impl Method for Gmp {
     }
 
     fn attach(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = attach_masks(
-            model,
-            self.first_layer_dense,
-            self.last_layer_dense,
-            Some(self.target),
-        )?;
+        self.layers = self.prune.attach_masks(model)?;
         Ok(())
     }
 

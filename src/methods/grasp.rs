@@ -34,8 +34,7 @@ use crate::error::{Error, Result};
 use crate::hvp::{load_twin, module_hvp};
 use crate::methods::options::{TrainContext, clap_defaults};
 use crate::methods::plugin::{InitData, Method, Plugin};
-use crate::methods::prune::{Prunable, attach_masks, prune_counts, shrink_masks};
-use crate::methods::snip::needed_target;
+use crate::methods::prune::{Prunable, PruneTarget};
 use crate::models::build_as;
 use crate::nn::Module;
 use crate::rng::seeded;
@@ -65,24 +64,16 @@ impl Default for GraspOptions {
 /// The GraSP method.
 pub struct Grasp {
     options: GraspOptions,
-    target: f64,
-    distribution: Distribution,
-    first_layer_dense: bool,
-    last_layer_dense: bool,
+    prune: PruneTarget,
     layers: Vec<Prunable>,
 }
 
 impl Plugin<TrainContext> for Grasp {
     type Options = GraspOptions;
-    const SHARED: &'static [&'static str] = &[
-        "target_sparsity",
-        "distribution",
-        "first_layer_dense",
-        "last_layer_dense",
-    ];
+    const SHARED: &'static [&'static str] = PruneTarget::SETTINGS;
 
     fn build(options: &GraspOptions, context: &TrainContext) -> Result<Self> {
-        let target = needed_target(context, "grasp")?;
+        let prune = PruneTarget::required(context, "grasp")?;
         if options.score_samples_per_class == 0 {
             return Err(Error::invalid(
                 "--score-samples-per-class must be at least 1",
@@ -101,10 +92,7 @@ impl Plugin<TrainContext> for Grasp {
         }
         Ok(Grasp {
             options: options.clone(),
-            target,
-            distribution: context.shared.distribution,
-            first_layer_dense: context.shared.first_layer_dense,
-            last_layer_dense: context.shared.last_layer_dense,
+            prune,
             layers: Vec::new(),
         })
     }
@@ -202,12 +190,7 @@ impl Method for Grasp {
     }
 
     fn attach(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = attach_masks(
-            model,
-            self.first_layer_dense,
-            self.last_layer_dense,
-            Some(self.target),
-        )?;
+        self.layers = self.prune.attach_masks(model)?;
         Ok(())
     }
 
@@ -229,14 +212,6 @@ impl Method for Grasp {
             .iter()
             .map(|l| l.iter().map(|s| -s).collect())
             .collect();
-        let counts = prune_counts(
-            &self.layers,
-            self.distribution,
-            &keep,
-            &[],
-            self.target,
-            true,
-        )?;
-        shrink_masks(model, &self.layers, &keep, &counts)
+        self.prune.prune(model, &self.layers, &keep, &[])
     }
 }

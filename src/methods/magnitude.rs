@@ -13,11 +13,10 @@ use crate::error::{Error, Result};
 use crate::methods::options::{TrainContext, clap_defaults};
 use crate::methods::plugin::{Method, Plugin};
 use crate::methods::prune::{
-    Prunable, Score, attach_masks, masked_out, prune_counts, scores, shrink_masks,
+    Prunable, PruneTarget, Score, masked_out, scores,
 };
 use crate::nn::Module;
 use crate::rng::derived;
-use crate::sparsity::budget::Distribution;
 
 /// The magnitude method's flags.
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,12 +36,9 @@ impl Default for MagnitudeOptions {
 
 /// The one-shot magnitude method.
 pub struct Magnitude {
-    target: f64,
+    prune: PruneTarget,
     /// Dense epochs before pruning.
     prune_epoch: usize,
-    distribution: Distribution,
-    first_layer_dense: bool,
-    last_layer_dense: bool,
     layers: Vec<Prunable>,
 }
 
@@ -53,18 +49,10 @@ pub fn default_prune_epoch(epochs: usize) -> usize {
 
 impl Plugin<TrainContext> for Magnitude {
     type Options = MagnitudeOptions;
-    const SHARED: &'static [&'static str] = &[
-        "target_sparsity",
-        "distribution",
-        "first_layer_dense",
-        "last_layer_dense",
-    ];
+    const SHARED: &'static [&'static str] = PruneTarget::SETTINGS;
 
     fn build(options: &MagnitudeOptions, context: &TrainContext) -> Result<Self> {
-        let shared = &context.shared;
-        let target = shared
-            .target_sparsity
-            .ok_or_else(|| Error::invalid("--method magnitude needs --target-sparsity"))?;
+        let prune = PruneTarget::required(context, "magnitude")?;
         if options.prune_epoch == Some(0) {
             return Err(Error::invalid(
                 "--prune-epoch must be at least 1 (the epochs trained dense before pruning)",
@@ -85,13 +73,10 @@ impl Plugin<TrainContext> for Magnitude {
             )));
         }
         Ok(Magnitude {
-            target,
+            prune,
             prune_epoch: options
                 .prune_epoch
                 .unwrap_or(default_prune_epoch(context.epochs)),
-            distribution: shared.distribution,
-            first_layer_dense: shared.first_layer_dense,
-            last_layer_dense: shared.last_layer_dense,
             layers: Vec::new(),
         })
     }
@@ -112,12 +97,7 @@ impl Method for Magnitude {
     /// All-ones masks from the start, so a checkpoint has the same tensors before and after
     /// pruning.
     fn attach(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = attach_masks(
-            model,
-            self.first_layer_dense,
-            self.last_layer_dense,
-            Some(self.target),
-        )?;
+        self.layers = self.prune.attach_masks(model)?;
         Ok(())
     }
 
@@ -128,15 +108,7 @@ impl Method for Magnitude {
         }
         // Magnitude scores draw nothing from the generator.
         let scores = scores(model, Score::Magnitude, &mut derived(0, 0));
-        let counts = prune_counts(
-            &self.layers,
-            self.distribution,
-            &scores,
-            &masked_out(model),
-            self.target,
-            true,
-        )?;
-        shrink_masks(model, &self.layers, &scores, &counts)?;
+        self.prune.prune(model, &self.layers, &scores, &masked_out(model))?;
         Ok(Vec::new())
     }
 }

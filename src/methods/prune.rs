@@ -8,12 +8,14 @@
 //!
 //! This module holds what joins them: which weights may be pruned ([`prunable_weights`]), the
 //! all-ones masks put on them ([`attach_masks`]), per-layer prune counts for a target
-//! ([`prune_counts`]), the mask update that never revives a pruned weight ([`shrink_masks`]), and
-//! baking masks into plain weights ([`bake`]).
+//! ([`prune_counts`]), the mask update that never revives a pruned weight ([`shrink_masks`]),
+//! baking masks into plain weights ([`bake`]), and the shared settings of a method pruning to a
+//! global target ([`PruneTarget`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::methods::options::TrainContext;
 use crate::nn::{Module, Weight};
 use crate::rng::{Rng, uniform};
 use crate::sparsity::Mask;
@@ -213,6 +215,81 @@ pub fn attach_masks(
         i += 1;
     });
     Ok(layers)
+}
+
+/// What a method pruning to a global target reads of the shared settings: how much
+/// (`--target-sparsity`), how it is spread over the layers (`--distribution`), and which layers
+/// stay dense.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PruneTarget {
+    pub sparsity: f64,
+    pub distribution: Distribution,
+    pub first_layer_dense: bool,
+    pub last_layer_dense: bool,
+}
+
+impl PruneTarget {
+    /// The shared settings it reads (the `Plugin::SHARED` of a method built on it).
+    pub const SETTINGS: &'static [&'static str] = &[
+        "target_sparsity",
+        "distribution",
+        "first_layer_dense",
+        "last_layer_dense",
+    ];
+
+    /// The run's shared settings; `method` cannot run without `--target-sparsity`.
+    pub fn required(context: &TrainContext, method: &str) -> Result<Self> {
+        let shared = &context.shared;
+        let sparsity = shared
+            .target_sparsity
+            .ok_or_else(|| Error::invalid(format!("--method {method} needs --target-sparsity")))?;
+        Ok(PruneTarget {
+            sparsity,
+            distribution: shared.distribution,
+            first_layer_dense: shared.first_layer_dense,
+            last_layer_dense: shared.last_layer_dense,
+        })
+    }
+
+    /// [`attach_masks`] on the layers this target sparsifies, checking that it can be met.
+    pub fn attach_masks(&self, model: &mut dyn Module<f32>) -> Result<Vec<Prunable>> {
+        attach_masks(
+            model,
+            self.first_layer_dense,
+            self.last_layer_dense,
+            Some(self.sparsity),
+        )
+    }
+
+    /// The exact per-layer prune counts of the target ([`prune_counts`]).
+    pub fn counts(
+        &self,
+        layers: &[Prunable],
+        scores: &[Vec<f64>],
+        pruned: &[Vec<bool>],
+    ) -> Result<Vec<usize>> {
+        prune_counts(
+            layers,
+            self.distribution,
+            scores,
+            pruned,
+            self.sparsity,
+            true,
+        )
+    }
+
+    /// Prunes to the target at once: the lowest `scores` go, as many per layer as
+    /// [`PruneTarget::counts`] says.
+    pub fn prune(
+        &self,
+        model: &mut dyn Module<f32>,
+        layers: &[Prunable],
+        scores: &[Vec<f64>],
+        pruned: &[Vec<bool>],
+    ) -> Result<()> {
+        let counts = self.counts(layers, scores, pruned)?;
+        shrink_masks(model, layers, scores, &counts)
+    }
 }
 
 /// The `Mask` on a weight, if it has one.

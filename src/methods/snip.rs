@@ -23,9 +23,8 @@ use crate::error::{Error, Result};
 use crate::methods::lottery::{restore, snapshot};
 use crate::methods::options::{TrainContext, clap_defaults};
 use crate::methods::plugin::{InitData, Method, Plugin};
-use crate::methods::prune::{Prunable, attach_masks, prune_counts, shrink_masks};
+use crate::methods::prune::{Prunable, PruneTarget};
 use crate::nn::Module;
-use crate::sparsity::budget::Distribution;
 use crate::tape::{Tape, Tensor};
 
 /// Seed offset of the second initialisation `--snip-other-init` scores on.
@@ -53,42 +52,23 @@ impl Default for SnipOptions {
 /// The SNIP method.
 pub struct Snip {
     options: SnipOptions,
-    target: f64,
-    distribution: Distribution,
-    first_layer_dense: bool,
-    last_layer_dense: bool,
+    prune: PruneTarget,
     seed: u64,
     layers: Vec<Prunable>,
 }
 
-/// `--target-sparsity` of a prune-at-init method, checked.
-pub(crate) fn needed_target(context: &TrainContext, method: &str) -> Result<f64> {
-    context
-        .shared
-        .target_sparsity
-        .ok_or_else(|| Error::invalid(format!("--method {method} needs --target-sparsity")))
-}
-
 impl Plugin<TrainContext> for Snip {
     type Options = SnipOptions;
-    const SHARED: &'static [&'static str] = &[
-        "target_sparsity",
-        "distribution",
-        "first_layer_dense",
-        "last_layer_dense",
-    ];
+    const SHARED: &'static [&'static str] = PruneTarget::SETTINGS;
 
     fn build(options: &SnipOptions, context: &TrainContext) -> Result<Self> {
-        let target = needed_target(context, "snip")?;
+        let prune = PruneTarget::required(context, "snip")?;
         if options.score_batches == 0 {
             return Err(Error::invalid("--score-batches must be at least 1"));
         }
         Ok(Snip {
             options: options.clone(),
-            target,
-            distribution: context.shared.distribution,
-            first_layer_dense: context.shared.first_layer_dense,
-            last_layer_dense: context.shared.last_layer_dense,
+            prune,
             seed: context.seed,
             layers: Vec::new(),
         })
@@ -149,12 +129,7 @@ impl Method for Snip {
     }
 
     fn attach(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = attach_masks(
-            model,
-            self.first_layer_dense,
-            self.last_layer_dense,
-            Some(self.target),
-        )?;
+        self.layers = self.prune.attach_masks(model)?;
         Ok(())
     }
 
@@ -167,14 +142,6 @@ impl Method for Snip {
         } else {
             snip_scores(model, &batches)
         };
-        let counts = prune_counts(
-            &self.layers,
-            self.distribution,
-            &scores,
-            &[],
-            self.target,
-            true,
-        )?;
-        shrink_masks(model, &self.layers, &scores, &counts)
+        self.prune.prune(model, &self.layers, &scores, &[])
     }
 }

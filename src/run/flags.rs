@@ -80,3 +80,16 @@ pub fn at_least_one(flag: &str, value: usize) -> Result<()> {
         Err(Error::invalid(format!("{flag} must be at least 1")))
     }
 }
+
+/// Checks `--threads` ([`threads`]) and, when given, sizes rayon's global pool to it (once, before
+/// any parallel work).
+pub fn use_threads(value: Option<usize>) -> Result<()> {
+    threads(value)?;
+    if let Some(n) = value {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::invalid(format!("--threads: {e}")))?;
+    }
+    Ok(())
+}

@@ -7,7 +7,8 @@
 //! state needs saving at that point: every checkpoint is written atomically (temporary file, then
 //! rename) at the end of an epoch, so the one on disk is always complete and resuming from it
 //! repeats the interrupted epoch bit for bit. Hand-written rather than the `ctrlc` crate: two
-//! `signal(2)` calls and a thread are all it takes, and no dependency is added for them.
+//! `signal(2)` calls and a thread are all it takes, and no dependency is added for them. SIGPIPE
+//! is put back to its default here too ([`restore_default_sigpipe`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -16,6 +17,12 @@ use std::time::Duration;
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::run::dir::CHECKPOINT_FILE;
 use crate::run::meta::CheckpointMeta;
+
+#[cfg(unix)]
+unsafe extern "C" {
+    /// `signal(2)`: sets what `signum` does (a handler's address, or 0 = the default).
+    fn signal(signum: i32, handler: usize) -> usize;
+}
 
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
@@ -32,9 +39,6 @@ extern "C" fn record(signal: i32) {
 pub fn on_interrupt(message: impl Fn(&str) -> String + Send + 'static) {
     #[cfg(unix)]
     {
-        unsafe extern "C" {
-            fn signal(signum: i32, handler: usize) -> usize;
-        }
         let handler = record as extern "C" fn(i32) as usize;
         // SAFETY: `record` only stores to an atomic, which is async-signal-safe.
         unsafe {
@@ -112,4 +116,18 @@ pub fn posttrain_message(signal: &str, command: &str) -> String {
         "interrupted by {signal}; post-training runs are not resumable; start again with: \
          {command} --force"
     )
+}
+
+/// Ends the process quietly when stdout is a closed pipe (`sparsegrad report ... | head`), as
+/// Unix tools do. Rust ignores SIGPIPE, which would make `println!` panic instead.
+pub fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    {
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: resetting a signal to its default disposition has no preconditions.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
 }

@@ -169,3 +169,54 @@ pub struct PosttrainSummary {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sparse_kernels: Option<SparseKernelUse>,
 }
+
+impl Summary {
+    /// The `key=value` line `sparsegrad train` ends with (what scripts read).
+    pub fn result_line(&self) -> String {
+        let fixup = self
+            .fixup
+            .as_ref()
+            .map(|f| {
+                format!(
+                    " pruned_before_fixup={} fixup_weights={}",
+                    f.pruned_before, f.changed
+                )
+            })
+            .unwrap_or_default();
+        let best = self.best.as_ref().map_or("none".to_string(), |b| {
+            format!("{:.4} best_epoch={}", b.test_accuracy, b.epoch)
+        });
+        format!(
+            "test_accuracy={:.4} best_test_accuracy={best} sparsity={:.4} weights={}/{}{fixup} macs={}/{} wall_seconds={:.1}",
+            self.test_accuracy,
+            self.overall_sparsity,
+            self.params_nonzero,
+            self.params_total,
+            self.flops_sparse,
+            self.flops_dense,
+            self.wall_seconds
+        )
+    }
+}
+
+impl PosttrainSummary {
+    /// The `key=value` line `sparsegrad posttrain` ends with.
+    pub fn result_line(&self) -> String {
+        let fixup = self
+            .fixup
+            .as_ref()
+            .map(|f| format!(" fixup_weights={}", f.changed))
+            .unwrap_or_default();
+        format!(
+            "test_accuracy={:.4} input_test_accuracy={:.4} sparsity={:.4} target={} weights={}/{}{fixup} optimise_seconds={:.1} evaluate_seconds={:.1}",
+            self.test_accuracy,
+            self.dense_test_accuracy,
+            self.achieved_sparsity,
+            self.target_sparsity,
+            self.params_nonzero,
+            self.params_total,
+            self.optimise_seconds,
+            self.evaluate_seconds
+        )
+    }
+}

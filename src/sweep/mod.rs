@@ -7,9 +7,11 @@
 //!
 //! Shaped around files rather than a daemon so the same `jobs.txt` runs under `sweep --run`,
 //! GNU parallel, `xargs -P` and Slurm arrays: every line is idempotent (`--finish`), and the
-//! only ordering is two phases (training, then the post-training that reads it).
+//! only ordering is two phases (training, then the post-training that reads it). The
+//! subcommand's flags and their meaning are [`command`].
 
 pub mod aggregate;
+pub mod command;
 pub mod expand;
 pub mod figures;
 pub mod grid;

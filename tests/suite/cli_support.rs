@@ -16,6 +16,17 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `sparsegrad COMMAND_LINE --out TEMP` fails with exactly `error: {message}` and exit code 1.
+/// The temporary `--out` keeps a run that is wrongly accepted from writing into the repository.
+pub fn assert_refused(command_line: &str, message: &str) {
+    let out = std::env::temp_dir()
+        .join(format!("sparsegrad-refused-{}", std::process::id()))
+        .join("refused");
+    let mut args: Vec<&str> = command_line.split_whitespace().collect();
+    args.extend(["--out", out.to_str().unwrap()]);
+    assert_error(&args, message);
+}
+
 /// `sparsegrad args...` fails with exactly `error: {message}` on stderr and exit code 1.
 pub fn assert_error(args: &[&str], message: &str) {
     let (code, _, stderr) = run(args);

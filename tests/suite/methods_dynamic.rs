@@ -19,6 +19,7 @@ use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::sparsity::budget::Distribution;
 use sparsegrad::tape::{Tape, Tensor};
 use sparsegrad::train::{StepInfo, TrainConfig};
+use crate::cli_support::assert_refused;
 
 fn lenet() -> LeNet300<f32> {
     LeNet300::new(784, 10, &mut derived(0, 1))
@@ -285,60 +286,44 @@ fn rigl_and_set_resume_bit_identically() {
         assert!((0.9 - 1e-9..0.905).contains(&s), "{method}: {s}");
         let split = make(&dir.join("split"));
         train_in_two_sittings(&split);
-        for file in [MODEL_FILE, CHECKPOINT_FILE] {
-            let a = checkpoint::load::<f32>(&straight.out_dir().join(file)).unwrap();
-            let b = checkpoint::load::<f32>(&split.out_dir().join(file)).unwrap();
-            assert_eq!(a.tensors.len(), b.tensors.len(), "{file}");
-            for ((name, x), (other, y)) in a.tensors.iter().zip(&b.tensors) {
-                assert_eq!(name, other);
-                assert_bits_equal(&format!("{method} {file}: {name}"), x, y);
-            }
-        }
+        assert_same_outputs(method, &straight, &split);
     }
-}
-
-fn assert_error(command_line: &str, message: &str) {
-    let out = std::env::temp_dir().join(format!("sparsegrad-dynamic-cli-{}", std::process::id()));
-    let refused = out.join("refused");
-    let mut args: Vec<&str> = command_line.split_whitespace().collect();
-    args.extend(["--out", refused.to_str().unwrap()]);
-    crate::cli_support::assert_error(&args, message);
 }
 
 #[test]
 fn bad_dynamic_settings_are_refused() {
     for method in ["rigl", "set", "static"] {
-        assert_error(
+        assert_refused(
             &format!("train --method {method}"),
             &format!("--method {method} needs --target-sparsity"),
         );
     }
     for method in ["rigl", "set"] {
         let base = format!("train --method {method} --target-sparsity 0.9");
-        assert_error(
+        assert_refused(
             &format!("{base} --{method}-update-every 0"),
             &format!("--{method}-update-every must be at least 1"),
         );
-        assert_error(
+        assert_refused(
             &format!("{base} --{method}-drop-fraction 1.5"),
             &format!("--{method}-drop-fraction must be in (0, 1), got 1.5"),
         );
-        assert_error(
+        assert_refused(
             &format!("{base} --{method}-end-fraction 0"),
             &format!("--{method}-end-fraction must be in (0, 1], got 0"),
         );
-        assert_error(
+        assert_refused(
             &format!("{base} --epochs 1 --{method}-update-every 200"),
             &format!(
                 "--{method}-update-every (200) is past the last mask update step (85 = --{method}-end-fraction x 113 steps): the mask would never change"
             ),
         );
     }
-    assert_error(
+    assert_refused(
         "train --method static --target-sparsity 0.9 --rigl-update-every 5",
         "--rigl-update-every is not used by --method static",
     );
-    assert_error(
+    assert_refused(
         "train --method rigl --target-sparsity 0.9 --set-drop-fraction 0.5",
         "--set-drop-fraction is not used by --method rigl",
     );

@@ -15,6 +15,7 @@ use sparsegrad::nn::{Linear, Module};
 use sparsegrad::rng::seeded;
 use sparsegrad::sparsity::budget::Distribution;
 use sparsegrad::tape::Tensor;
+use crate::cli_support::assert_refused;
 
 /// Softmax probabilities of z = (W x_s + b) / T.
 fn probs(w: &Tensor<f32>, b: &Tensor<f32>, x: &Tensor<f32>, s: usize, t: f64) -> Vec<f64> {
@@ -187,32 +188,25 @@ fn whole_run_reaches_the_exact_target() {
     assert!(summary.test_accuracy > 0.5, "{}", summary.test_accuracy);
 }
 
-fn assert_error(command_line: &str, message: &str) {
-    let out = temp_dir("grasp-cli").join("refused");
-    let mut args: Vec<&str> = command_line.split_whitespace().collect();
-    args.extend(["--out", out.to_str().unwrap()]);
-    crate::cli_support::assert_error(&args, message);
-}
-
 #[test]
 fn grasp_settings() {
-    assert_error(
+    assert_refused(
         "train --method grasp",
         "--method grasp needs --target-sparsity",
     );
-    assert_error(
+    assert_refused(
         "train --method grasp --target-sparsity 0.9 --score-samples-per-class 0",
         "--score-samples-per-class must be at least 1",
     );
-    assert_error(
+    assert_refused(
         "train --method grasp --target-sparsity 0.9 --grasp-temperature 0",
         "--grasp-temperature must be positive, got 0",
     );
-    assert_error(
+    assert_refused(
         "train --method grasp --target-sparsity 0.9 --distribution lamp",
         "--method grasp cannot use --distribution lamp (LAMP assumes magnitude scores; GraSP's have both signs)",
     );
-    assert_error(
+    assert_refused(
         "train --method snip --target-sparsity 0.9 --grasp-temperature 100",
         "--grasp-temperature is not used by --method snip",
     );

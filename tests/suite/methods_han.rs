@@ -12,6 +12,7 @@ use sparsegrad::nn::Module;
 use sparsegrad::run::dir::MODEL_FILE;
 use sparsegrad::sparsity::Mask;
 use sparsegrad::tape::Tensor;
+use crate::cli_support::assert_refused;
 
 fn context(rounds: Option<usize>) -> TrainContext {
     TrainContext {
@@ -186,36 +187,29 @@ fn whole_run_reports_rounds_and_resumes_across_rounds_bit_identically() {
     }
 }
 
-fn assert_error(command_line: &str, message: &str) {
-    let out = temp_dir("han-cli").join("refused");
-    let mut args: Vec<&str> = command_line.split_whitespace().collect();
-    args.extend(["--out", out.to_str().unwrap()]);
-    crate::cli_support::assert_error(&args, message);
-}
-
 #[test]
 fn han_settings() {
-    assert_error(
+    assert_refused(
         "train --method han --han-q 0",
         "--han-q values must be positive, got 0",
     );
-    assert_error(
+    assert_refused(
         "train --method han --han-q 1,2",
         "--han-q has 2 values; give one, or one per prunable layer (3)",
     );
-    assert_error(
+    assert_refused(
         "train --method han --han-lr-scale 1.5",
         "--han-lr-scale must be in (0, 1], got 1.5",
     );
-    assert_error(
+    assert_refused(
         "train --method han --rounds 0",
         "--rounds must be at least 1 (pruning rounds after the dense one)",
     );
-    assert_error(
+    assert_refused(
         "train --method han --target-sparsity 0.9",
         "--target-sparsity is not used by --method han",
     );
-    assert_error(
+    assert_refused(
         "train --method gmp --target-sparsity 0.9 --han-q 2",
         "--han-q is not used by --method gmp",
     );

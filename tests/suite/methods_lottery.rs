@@ -14,6 +14,7 @@ use sparsegrad::methods::{Method, Plugin, SharedOptions, StepInfo, TrainContext}
 use sparsegrad::nn::Module;
 use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::tape::Tensor;
+use crate::cli_support::assert_refused;
 
 fn lottery(options: LotteryOptions) -> Lottery {
     let context = TrainContext {
@@ -266,36 +267,29 @@ fn whole_run_rows_and_resume_within_and_across_rounds() {
     assert_same_files(&straight, &split);
 }
 
-fn assert_error(command_line: &str, message: &str) {
-    let out = temp_dir("lottery-cli").join("refused");
-    let mut args: Vec<&str> = command_line.split_whitespace().collect();
-    args.extend(["--out", out.to_str().unwrap()]);
-    crate::cli_support::assert_error(&args, message);
-}
-
 #[test]
 fn lottery_settings() {
-    assert_error(
+    assert_refused(
         "train --method lottery --prune-fraction 1",
         "--prune-fraction must be in (0, 1), got 1",
     );
-    assert_error(
+    assert_refused(
         "train --method lottery --prune-fraction 0",
         "--prune-fraction must be in (0, 1), got 0",
     );
-    assert_error(
+    assert_refused(
         "train --method lottery --output-prune-fraction -0.1",
         "--output-prune-fraction must be in [0, 1), got -0.1",
     );
-    assert_error(
+    assert_refused(
         "train --method lottery --epochs 1 --rewind-step 1000",
         "--rewind-step (1000) must be within the first round (--epochs 1 x 113 steps = 113 steps)",
     );
-    assert_error(
+    assert_refused(
         "train --method lottery --target-sparsity 0.5",
         "--target-sparsity is not used by --method lottery",
     );
-    assert_error(
+    assert_refused(
         "train --method han --lottery-control reinit",
         "--lottery-control is not used by --method han",
     );

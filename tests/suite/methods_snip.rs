@@ -13,6 +13,7 @@ use sparsegrad::nn::{Linear, Module};
 use sparsegrad::rng::seeded;
 use sparsegrad::sparsity::budget::Distribution;
 use sparsegrad::tape::Tensor;
+use crate::cli_support::assert_refused;
 
 /// Batch of `n` inputs of 3 features with labels in 0..2.
 fn tiny_batch(n: usize, seed: u64) -> Batch<f32> {
@@ -214,24 +215,17 @@ fn whole_run_reaches_the_exact_target() {
     assert!(summary.test_accuracy > 0.5, "{}", summary.test_accuracy);
 }
 
-fn assert_error(command_line: &str, message: &str) {
-    let out = temp_dir("snip-cli").join("refused");
-    let mut args: Vec<&str> = command_line.split_whitespace().collect();
-    args.extend(["--out", out.to_str().unwrap()]);
-    crate::cli_support::assert_error(&args, message);
-}
-
 #[test]
 fn snip_settings() {
-    assert_error(
+    assert_refused(
         "train --method snip",
         "--method snip needs --target-sparsity",
     );
-    assert_error(
+    assert_refused(
         "train --method snip --target-sparsity 0.9 --score-batches 0",
         "--score-batches must be at least 1",
     );
-    assert_error(
+    assert_refused(
         "train --method grasp --target-sparsity 0.9 --snip-other-init",
         "--snip-other-init is not used by --method grasp",
     );

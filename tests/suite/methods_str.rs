@@ -407,15 +407,7 @@ fn resume_is_bit_identical_and_the_summary_keeps_the_thresholds() {
     let summary = finish(&straight);
     let split = config(&dir.join("split"));
     train_in_two_sittings(&split);
-    for file in [MODEL_FILE, CHECKPOINT_FILE] {
-        let a = checkpoint::load::<f32>(&straight.out_dir().join(file)).unwrap();
-        let b = checkpoint::load::<f32>(&split.out_dir().join(file)).unwrap();
-        assert_eq!(a.tensors.len(), b.tensors.len(), "{file}");
-        for ((name, x), (other, y)) in a.tensors.iter().zip(&b.tensors) {
-            assert_eq!(name, other);
-            assert_bits_equal(&format!("{file}: {name}"), x, y);
-        }
-    }
+    assert_same_outputs("resumed", &straight, &split);
     // The checkpoint holds the raw weights and the thresholds; the export only the effective
     // weights; the summary the thresholds g(s) the transforms applied before baking.
     let ckpt = checkpoint::load::<f32>(&straight.out_dir().join(CHECKPOINT_FILE)).unwrap();

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use sparsegrad::nn::Module;
 use sparsegrad::optim::{self, Optimizer, Sgd, SgdConfig};
 use sparsegrad::rng::{seeded, uniform};
-use sparsegrad::run::dir::MODEL_FILE;
+use sparsegrad::io::checkpoint;
+use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::run::summary::Summary;
 use sparsegrad::tape::{Tape, Tensor};
 use sparsegrad::train::{Method, Outcome, Progress, RunOptions, StepInfo, TrainConfig, train};
@@ -149,5 +150,19 @@ pub fn assert_bits_equal(what: &str, a: &Tensor<f32>, b: &Tensor<f32>) {
         .find(|(_, (x, y))| x.to_bits() != y.to_bits())
     {
         panic!("{what}: entry {i} differs: {x} vs {y}");
+    }
+}
+
+/// Asserts that runs `a` and `b` wrote the same model export and checkpoint, tensor by tensor, bit
+/// for bit (`what` names the comparison in a failure).
+pub fn assert_same_outputs(what: &str, a: &TrainConfig, b: &TrainConfig) {
+    for file in [MODEL_FILE, CHECKPOINT_FILE] {
+        let x = checkpoint::load::<f32>(&a.out_dir().join(file)).unwrap();
+        let y = checkpoint::load::<f32>(&b.out_dir().join(file)).unwrap();
+        assert_eq!(x.tensors.len(), y.tensors.len(), "{what} {file}");
+        for ((name, p), (other, q)) in x.tensors.iter().zip(&y.tensors) {
+            assert_eq!(name, other);
+            assert_bits_equal(&format!("{what} {file}: {name}"), p, q);
+        }
     }
 }

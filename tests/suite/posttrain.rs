@@ -28,8 +28,9 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// The export of a dense LeNet-300-100 trained for one epoch (made once per test binary).
-fn dense_model() -> PathBuf {
+/// The export of a dense LeNet-300-100 trained for one epoch (made once per test binary, shared
+/// with the Wanda tests).
+pub fn dense_model() -> PathBuf {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
         let config = TrainConfig {

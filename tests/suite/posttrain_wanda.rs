@@ -5,7 +5,6 @@
 //! ceil of its share, the lowest scores of each row pruned).
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use sparsegrad::methods::wanda::{prune_mask, wanda_scores};
 use sparsegrad::nn::input_norms::InputNorms;
@@ -16,7 +15,9 @@ use sparsegrad::rng::{derived, seeded, uniform};
 use sparsegrad::run::dir::MODEL_FILE;
 use sparsegrad::run::meta::load_model;
 use sparsegrad::tape::{Tape, Tensor};
-use sparsegrad::train::{Progress, RunOptions, TrainConfig, train};
+use sparsegrad::train::Progress;
+
+use crate::posttrain::dense_model;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sparsegrad-wanda-{name}-{}", std::process::id()));
@@ -157,22 +158,6 @@ fn per_row_counts_share_the_remainder_by_next_lowest_score() {
     );
     assert_eq!(prune_mask(&scores, 3, 0, true), vec![1.0; 9]);
     assert_eq!(prune_mask(&scores, 3, 9, true), vec![0.0; 9]);
-}
-
-/// The export of a dense LeNet-300-100 trained for one epoch (once per test binary).
-fn dense_model() -> PathBuf {
-    static RUN: OnceLock<PathBuf> = OnceLock::new();
-    RUN.get_or_init(|| {
-        let config = TrainConfig {
-            epochs: 1,
-            batch_size: 256,
-            out: Some(temp_dir("dense").join("run")),
-            ..TrainConfig::default()
-        };
-        train(&config, RunOptions::default(), &mut Progress::plain()).unwrap();
-        config.out_dir().join(MODEL_FILE)
-    })
-    .clone()
 }
 
 /// Whole runs: exact global count round(r0 N) with and without fine-tuning, every row's pruned
