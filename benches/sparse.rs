@@ -308,7 +308,10 @@ fn bench_inference(c: &mut Criterion) {
     ];
     for (name, model, x) in models {
         for (threads, pool) in pools() {
-            for (mode, label) in [(SparseKernels::Off, "dense"), (SparseKernels::Auto, "sparse")] {
+            for (mode, label) in [
+                (SparseKernels::Off, "dense"),
+                (SparseKernels::Auto, "sparse"),
+            ] {
                 set_sparse_kernels(model, mode);
                 let mut cell = AssertSend(&mut *model);
                 group.bench_function(format!("{name}/{threads}t/{label}"), |bench| {

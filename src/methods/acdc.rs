@@ -29,9 +29,7 @@ use crate::error::{Error, Result};
 use crate::io::checkpoint::export_tensors;
 use crate::methods::options::{TrainContext, clap_defaults};
 use crate::methods::plugin::{Method, MethodState, NamedTensors, Plugin};
-use crate::methods::prune::{
-    Prunable, PruneTarget, Score, mask_of, scores,
-};
+use crate::methods::prune::{Prunable, PruneTarget, Score, mask_of, scores};
 use crate::nn::Module;
 use crate::rng::derived;
 use crate::tape::Tensor;
@@ -186,7 +184,8 @@ impl Acdc {
         Self::open_masks(model)?;
         // Magnitude scores draw nothing from the generator.
         let magnitudes = scores(model, Score::Magnitude, &mut derived(0, 0));
-        self.prune.prune(model, &self.layers, &magnitudes, &[])
+        self.prune
+            .prune(model, &self.layers, &magnitudes, &[])
             .map_err(|e| Error::invalid(format!("AC/DC, {e}")))
     }
 }

@@ -108,7 +108,11 @@ impl Method for Dnw {
     }
 
     fn attach(&mut self, model: &mut dyn Module<f32>) -> Result<()> {
-        self.layers = prunable_weights(model, self.prune.first_layer_dense, self.prune.last_layer_dense)?;
+        self.layers = prunable_weights(
+            model,
+            self.prune.first_layer_dense,
+            self.prune.last_layer_dense,
+        )?;
         uniform_prune_counts(&self.layers, self.prune.sparsity, true)?;
         let mut l = 0;
         model.visit_weights_mut("", &mut |_, w| {

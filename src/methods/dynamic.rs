@@ -25,9 +25,7 @@ use crate::grads::Grads;
 use crate::methods::drop_grow::{DropSchedule, Moved, drop_and_grow};
 use crate::methods::options::{TrainContext, clap_defaults};
 use crate::methods::plugin::{Method, MethodState, Plugin, RunShape, StepInfo};
-use crate::methods::prune::{
-    Prunable, PruneTarget, Score, mask_of, scores, shrink_masks,
-};
+use crate::methods::prune::{Prunable, PruneTarget, Score, mask_of, scores, shrink_masks};
 use crate::nn::Module;
 use crate::rng::{derived, uniform};
 use crate::tape::Tensor;

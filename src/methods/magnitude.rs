@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::methods::options::{TrainContext, clap_defaults};
 use crate::methods::plugin::{Method, Plugin};
-use crate::methods::prune::{
-    Prunable, PruneTarget, Score, masked_out, scores,
-};
+use crate::methods::prune::{Prunable, PruneTarget, Score, masked_out, scores};
 use crate::nn::Module;
 use crate::rng::derived;
 
@@ -108,7 +106,8 @@ impl Method for Magnitude {
         }
         // Magnitude scores draw nothing from the generator.
         let scores = scores(model, Score::Magnitude, &mut derived(0, 0));
-        self.prune.prune(model, &self.layers, &scores, &masked_out(model))?;
+        let pruned = masked_out(model);
+        self.prune.prune(model, &self.layers, &scores, &pruned)?;
         Ok(Vec::new())
     }
 }

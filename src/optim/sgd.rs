@@ -142,13 +142,39 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
             .momentum
             .entry(name.to_string())
             .or_insert_with(|| Tensor::zeros(w.raw_dim()));
-        Zip::from(w).and(g).and(buf).for_each(|w, &g, b| {
+        // PyTorch: buf = clone(d) on the first step, else buf.mul_(mu).add_(d, alpha=1-dampening).
+        let element = move |w: &mut F, g: F, b: &mut F| {
             let d = g + l2 * *w;
-            // PyTorch: buf = clone(d) on the first step, else buf.mul_(mu).add_(d, alpha=1-dampening).
             *b = if first { d } else { *b * mu + damp * d };
             let step = if nesterov { d + mu * *b } else { *b };
             *w -= lr * step;
-        });
+        };
+        let contiguous = w.is_standard_layout() && g.is_standard_layout();
+        let (Some(w), Some(g), Some(b)) = (
+            w.as_slice_mut().filter(|_| contiguous),
+            g.as_slice(),
+            buf.as_slice_mut(),
+        ) else {
+            Zip::from(w)
+                .and(g)
+                .and(buf)
+                .for_each(|w, &g, b| element(w, g, b));
+            return;
+        };
+        // Contiguous (every parameter in practice): plain slices, with the common case
+        // (momentum after the first step, no Nesterov) as its own loop the compiler vectorises;
+        // the same operations per element, so the same bits.
+        if !first && !nesterov {
+            for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
+                let d = g + l2 * *w;
+                *b = *b * mu + damp * d;
+                *w -= lr * *b;
+            }
+        } else {
+            for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
+                element(w, g, b);
+            }
+        }
     }
 
     fn mask_state(&mut self, name: &str, mask: &Tensor<F>) {

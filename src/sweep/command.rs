@@ -146,7 +146,7 @@ impl SweepArgs {
                 set.all.insert(key, values);
             }
         }
-        let entries = args
+        let entries = self
             .methods
             .iter()
             .map(|m| (Kind::Train, m))
@@ -180,8 +180,8 @@ impl SweepArgs {
             .canonicalize()
             .map_err(|e| Error::io(&self.out, e))?;
         let jobs = expand(&grid, &dir)?;
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::invalid(format!("this executable: {e}")))?;
+        let exe =
+            std::env::current_exe().map_err(|e| Error::invalid(format!("this executable: {e}")))?;
         let launch = Launch {
             binary: self
                 .binary

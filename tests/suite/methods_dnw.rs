@@ -5,11 +5,9 @@
 use std::path::Path;
 
 use crate::methods_support::*;
-use sparsegrad::io::checkpoint;
 use sparsegrad::models::LeNet300;
 use sparsegrad::nn::{Module, Weight, WeightTransform};
 use sparsegrad::rng::derived;
-use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::sparsity::budget::Distribution;
 use sparsegrad::sparsity::{Mask, TopKStraightThrough};
 use sparsegrad::tape::{Tape, Tensor};

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
+use crate::cli_support::assert_refused;
 use crate::methods_support::*;
 use sparsegrad::grads::Grads;
-use sparsegrad::io::checkpoint;
 use sparsegrad::methods::drop_grow::drop_and_grow;
 use sparsegrad::methods::prune::{prunable_weights, prune_counts};
 use sparsegrad::methods::{Method, RunShape};
@@ -15,11 +15,9 @@ use sparsegrad::models::LeNet300;
 use sparsegrad::nn::Module;
 use sparsegrad::optim::{self, Sgd};
 use sparsegrad::rng::derived;
-use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::sparsity::budget::Distribution;
 use sparsegrad::tape::{Tape, Tensor};
 use sparsegrad::train::{StepInfo, TrainConfig};
-use crate::cli_support::assert_refused;
 
 fn lenet() -> LeNet300<f32> {
     LeNet300::new(784, 10, &mut derived(0, 1))

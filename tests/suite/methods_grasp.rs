@@ -3,6 +3,7 @@
 //! the authors' two halves included), removal of the highest scores globally, masks exact
 //! through training, command-line errors.
 
+use crate::cli_support::assert_refused;
 use crate::methods_support::*;
 use crate::survey_support::*;
 use sparsegrad::data::Batch;
@@ -15,7 +16,6 @@ use sparsegrad::nn::{Linear, Module};
 use sparsegrad::rng::seeded;
 use sparsegrad::sparsity::budget::Distribution;
 use sparsegrad::tape::Tensor;
-use crate::cli_support::assert_refused;
 
 /// Softmax probabilities of z = (W x_s + b) / T.
 fn probs(w: &Tensor<f32>, b: &Tensor<f32>, x: &Tensor<f32>, s: usize, t: f64) -> Vec<f64> {

@@ -3,6 +3,7 @@
 //! through retraining, the rounds' learning-rate scale, the summary's per-round kept fractions,
 //! resume across rounds, and the command-line errors.
 
+use crate::cli_support::assert_refused;
 use crate::methods_support::*;
 use crate::survey_support::*;
 use sparsegrad::io::checkpoint;
@@ -12,7 +13,6 @@ use sparsegrad::nn::Module;
 use sparsegrad::run::dir::MODEL_FILE;
 use sparsegrad::sparsity::Mask;
 use sparsegrad::tape::Tensor;
-use crate::cli_support::assert_refused;
 
 fn context(rounds: Option<usize>) -> TrainContext {
     TrainContext {

@@ -6,13 +6,11 @@
 use std::path::Path;
 
 use crate::methods_support::*;
-use sparsegrad::io::checkpoint;
 use sparsegrad::methods::{Method, MethodState};
 use sparsegrad::models::{LeNet5, LeNet5Options, LeNet300};
 use sparsegrad::nn::Module;
 use sparsegrad::ops::sparsity::HardConcrete;
 use sparsegrad::rng::{derived, seeded, uniform};
-use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::tape::{Tape, Tensor};
 use sparsegrad::train::{StepInfo, TrainConfig};
 

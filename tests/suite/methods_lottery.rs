@@ -4,6 +4,7 @@
 //! training; per-round summary rows; resume within a round and across rounds bit-identical;
 //! command-line errors.
 
+use crate::cli_support::assert_refused;
 use crate::methods_support::*;
 use crate::survey_support::*;
 use sparsegrad::io::checkpoint;
@@ -14,7 +15,6 @@ use sparsegrad::methods::{Method, Plugin, SharedOptions, StepInfo, TrainContext}
 use sparsegrad::nn::Module;
 use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::tape::Tensor;
-use crate::cli_support::assert_refused;
 
 fn lottery(options: LotteryOptions) -> Lottery {
     let context = TrainContext {

@@ -3,6 +3,7 @@
 //! (other distributions work too), scoring on another initialisation, masks exact through
 //! training, command-line errors.
 
+use crate::cli_support::assert_refused;
 use crate::methods_support::*;
 use crate::survey_support::*;
 use sparsegrad::data::Batch;
@@ -13,7 +14,6 @@ use sparsegrad::nn::{Linear, Module};
 use sparsegrad::rng::seeded;
 use sparsegrad::sparsity::budget::Distribution;
 use sparsegrad::tape::Tensor;
-use crate::cli_support::assert_refused;
 
 /// Batch of `n` inputs of 3 features with labels in 0..2.
 fn tiny_batch(n: usize, seed: u64) -> Batch<f32> {

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use sparsegrad::io::checkpoint;
 use sparsegrad::nn::Module;
 use sparsegrad::optim::{self, Optimizer, Sgd, SgdConfig};
 use sparsegrad::rng::{seeded, uniform};
-use sparsegrad::io::checkpoint;
 use sparsegrad::run::dir::{CHECKPOINT_FILE, MODEL_FILE};
 use sparsegrad::run::summary::Summary;
 use sparsegrad::tape::{Tape, Tensor};
