@@ -152,43 +152,23 @@ unsafe fn store_scalar(acc: &[f32], nr: usize, out: &TileOut) {
 #[target_feature(enable = "avx512f")]
 unsafe fn avx512<const R: usize, const V: usize>(kc: usize, panels: &Panels, out: &TileOut) {
     let mut acc = [[_mm512_setzero_ps(); V]; R];
-    // One step `p`: `acc[i][v] += A[i, p] * B[p, v]`, A's rows `$a_rs` apart (a macro, not a
-    // function, so it is compiled with this function's target features).
-    macro_rules! step {
-        ($a:expr, $a_rs:expr, $b:expr) => {
+    let (mut a, mut b) = (panels.a, panels.b);
+    let (a_rs, a_cs, b_rs) = (panels.a_rs, panels.a_cs, panels.b_rs);
+    for _ in 0..kc {
+        // SAFETY: each step reads R values of A and 16 V values of B inside the panels.
+        unsafe {
             let mut bv = [_mm512_setzero_ps(); V];
             for (v, bv) in bv.iter_mut().enumerate() {
-                *bv = _mm512_loadu_ps($b.add(16 * v));
+                *bv = _mm512_loadu_ps(b.add(16 * v));
             }
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*$a.offset(i as isize * $a_rs));
+                let ai = _mm512_set1_ps(*a.offset(i as isize * a_rs));
                 for (acc, &bv) in row.iter_mut().zip(&bv) {
                     *acc = _mm512_fmadd_ps(ai, bv, *acc);
                 }
             }
-        };
-    }
-    let (mut a, mut b) = (panels.a, panels.b);
-    let (a_rs, a_cs, b_rs) = (panels.a_rs, panels.a_cs, panels.b_rs);
-    if a_rs == 1 {
-        // Packed A: the row offsets are constants, so every broadcast addresses `a` directly
-        // instead of through a chain of pointer additions (measured 94 -> ? GFLOP/s at 1024^3).
-        for _ in 0..kc {
-            // SAFETY: as below, with a_rs = 1.
-            unsafe {
-                step!(a, 1, b);
-                a = a.offset(a_cs);
-                b = b.offset(b_rs);
-            }
-        }
-    } else {
-        for _ in 0..kc {
-            // SAFETY: each step reads R values of A and 16 V values of B inside the panels.
-            unsafe {
-                step!(a, a_rs, b);
-                a = a.offset(a_cs);
-                b = b.offset(b_rs);
-            }
+            a = a.offset(a_cs);
+            b = b.offset(b_rs);
         }
     }
     let full = out.csc == 1 && out.cols > 16 * (V - 1);
