@@ -59,7 +59,7 @@ impl<'t, F: Float> Var<'t, F> {
             for j in 0..hidden {
                 let r = sigmoid_scalar(gi[j] + gh[j]);
                 let z = sigmoid_scalar(gi[hidden + j] + gh[hidden + j]);
-                let n = (gi[2 * hidden + j] + r * gh[2 * hidden + j]).tanh();
+                let n = (gi[2 * hidden + j] + r * gh[2 * hidden + j]).tanh_op();
                 gates[j] = r;
                 gates[hidden + j] = z;
                 gates[2 * hidden + j] = n;
