@@ -73,8 +73,11 @@ pub trait Float:
         csc: isize,
     );
 
-    /// The hyperbolic tangent every tanh op uses. Its own method so `f32` can compute it in
-    /// `f64` (see there); `f64` and `Dual64` use their own `tanh`.
+    /// The hyperbolic tangent of the GRU's candidate gate (`Var::gru_gates`). Its own method so
+    /// `f32` can compute it in `f64` ([`tanh_f32`]); `f64` and `Dual64` use their own `tanh`.
+    /// The elementwise `tanh` op (FastGRNN's candidate) keeps `libm`'s `tanhf`: runs saved by
+    /// earlier versions (`tests/fixtures/v0`) must resume to the same bits, and a 1-ulp change
+    /// in tanh would break that.
     fn tanh_op(self) -> Self {
         self.tanh()
     }

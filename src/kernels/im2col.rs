@@ -258,10 +258,11 @@ fn zero_edges<F: Float>(row: &mut [F], lo: usize, hi: usize) {
     }
 }
 
-/// `dst.copy_from_slice(src)` for the short runs of one output row: in 8-element blocks, so short
-/// rows cost a few vector moves instead of a `memcpy` call.
+/// `dst.copy_from_slice(src)` for short runs (an output row here, a packed GEMM step in
+/// `packed_gemm`): in 8-element blocks, so a short run costs a few vector moves instead of a
+/// `memcpy` call.
 #[inline(always)]
-fn copy_short<F: Float>(dst: &mut [F], src: &[F]) {
+pub(crate) fn copy_short<F: Float>(dst: &mut [F], src: &[F]) {
     let mut d = dst.chunks_exact_mut(8);
     let mut s = src.chunks_exact(8);
     for (d, s) in (&mut d).zip(&mut s) {

@@ -186,7 +186,15 @@ impl<F: Float> Weight<F> {
 /// Sets the entries of `t` where `mask` is 0 to +0.0 (others are multiplied by the mask). A select,
 /// not `t * mask`: that would leave -0.0 for negative entries and NaN for infinite ones.
 pub fn zero_pruned<F: Float>(t: &mut Tensor<F>, mask: &Tensor<F>) {
-    ndarray::Zip::from(t).and(mask).for_each(|v, &m| {
-        *v = if m == F::zero() { F::zero() } else { *v * m };
-    });
+    let keep = |v: &mut F, m: F| *v = if m == F::zero() { F::zero() } else { *v * m };
+    let same_shape = t.shape() == mask.shape();
+    // Contiguous operands (every weight and optimiser buffer): a slice loop the compiler
+    // vectorises; an `ndarray::Zip` here measured 14% of a 95%-sparse LeNet-300 step.
+    if let (true, Some(m), Some(t)) = (same_shape, mask.as_slice(), t.as_slice_mut()) {
+        for (v, &m) in t.iter_mut().zip(m) {
+            keep(v, m);
+        }
+        return;
+    }
+    ndarray::Zip::from(t).and(mask).for_each(|v, &m| keep(v, m));
 }

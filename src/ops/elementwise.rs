@@ -230,7 +230,7 @@ impl<'t, F: Float> Var<'t, F> {
 
     /// derivative 1 - y^2.
     pub fn tanh(self) -> Self {
-        unary("tanh", self, |x| x.tanh_op(), |_, y| F::one() - y * y)
+        unary("tanh", self, |x| x.tanh(), |_, y| F::one() - y * y)
     }
 
     /// ln(1 + e^x), computed as max(x, 0) + ln(1 + e^-|x|) so it never overflows; derivative sigmoid(x).

@@ -23,10 +23,10 @@ pub struct SweepArgs {
     /// Models (replace the file's `models`).
     #[arg(long = "model", value_delimiter = ',')]
     pub models: Vec<String>,
-    /// Training methods, each a [[train]] entry with no settings of its own (added to the file's).
+    /// Training methods, each a `[[train]]` entry with no settings of its own (added to the file's).
     #[arg(long = "method", value_delimiter = ',')]
     pub methods: Vec<String>,
-    /// Post-training methods, each a [[posttrain]] entry reading the `dense` runs.
+    /// Post-training methods, each a `[[posttrain]]` entry reading the `dense` runs.
     #[arg(long = "posttrain-method", value_delimiter = ',')]
     pub posttrain_methods: Vec<String>,
     /// Target sparsities (replace the file's `sparsities`).
