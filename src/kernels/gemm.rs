@@ -28,7 +28,9 @@
 //!
 //! **Against MKL** (`torch.mm` from the PyTorch peer, one quiet sitting on the same CPU,
 //! 2026-11-30, medians; this VM drifts about +-20% between minutes): square 1024 19.5 / 20.7 ms
-//! on 1 thread (1.06x), 13.2 / 9.9 ms on 2 (0.75x). ResNet-20's shapes on 1 thread: forward
+//! on 1 thread (1.06x), 13.2 / 9.9 ms on 2 (0.75x); a second sitting 45 minutes later gave 0.71x
+//! and 0.96x, so the square case is level with MKL give or take that spread. ResNet-20's shapes on
+//! 1 thread (first sitting): forward
 //! 0.95x / 1.02x / 0.81x (16, 32, 64 channels), input gradient 0.63x / 0.84x / 0.97x, weight
 //! gradient 0.63x / 0.57x / 0.40x. The weight gradient is where MKL pulls ahead: its B operand is
 //! the whole im2col matrix (8192 x 576 for 64 channels), used by only M = 64 rows, so packing it
