@@ -20,7 +20,7 @@ pub struct SweepArgs {
     /// The sweep directory: jobs files, scripts, manifest, and runs/ with every run.
     #[arg(long)]
     pub out: PathBuf,
-    /// Models (replace the file's `models`).
+    /// Models (replace the file's `models`, and narrow the entries that name their own).
     #[arg(long = "model", value_delimiter = ',')]
     pub models: Vec<String>,
     /// Training methods, each a `[[train]]` entry with no settings of its own (added to the file's).
@@ -125,6 +125,14 @@ impl SweepArgs {
         };
         if !self.models.is_empty() {
             grid.models = self.models.clone();
+            // Entries naming their own models are narrowed too (an entry left with none goes).
+            for entry in &mut grid.entries {
+                if let Some(models) = &mut entry.models {
+                    models.retain(|m| self.models.contains(m));
+                }
+            }
+            grid.entries
+                .retain(|e| e.models.as_ref().is_none_or(|m| !m.is_empty()));
         }
         if !self.sparsities.is_empty() {
             grid.sparsities = self.sparsities.clone();

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::methods::{PosttrainMethod, TrainMethod};
+use crate::models::ModelName;
 use crate::posttrain::PosttrainConfig;
 use crate::run::TrainConfig;
 use crate::run::dir::MODEL_FILE;
@@ -187,19 +188,24 @@ pub fn expand(grid: &Grid, dir: &Path) -> Result<Vec<Job>> {
                 e.name
             )));
         }
-        let models = e.models.as_ref().unwrap_or(&grid.models);
+        // A per-model table must name a model (a typo is an error), but not necessarily one of
+        // this sweep: `--model` may narrow a file whose tables cover every model.
         for m in e
             .flags
             .per_model
             .keys()
             .chain(grid.train_flags.per_model.keys())
         {
-            if !grid.models.contains(m) && !models.contains(m) {
-                return Err(Error::invalid(format!(
-                    "a table `{m}` of flags names no model of the sweep ({})",
-                    grid.models.join(", ")
-                )));
-            }
+            m.parse::<ModelName>().map_err(|_| {
+                let known: Vec<&str> = <ModelName as clap::ValueEnum>::value_variants()
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect();
+                Error::invalid(format!(
+                    "a table `{m}` of flags names no model (expected one of: {})",
+                    known.join(", ")
+                ))
+            })?;
         }
     }
     let mut jobs = Vec::new();

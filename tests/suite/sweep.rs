@@ -232,6 +232,10 @@ fn sweep_files_with_errors_are_refused_before_anything_is_written() {
         "no [[train]] entry named `dense`",
     );
     assert_refused(&format!("{head}modles = 1\n"), "unknown key `modles`");
+    assert_refused(
+        &format!("{head}[train_flags.lenet3000]\nepochs = 2\n[[train]]\nmethod = \"dense\"\n"),
+        "a table `lenet3000` of flags names no model (expected one of: lenet300, lenet5,",
+    );
 }
 
 #[test]
@@ -243,6 +247,22 @@ fn the_results_sweep_file_expands() {
     assert!(
         stdout.contains("357 jobs (231 training, 126 post-training)"),
         "{stdout}"
+    );
+    // `--model` narrows the file; the other models' flag tables are simply not used.
+    let narrowed = dir.join("lenet5-only");
+    let (code, stdout, stderr) = sweep(file, &narrowed, &["--model", "lenet5"]);
+    assert_eq!(code, 0, "{stderr}");
+    // Entries that name their own models (the lottery entries, lenet300 only) are narrowed
+    // away too.
+    assert!(
+        stdout.contains("174 jobs (111 training, 63 post-training)"),
+        "{stdout}"
+    );
+    let jobs = std::fs::read_to_string(narrowed.join("jobs.txt")).unwrap();
+    assert!(!jobs.is_empty());
+    assert!(
+        jobs.lines().all(|l| l.contains("--model lenet5 ")),
+        "{jobs}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
