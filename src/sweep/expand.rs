@@ -196,15 +196,8 @@ pub fn expand(grid: &Grid, dir: &Path) -> Result<Vec<Job>> {
             .keys()
             .chain(grid.train_flags.per_model.keys())
         {
-            m.parse::<ModelName>().map_err(|_| {
-                let known: Vec<&str> = <ModelName as clap::ValueEnum>::value_variants()
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect();
-                Error::invalid(format!(
-                    "a table `{m}` of flags names no model (expected one of: {})",
-                    known.join(", ")
-                ))
+            m.parse::<ModelName>().map_err(|e| {
+                Error::invalid(format!("a table `{m}` of flags names no model: {e}"))
             })?;
         }
     }

@@ -234,7 +234,7 @@ fn sweep_files_with_errors_are_refused_before_anything_is_written() {
     assert_refused(&format!("{head}modles = 1\n"), "unknown key `modles`");
     assert_refused(
         &format!("{head}[train_flags.lenet3000]\nepochs = 2\n[[train]]\nmethod = \"dense\"\n"),
-        "a table `lenet3000` of flags names no model (expected one of: lenet300, lenet5,",
+        "a table `lenet3000` of flags names no model: unknown --model `lenet3000` (expected one of: lenet300, lenet5,",
     );
 }
 
