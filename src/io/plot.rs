@@ -10,7 +10,8 @@ use plotters::prelude::*;
 use crate::error::{Error, Result};
 use crate::sparsity::report::LayerReport;
 
-fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
+/// The error of a figure that could not be drawn, naming its file.
+pub(crate) fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{}: cannot draw the figure ({e})", path.display()))
 }
 

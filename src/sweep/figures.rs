@@ -7,13 +7,10 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::io::plot::plot_error;
 use crate::sweep::aggregate::{Aggregate, Setting};
 use crate::sweep::results::series_of;
-
-fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::invalid(format!("{}: cannot draw the figure ({e})", path.display()))
-}
 
 /// A point of a line: (x, mean accuracy %, its standard deviation %).
 type Point = (f64, f64, f64);

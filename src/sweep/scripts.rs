@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::io::atomic::write_atomic;
 use crate::io::json::{read_json, write_json};
+use crate::run::interrupt::shell_quote;
 use crate::sweep::expand::Job;
 use crate::sweep::grid::Kind;
 
@@ -56,16 +57,6 @@ pub struct SlurmResources {
 pub struct Manifest {
     pub launch: Launch,
     pub jobs: Vec<Job>,
-}
-
-/// `text` quoted for a POSIX shell (unchanged when it needs no quoting).
-pub fn shell_quote(text: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:+,@%".contains(c);
-    if !text.is_empty() && text.chars().all(plain) {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
 }
 
 /// The job's complete command line.
