@@ -32,6 +32,7 @@ use crate::kernels::conv_problem::Tile;
 pub use crate::kernels::conv_problem::{BATCH_CHUNKS, ConvProblem, MIN_TILE_COLS, TILE_ELEMS};
 use crate::kernels::gemm::gemm_serial;
 use crate::kernels::im2col::col2im;
+use crate::kernels::parallel::par_chunks_zeroed;
 
 /// `y = conv(x, w) + bias` for NCHW `x`, OIHW `w`; returns NCHW `y` (contiguous slices).
 pub fn conv2d_forward<F: Float>(p: &ConvProblem, x: &[F], w: &[F], bias: Option<&[F]>) -> Vec<F> {
@@ -39,10 +40,15 @@ pub fn conv2d_forward<F: Float>(p: &ConvProblem, x: &[F], w: &[F], bias: Option<
     if let Some(b) = bias {
         assert_eq!(b.len(), p.out_channels, "conv: bias length");
     }
-    let mut y = vec![F::zero(); p.batch * p.out_image()];
-    y.par_chunks_mut(p.chunk_len * p.out_image())
-        .zip(x.par_chunks(p.chunk_len * p.in_image()))
-        .for_each(|(y, x)| forward_chunk(p, x, w, bias, y));
+    let (y, _) = par_chunks_zeroed(
+        p.batch * p.out_image(),
+        p.chunk_len * p.out_image(),
+        |c, y| {
+            let images = p.chunk_images(c);
+            let x = &x[images.start * p.in_image()..images.end * p.in_image()];
+            forward_chunk(p, x, w, bias, y)
+        },
+    );
     y
 }
 
@@ -112,31 +118,31 @@ pub fn conv2d_backward<F: Float>(
         p.batch * p.out_image(),
         "conv: output gradient length"
     );
-    let mut dx = need[0].then(|| vec![F::zero(); x.len()]);
-    let dx_chunks: Vec<Option<&mut [F]>> = match dx.as_mut() {
-        Some(dx) => dx
-            .chunks_mut(p.chunk_len * p.in_image())
-            .map(Some)
-            .collect(),
-        None => (0..p.chunks()).map(|_| None).collect(),
+    let chunk_partial = |chunk: usize, dx: Option<&mut [F]>| {
+        let images = p.chunk_images(chunk);
+        let x = &x[images.start * p.in_image()..images.end * p.in_image()];
+        let g = &g[images.start * p.out_image()..images.end * p.out_image()];
+        let mut weight = need[1].then(|| vec![F::zero(); p.weight_len()]);
+        if need[0] || need[1] {
+            backward_chunk(p, x, w, g, dx, weight.as_deref_mut());
+        }
+        ChunkPartial {
+            weight,
+            bias: need[2].then(|| bias_grad_chunk(p, g)),
+        }
     };
-    let partials: Vec<ChunkPartial<F>> = dx_chunks
-        .into_par_iter()
-        .enumerate()
-        .map(|(chunk, dx)| {
-            let images = p.chunk_images(chunk);
-            let x = &x[images.start * p.in_image()..images.end * p.in_image()];
-            let g = &g[images.start * p.out_image()..images.end * p.out_image()];
-            let mut weight = need[1].then(|| vec![F::zero(); p.weight_len()]);
-            if need[0] || need[1] {
-                backward_chunk(p, x, w, g, dx, weight.as_deref_mut());
-            }
-            ChunkPartial {
-                weight,
-                bias: need[2].then(|| bias_grad_chunk(p, g)),
-            }
-        })
-        .collect();
+    let (dx, partials): (_, Vec<ChunkPartial<F>>) = if need[0] {
+        let (dx, partials) = par_chunks_zeroed(x.len(), p.chunk_len * p.in_image(), |c, dx| {
+            chunk_partial(c, Some(dx))
+        });
+        (Some(dx), partials)
+    } else {
+        let partials = (0..p.chunks())
+            .into_par_iter()
+            .map(|c| chunk_partial(c, None))
+            .collect();
+        (None, partials)
+    };
     ConvGrads {
         input: dx,
         weight: need[1].then(|| sum_in_order(&partials, p.weight_len(), |c| &c.weight)),

@@ -8,27 +8,25 @@
 
 use std::sync::Arc;
 
-use ndarray::{IxDyn, Zip};
+use ndarray::IxDyn;
 
 use crate::float::Float;
+use crate::kernels::parallel::map_collect;
 use crate::tape::{Tensor, Var, broadcast_shape};
 
 /// Records `y = f(x)` elementwise with derivative `dy/dx = df(x, y)`.
 pub fn unary<'t, F: Float>(
     op: &'static str,
     a: Var<'t, F>,
-    f: impl Fn(F) -> F,
-    df: impl Fn(F, F) -> F + 'static,
+    f: impl Fn(F) -> F + Sync + Send,
+    df: impl Fn(F, F) -> F + Sync + Send + 'static,
 ) -> Var<'t, F> {
     let x = a.value();
-    let y = Arc::new(x.mapv(f));
+    let y = Arc::new(map_collect!(|&x| f(x); &*x));
     let y_saved = y.clone();
     a.tape().record(op, y, &[a], move |g, _| {
         vec![Some(
-            Zip::from(g)
-                .and(&*x)
-                .and(&*y_saved)
-                .map_collect(|&g, &x, &y| g * df(x, y)),
+            map_collect!(|&g, &x, &y| g * df(x, y); g, &*x, &*y_saved),
         )]
     })
 }
@@ -39,9 +37,9 @@ pub fn binary<'t, F: Float>(
     op: &'static str,
     a: Var<'t, F>,
     b: Var<'t, F>,
-    f: impl Fn(F, F) -> F,
-    da: impl Fn(F, F, F) -> F + 'static,
-    db: impl Fn(F, F, F) -> F + 'static,
+    f: impl Fn(F, F) -> F + Sync + Send,
+    da: impl Fn(F, F, F) -> F + Sync + Send + 'static,
+    db: impl Fn(F, F, F) -> F + Sync + Send + 'static,
 ) -> Var<'t, F> {
     let (av, bv) = (a.value(), b.value());
     let shape = IxDyn(&broadcast_shape(op, av.shape(), bv.shape()));
@@ -50,7 +48,7 @@ pub fn binary<'t, F: Float>(
             av.broadcast(shape.clone()).unwrap(),
             bv.broadcast(shape.clone()).unwrap(),
         );
-        Arc::new(Zip::from(&ab).and(&bb).map_collect(|&x, &z| f(x, z)))
+        Arc::new(map_collect!(|&x, &z| f(x, z); &ab, &bb))
     };
     let y_saved = y.clone();
     a.tape().record(op, y, &[a, b], move |g, needs| {
@@ -64,13 +62,9 @@ pub fn binary<'t, F: Float>(
             a: &ndarray::ArrayViewD<'_, F>,
             b: &ndarray::ArrayViewD<'_, F>,
             y: &Tensor<F>,
-            d: &impl Fn(F, F, F) -> F,
+            d: &(impl Fn(F, F, F) -> F + Sync),
         ) -> Tensor<F> {
-            Zip::from(g)
-                .and(a)
-                .and(b)
-                .and(y)
-                .map_collect(|&g, &a, &b, &y| g * d(a, b, y))
+            map_collect!(|&g, &a, &b, &y| g * d(a, b, y); g, a, b, y)
         }
         vec![
             needs[0].then(|| partial(g, &ab, &bb, &y_saved, &da)),

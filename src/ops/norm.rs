@@ -18,7 +18,9 @@
 //! general in [`Float::Acc`]: `f64` for `f32` and `f64`, the dual number itself for `Dual64`, so
 //! that Hessian-vector products differentiate through the batch statistics.)
 
-use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray, IxDyn, Zip};
+use std::mem::MaybeUninit;
+
+use ndarray::{Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray, IxDyn, Zip};
 use num_traits::{Float as _, One, Zero};
 use rand::RngCore;
 use rayon::prelude::*;
@@ -176,17 +178,15 @@ impl<'t, F: Float> Var<'t, F> {
 
         let xs = x.as_standard_layout();
         let x3 = as_ncl(&xs, ncl);
-        let mut y = Tensor::<F>::zeros(IxDyn(&[n, c, l]));
-        let mut y3 = y
-            .view_mut()
-            .into_shape_with_order(ncl)
-            .expect("fresh array");
+        // Uninitialised (a zeroing pass on the calling thread would cost as much as a channel
+        // loop): the loop below writes every element once.
+        let mut y = Array3::<F>::uninit(ncl);
         // Per channel: mean, biased variance (two passes, f64), then y = (x - mean) * a + beta.
         let (m_acc, eps_acc) = (F::Acc::c(m as f64), F::Acc::c(eps));
         let moments: Vec<(F::Acc, F::Acc)> = x3
             .axis_iter(Axis(1))
             .into_par_iter()
-            .zip(y3.axis_iter_mut(Axis(1)))
+            .zip(y.axis_iter_mut(Axis(1)))
             .enumerate()
             .with_min_len(min_channels_per_task(ncl))
             .map(|(ch, (xc, mut yc))| {
@@ -196,10 +196,12 @@ impl<'t, F: Float> Var<'t, F> {
                 let (mean_f, beta_f) = (F::from_acc(mean), F::from_acc(beta[ch]));
                 Zip::from(&mut yc)
                     .and(&xc)
-                    .for_each(|y, &x| *y = (x - mean_f) * a + beta_f);
+                    .for_each(|y, &x| _ = y.write((x - mean_f) * a + beta_f));
                 (mean, var)
             })
             .collect();
+        // SAFETY: every channel of `y` was visited once and all its elements written.
+        let y = unsafe { y.assume_init() };
         let y = y.into_shape_with_order(x.raw_dim()).expect("same size");
         let stats = BatchStats {
             mean: Tensor::from_shape_fn(IxDyn(&[c]), |i| F::from_acc(moments[i[0]].0)),
@@ -228,13 +230,9 @@ impl<'t, F: Float> Var<'t, F> {
             let x3 = as_ncl(&xs, ncl);
             let gs = g.as_standard_layout();
             let g3 = as_ncl(&gs, ncl);
-            let mut dx = needs[0].then(|| Tensor::<F>::zeros(IxDyn(&[n, c, l])));
-            let mut dx3 = dx.as_mut().map(|dx| {
-                dx.view_mut()
-                    .into_shape_with_order(ncl)
-                    .expect("fresh array")
-            });
-            let dx_channels: Vec<Option<ArrayViewMut2<'_, F>>> = match &mut dx3 {
+            // Uninitialised, as `y`: the channel loop writes every element once.
+            let mut dx = needs[0].then(|| Array3::<F>::uninit(ncl));
+            let dx_channels: Vec<Option<ArrayViewMut2<'_, MaybeUninit<F>>>> = match &mut dx {
                 Some(dx3) => dx3.axis_iter_mut(Axis(1)).map(Some).collect(),
                 None => (0..c).map(|_| None).collect(),
             };
@@ -263,13 +261,17 @@ impl<'t, F: Float> Var<'t, F> {
                         Zip::from(&mut dxc)
                             .and(&xc)
                             .and(&gc)
-                            .for_each(|d, &x, &g| *d = k * g + (x - mu) * k2 + k3);
+                            .for_each(|d, &x, &g| _ = d.write(k * g + (x - mu) * k2 + k3));
                     }
                     [sum_g, sum_g_xhat]
                 })
                 .collect();
             let mut grads: Vec<Option<Tensor<F>>> = vec![None; n_inputs];
-            grads[0] = dx.map(|dx| dx.into_shape_with_order(x.raw_dim()).expect("same size"));
+            grads[0] = dx.map(|dx| {
+                // SAFETY: every channel of `dx` was visited once and all its elements written.
+                let dx = unsafe { dx.assume_init() };
+                dx.into_shape_with_order(x.raw_dim()).expect("same size")
+            });
             // dgamma = sum(g * xhat), dbeta = sum(g).
             let per_channel = |which: usize| {
                 Tensor::from_shape_fn(IxDyn(&[c]), |i| F::from_acc(sums[i[0]][which]))

@@ -4,6 +4,7 @@
 
 use crate::float::Float;
 use crate::grads::Grads;
+use crate::kernels::parallel::add_assign;
 use crate::tape::{Origin, Tape, sum_to_shape};
 use crate::tensor::Tensor;
 
@@ -72,7 +73,7 @@ impl<F: Float> Tape<F> {
                     node.op
                 );
                 match &mut pending[input] {
-                    Some(acc) => *acc += &input_grad,
+                    Some(acc) => add_assign(acc, &input_grad),
                     slot @ None => *slot = Some(input_grad),
                 }
             }
