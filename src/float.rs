@@ -73,33 +73,28 @@ pub trait Float:
         csc: isize,
     );
 
-    /// The hyperbolic tangent of the GRU's candidate gate (`Var::gru_gates`). Its own method so
-    /// `f32` can compute it in `f64` ([`tanh_f32`]); `f64` and `Dual64` use their own `tanh`.
-    /// The elementwise `tanh` op (FastGRNN's candidate) keeps `libm`'s `tanhf`: runs saved by
-    /// earlier versions (`tests/fixtures/v0`) must resume to the same bits, and a 1-ulp change
-    /// in tanh would break that.
-    fn tanh_op(self) -> Self {
-        self.tanh()
+    /// `sigmoid` of every element, in place: the GRU's reset and update gates
+    /// (`Var::gru_gates`). `f32` overrides it with the vectorised loop of [`crate::vmath`].
+    fn sigmoid_in_place(xs: &mut [Self]) {
+        xs.iter_mut().for_each(|v| *v = sigmoid(*v));
+    }
+
+    /// `tanh` of every element, in place: the GRU's candidate gate. `f32` overrides it with
+    /// [`crate::vmath`]. The elementwise `tanh` and `sigmoid` ops keep `libm`'s functions: runs
+    /// saved by earlier versions (`tests/fixtures/v0`, FastGRNN) must resume to the same bits.
+    fn tanh_in_place(xs: &mut [Self]) {
+        xs.iter_mut().for_each(|v| *v = v.tanh());
     }
 }
 
-/// `tanh` of an `f32` through `f64`'s `exp`: `(e^{2x} - 1) / (e^{2x} + 1)`, with `x - x^3 / 3` below
-/// 2^-12 (where the next term is 2^-48 relative) and +-1 beyond 20 (tanh(9.1) already rounds to
-/// 1 in `f32`). The `f64` result carries ~45 correct bits before the final rounding to `f32`, so
-/// it agrees with the correctly rounded tanh except on rare ties. Why: glibc's `tanhf` goes
-/// through `expm1f`, which measured 30 ns per call, 40% of a GRU forward; `f64` `exp` is ~5 ns.
-#[inline]
-pub fn tanh_f32(x: f32) -> f32 {
-    let x = f64::from(x);
-    if x.abs() > 20.0 {
-        return x.signum() as f32;
+/// The logistic function `1 / (1 + e^-x)`, with two branches so that `exp` never overflows.
+pub fn sigmoid<F: Float>(x: F) -> F {
+    if x >= F::zero() {
+        F::one() / (F::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (F::one() + e)
     }
-    if x.abs() < 1.0 / 4096.0 {
-        // Written as a product so that tanh(-0) = -0.
-        return (x * (1.0 - x * x / 3.0)) as f32;
-    }
-    let t = (2.0 * x).exp();
-    ((t - 1.0) / (t + 1.0)) as f32
 }
 
 /// A type [`Float::Acc`] may be: a float with `f64` constants.
@@ -150,9 +145,11 @@ impl Float for f32 {
             matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
         }
     }
-    #[inline]
-    fn tanh_op(self) -> Self {
-        tanh_f32(self)
+    fn sigmoid_in_place(xs: &mut [f32]) {
+        crate::vmath::sigmoid_in_place(xs);
+    }
+    fn tanh_in_place(xs: &mut [f32]) {
+        crate::vmath::tanh_in_place(xs);
     }
 }
 
@@ -191,36 +188,5 @@ impl Float for f64 {
         unsafe {
             matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::tanh_f32;
-
-    /// Distance in units in the last place between two finite `f32` of the same sign.
-    fn ulps(a: f32, b: f32) -> u32 {
-        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
-    }
-
-    proptest! {
-        /// Within one ulp of `f64`'s tanh rounded to `f32`, over every magnitude that matters.
-        #[test]
-        fn tanh_f32_is_within_one_ulp(x in prop_oneof![-1e-3f32..1e-3, -2.0f32..2.0, -30.0f32..30.0]) {
-            let reference = (x as f64).tanh() as f32;
-            prop_assert!(ulps(tanh_f32(x), reference) <= 1, "x = {x}: {} vs {reference}", tanh_f32(x));
-        }
-    }
-
-    #[test]
-    fn tanh_f32_special_values() {
-        assert_eq!(tanh_f32(0.0).to_bits(), 0.0f32.to_bits());
-        assert_eq!(tanh_f32(-0.0).to_bits(), (-0.0f32).to_bits());
-        assert_eq!(tanh_f32(f32::INFINITY), 1.0);
-        assert_eq!(tanh_f32(f32::NEG_INFINITY), -1.0);
-        assert!(tanh_f32(f32::NAN).is_nan());
-        assert_eq!(tanh_f32(1e-30), 1e-30);
     }
 }

@@ -41,6 +41,7 @@ pub mod sweep;
 pub mod tape;
 pub mod tensor;
 pub mod train;
+pub mod vmath;
 
 /// The names most programs need.
 pub mod prelude {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ndarray::IxDyn;
 
-use crate::float::Float;
+use crate::float::{Float, sigmoid};
 use crate::kernels::parallel::map_collect;
 use crate::tape::{Tensor, Var, broadcast_shape};
 
@@ -71,16 +71,6 @@ pub fn binary<'t, F: Float>(
             needs[1].then(|| partial(g, &ab, &bb, &y_saved, &db)),
         ]
     })
-}
-
-pub(crate) fn sigmoid_scalar<F: Float>(x: F) -> F {
-    // Two branches so that exp never overflows.
-    if x >= F::zero() {
-        F::one() / (F::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (F::one() + e)
-    }
 }
 
 #[allow(clippy::should_implement_trait)]
@@ -219,7 +209,7 @@ impl<'t, F: Float> Var<'t, F> {
 
     /// 1 / (1 + e^-x); derivative y (1 - y).
     pub fn sigmoid(self) -> Self {
-        unary("sigmoid", self, sigmoid_scalar, |_, y| y * (F::one() - y))
+        unary("sigmoid", self, sigmoid, |_, y| y * (F::one() - y))
     }
 
     /// derivative 1 - y^2.
@@ -233,7 +223,7 @@ impl<'t, F: Float> Var<'t, F> {
             "softplus",
             self,
             |x| x.max(F::zero()) + (-x.abs()).exp().ln_1p(),
-            |x, _| sigmoid_scalar(x),
+            |x, _| sigmoid(x),
         )
     }
 

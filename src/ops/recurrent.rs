@@ -17,10 +17,9 @@
 //! Each row of the batch is independent, so the op is one sequential pass (results do not
 //! depend on the thread count).
 
-use ndarray::{Array2, ArrayView2, Ix2};
+use ndarray::{Array2, ArrayBase, ArrayView2, Data, Ix2};
 
 use crate::float::Float;
-use crate::ops::elementwise::sigmoid_scalar;
 use crate::tape::{Tensor, Var};
 
 fn matrix<'a, F: Float>(what: &str, x: &'a Tensor<F>) -> ArrayView2<'a, F> {
@@ -30,6 +29,33 @@ fn matrix<'a, F: Float>(what: &str, x: &'a Tensor<F>) -> ArrayView2<'a, F> {
             x.shape()
         )
     })
+}
+
+/// The rows of a standard-layout matrix as slices.
+fn rows<F: Float, S: Data<Elem = F>>(m: &ArrayBase<S, Ix2>) -> impl Iterator<Item = &[F]> {
+    let width = m.ncols().max(1);
+    m.as_slice().expect("standard layout").chunks_exact(width)
+}
+
+/// The rows of a standard-layout matrix as mutable slices.
+fn rows_mut<F: Float>(m: &mut Array2<F>) -> impl Iterator<Item = &mut [F]> {
+    let width = m.ncols().max(1);
+    m.as_slice_mut()
+        .expect("standard layout")
+        .chunks_exact_mut(width)
+}
+
+/// A row's three gate blocks `(r | z | n)` of `hidden` elements each.
+fn split3<F>(row: &[F], hidden: usize) -> (&[F], &[F], &[F]) {
+    let (r, zn) = row.split_at(hidden);
+    let (z, n) = zn.split_at(hidden);
+    (r, z, n)
+}
+
+fn split3_mut<F>(row: &mut [F], hidden: usize) -> (&mut [F], &mut [F], &mut [F]) {
+    let (r, zn) = row.split_at_mut(hidden);
+    let (z, n) = zn.split_at_mut(hidden);
+    (r, z, n)
 }
 
 impl<'t, F: Float> Var<'t, F> {
@@ -46,48 +72,74 @@ impl<'t, F: Float> Var<'t, F> {
             ghv.shape(),
             hv.shape()
         );
-        // Saved for backward: (r | z | n) per row.
+        // Saved for backward: (r | z | n) per row. Each gate block is a contiguous run of a row,
+        // so its nonlinearity is one vectorised call (`Float::sigmoid_in_place`).
+        let (gis, ghs, hs) = (
+            gi2.as_standard_layout(),
+            gh2.as_standard_layout(),
+            h2.as_standard_layout(),
+        );
         let mut gates = Array2::<F>::zeros((batch, 3 * hidden));
         let mut out = Array2::<F>::zeros((batch, hidden));
-        for (((gi, gh), h), (mut gates, mut out)) in gi2
-            .rows()
-            .into_iter()
-            .zip(gh2.rows())
-            .zip(h2.rows())
-            .zip(gates.rows_mut().into_iter().zip(out.rows_mut()))
+        for (((gi, gh), h), (gates, out)) in rows(&gis)
+            .zip(rows(&ghs))
+            .zip(rows(&hs))
+            .zip(rows_mut(&mut gates).zip(rows_mut(&mut out)))
         {
-            for j in 0..hidden {
-                let r = sigmoid_scalar(gi[j] + gh[j]);
-                let z = sigmoid_scalar(gi[hidden + j] + gh[hidden + j]);
-                let n = (gi[2 * hidden + j] + r * gh[2 * hidden + j]).tanh_op();
-                gates[j] = r;
-                gates[hidden + j] = z;
-                gates[2 * hidden + j] = n;
-                out[j] = n + z * (h[j] - n);
+            let (rz, n) = gates.split_at_mut(2 * hidden);
+            for ((g, &a), &b) in rz.iter_mut().zip(&gi[..2 * hidden]).zip(&gh[..2 * hidden]) {
+                *g = a + b;
+            }
+            F::sigmoid_in_place(rz);
+            let r = &rz[..hidden];
+            for (((n, &a), &b), &r) in n
+                .iter_mut()
+                .zip(&gi[2 * hidden..])
+                .zip(&gh[2 * hidden..])
+                .zip(r)
+            {
+                *n = a + r * b;
+            }
+            F::tanh_in_place(n);
+            let z = &rz[hidden..];
+            for (((o, &n), &z), &h) in out.iter_mut().zip(&*n).zip(z).zip(h) {
+                *o = n + z * (h - n);
             }
         }
         let y = out.into_dyn();
         self.tape()
             .record("gru_gates", y, &[self, gh, h], move |g, needs| {
                 let (gh2, h2, g2) = (matrix("gh", &ghv), matrix("h", &hv), matrix("g", g));
+                let (ghs, hs, gs) = (
+                    gh2.as_standard_layout(),
+                    h2.as_standard_layout(),
+                    g2.as_standard_layout(),
+                );
                 let mut dgi = Array2::<F>::zeros((batch, 3 * hidden));
                 let mut dgh = Array2::<F>::zeros((batch, 3 * hidden));
                 let mut dh = Array2::<F>::zeros((batch, hidden));
-                for (row, gates) in gates.rows().into_iter().enumerate() {
-                    let (gh, h, g) = (gh2.row(row), h2.row(row), g2.row(row));
+                let one = F::one();
+                for (((gates, gh), (h, g)), ((dgi, dgh), dh)) in rows(&gates)
+                    .zip(rows(&ghs))
+                    .zip(rows(&hs).zip(rows(&gs)))
+                    .zip(
+                        rows_mut(&mut dgi)
+                            .zip(rows_mut(&mut dgh))
+                            .zip(rows_mut(&mut dh)),
+                    )
+                {
+                    let (r, z, n) = split3(gates, hidden);
+                    let gh_n = &gh[2 * hidden..];
+                    let (dgi_r, dgi_z, dgi_n) = split3_mut(dgi, hidden);
+                    let (dgh_r, dgh_z, dgh_n) = split3_mut(dgh, hidden);
                     for j in 0..hidden {
-                        let (r, z, n) = (gates[j], gates[hidden + j], gates[2 * hidden + j]);
-                        let one = F::one();
+                        let (r, z, n) = (r[j], z[j], n[j]);
                         let a_z = g[j] * (h[j] - n) * z * (one - z);
                         let a_n = g[j] * (one - z) * (one - n * n);
-                        let a_r = a_n * gh[2 * hidden + j] * r * (one - r);
-                        dgi[[row, j]] = a_r;
-                        dgi[[row, hidden + j]] = a_z;
-                        dgi[[row, 2 * hidden + j]] = a_n;
-                        dgh[[row, j]] = a_r;
-                        dgh[[row, hidden + j]] = a_z;
-                        dgh[[row, 2 * hidden + j]] = a_n * r;
-                        dh[[row, j]] = g[j] * z;
+                        let a_r = a_n * gh_n[j] * r * (one - r);
+                        (dgi_r[j], dgi_z[j], dgi_n[j]) = (a_r, a_z, a_n);
+                        (dgh_r[j], dgh_z[j], dgh_n[j]) = (a_r, a_z, a_n * r);
+                        dh[j] = g[j] * z;
                     }
                 }
                 vec![
