@@ -180,8 +180,13 @@ unsafe fn avx512<const R: usize, const V: usize>(kc: usize, panels: &Panels, out
                 unsafe { _mm512_storeu_ps(buf[i].as_mut_ptr().add(16 * v), x) };
             }
         }
-        // SAFETY: forwarded.
-        unsafe { store_scalar(buf.as_flattened(), 48, out) };
+        if out.rsc == 1 {
+            // SAFETY: forwarded.
+            unsafe { store_transposed(&buf, out) };
+        } else {
+            // SAFETY: forwarded.
+            unsafe { store_scalar(buf.as_flattened(), 48, out) };
+        }
         return;
     }
     // Unit column stride and only the last vector may be partial: masked vector stores.
@@ -206,6 +211,38 @@ unsafe fn avx512<const R: usize, const V: usize>(kc: usize, panels: &Panels, out
                 }
                 _mm512_mask_storeu_ps(p, mask, y);
             }
+        }
+    }
+}
+
+/// Writes a finished AVX-512 tile (in `buf`, row-major, 48 wide) to a C whose rows are
+/// contiguous in memory (`rsc == 1`, a transposed product such as `packed_gemm`'s `C^T = B^T
+/// A^T`): one tile column is then up to 8 consecutive elements of C, read from `buf` with one
+/// gather and written with one masked store, instead of one scalar store per element. Each
+/// element is computed as in [`store_scalar`] (`beta * c + alpha * acc`, fused), so the bits are
+/// the same.
+///
+/// # Safety
+/// AVX-512F must be available and `out` must describe a valid region of C with `rsc == 1`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_transposed(buf: &[[f32; 48]; 8], out: &TileOut) {
+    let rows: __mmask16 = (1u16 << out.rows) - 1;
+    // Offsets of column 0's rows in `buf`.
+    let down = _mm512_setr_epi32(0, 48, 96, 144, 192, 240, 288, 336, 0, 0, 0, 0, 0, 0, 0, 0);
+    let alpha = _mm512_set1_ps(out.alpha);
+    let beta = _mm512_set1_ps(out.beta);
+    let base = buf.as_flattened().as_ptr();
+    for j in 0..out.cols {
+        // SAFETY: buf holds 8 x 48 values and j < 48; column j of the tile lies inside C.
+        unsafe {
+            let x = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), rows, down, base.add(j));
+            let p = out.c.offset(j as isize * out.csc);
+            let mut y = _mm512_mul_ps(alpha, x);
+            if out.beta != 0.0 {
+                y = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(rows, p), y);
+            }
+            _mm512_mask_storeu_ps(p, rows, y);
         }
     }
 }
