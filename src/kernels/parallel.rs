@@ -21,6 +21,10 @@ use crate::tensor::Tensor;
 /// a few microseconds, a 64 Ki-element map about 20-30 (256 KiB in, 256 KiB out).
 pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
+/// Elements per task when a loop over slices is split by hand (`par_chunks`): fixed, so the
+/// split never depends on the number of threads.
+pub const PARALLEL_CHUNK: usize = 1 << 14;
+
 /// `Zip::from(a).and(b)...map_collect(f)`, split over rayon threads when the output has at
 /// least [`PARALLEL_MIN_ELEMENTS`] elements.
 macro_rules! map_collect {

@@ -7,7 +7,10 @@ use std::any::Any;
 use std::cell::Cell;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::float::Float;
+use crate::kernels::parallel::{PARALLEL_CHUNK, PARALLEL_MIN_ELEMENTS};
 use crate::param::Param;
 use crate::tape::{Tensor, Var};
 
@@ -190,9 +193,15 @@ pub fn zero_pruned<F: Float>(t: &mut Tensor<F>, mask: &Tensor<F>) {
     let same_shape = t.shape() == mask.shape();
     // Contiguous operands (every weight and optimiser buffer): a slice loop the compiler
     // vectorises; an `ndarray::Zip` here measured 14% of a 95%-sparse LeNet-300 step.
+    // Large ones are split over threads in fixed chunks (elementwise: same bits).
     if let (true, Some(m), Some(t)) = (same_shape, mask.as_slice(), t.as_slice_mut()) {
-        for (v, &m) in t.iter_mut().zip(m) {
-            keep(v, m);
+        let run = |t: &mut [F], m: &[F]| t.iter_mut().zip(m).for_each(|(v, &m)| keep(v, m));
+        if t.len() >= PARALLEL_MIN_ELEMENTS {
+            t.par_chunks_mut(PARALLEL_CHUNK)
+                .zip(m.par_chunks(PARALLEL_CHUNK))
+                .for_each(|(t, m)| run(t, m));
+        } else {
+            run(t, m);
         }
         return;
     }

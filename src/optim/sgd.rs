@@ -14,9 +14,11 @@
 use std::collections::BTreeMap;
 
 use ndarray::Zip;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::parallel::{PARALLEL_CHUNK, PARALLEL_MIN_ELEMENTS};
 use crate::optim::groups::{Hyper, ParamGroup};
 use crate::optim::state::{ParamShapes, Slot, SlotKind, StateCheck};
 use crate::optim::{Optimizer, zero_pruned};
@@ -163,17 +165,28 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         };
         // Contiguous (every parameter in practice): plain slices, with the common case
         // (momentum after the first step, no Nesterov) as its own loop the compiler vectorises;
-        // the same operations per element, so the same bits.
-        if !first && !nesterov {
-            for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
-                let d = g + l2 * *w;
-                *b = *b * mu + damp * d;
-                *w -= lr * *b;
+        // the same operations per element, so the same bits. Large parameters are split over
+        // threads in fixed chunks (elementwise: the bits do not depend on the split).
+        let run = |w: &mut [F], g: &[F], b: &mut [F]| {
+            if !first && !nesterov {
+                for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
+                    let d = g + l2 * *w;
+                    *b = *b * mu + damp * d;
+                    *w -= lr * *b;
+                }
+            } else {
+                for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
+                    element(w, g, b);
+                }
             }
+        };
+        if w.len() >= PARALLEL_MIN_ELEMENTS {
+            w.par_chunks_mut(PARALLEL_CHUNK)
+                .zip(g.par_chunks(PARALLEL_CHUNK))
+                .zip(b.par_chunks_mut(PARALLEL_CHUNK))
+                .for_each(|((w, g), b)| run(w, g, b));
         } else {
-            for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
-                element(w, g, b);
-            }
+            run(w, g, b);
         }
     }
 
