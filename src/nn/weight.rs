@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::parallel::{PARALLEL_CHUNK, PARALLEL_MIN_ELEMENTS};
+use crate::kernels::parallel::{PARALLEL_CHUNK, worth_splitting};
 use crate::param::Param;
 use crate::tape::{Tensor, Var};
 
@@ -196,7 +196,7 @@ pub fn zero_pruned<F: Float>(t: &mut Tensor<F>, mask: &Tensor<F>) {
     // Large ones are split over threads in fixed chunks (elementwise: same bits).
     if let (true, Some(m), Some(t)) = (same_shape, mask.as_slice(), t.as_slice_mut()) {
         let run = |t: &mut [F], m: &[F]| t.iter_mut().zip(m).for_each(|(v, &m)| keep(v, m));
-        if t.len() >= PARALLEL_MIN_ELEMENTS {
+        if worth_splitting(t.len()) {
             t.par_chunks_mut(PARALLEL_CHUNK)
                 .zip(m.par_chunks(PARALLEL_CHUNK))
                 .for_each(|(t, m)| run(t, m));

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::parallel::{PARALLEL_CHUNK, PARALLEL_MIN_ELEMENTS};
+use crate::kernels::parallel::{PARALLEL_CHUNK, worth_splitting};
 use crate::optim::groups::{Hyper, ParamGroup};
 use crate::optim::state::{ParamShapes, Slot, SlotKind, StateCheck};
 use crate::optim::{Optimizer, zero_pruned};
@@ -180,7 +180,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                 }
             }
         };
-        if w.len() >= PARALLEL_MIN_ELEMENTS {
+        if worth_splitting(w.len()) {
             w.par_chunks_mut(PARALLEL_CHUNK)
                 .zip(g.par_chunks(PARALLEL_CHUNK))
                 .zip(b.par_chunks_mut(PARALLEL_CHUNK))
