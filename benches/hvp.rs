@@ -90,8 +90,13 @@ fn bench(c: &mut Criterion) {
 criterion_group!(benches, bench);
 
 // criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
+// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
     sparsegrad::alloc::tune_allocator();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    sparsegrad::run::flags::on_threads(None, || {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+        Ok(())
+    })
+    .expect("rayon pool");
 }

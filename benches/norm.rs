@@ -121,8 +121,13 @@ criterion_group! {
     targets = batch_norm, max_pool
 }
 // criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
+// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
     sparsegrad::alloc::tune_allocator();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    sparsegrad::run::flags::on_threads(None, || {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+        Ok(())
+    })
+    .expect("rayon pool");
 }

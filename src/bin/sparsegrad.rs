@@ -16,6 +16,7 @@ use sparsegrad::posttrain::{self, PosttrainConfig};
 use sparsegrad::run::best::BEST_RULE;
 use sparsegrad::run::dir::{CHECKPOINT_FILE, SUMMARY_FILE};
 use sparsegrad::run::evaluate::evaluate_checkpoint;
+use sparsegrad::run::flags::on_threads;
 use sparsegrad::run::interrupt;
 use sparsegrad::run::report::{best_phrase, compare_runs, report_run};
 use sparsegrad::sweep::command::SweepArgs;
@@ -129,7 +130,6 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
         println!("{} is complete: nothing to do", out.display());
         return Ok(());
     }
-    sparsegrad::run::flags::use_threads(config.threads)?;
     let resume = args.resume || (args.finish && out.join(CHECKPOINT_FILE).exists());
     let command = interrupt::command_line();
     interrupt::on_interrupt(move |signal| interrupt::train_message(signal, &out, &command));
@@ -138,7 +138,10 @@ fn run_train(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
         force: args.force || (args.finish && !resume),
         stop_after: None,
     };
-    let Outcome::Finished(summary) = train(config, options, &mut Progress::new(args.quiet))? else {
+    let outcome = on_threads(config.threads, || {
+        train(config, options, &mut Progress::new(args.quiet))
+    })?;
+    let Outcome::Finished(summary) = outcome else {
         unreachable!("train stops early only when asked to")
     };
     println!("{} ({BEST_RULE})", best_phrase(summary.best.as_ref()));
@@ -155,11 +158,12 @@ fn run_posttrain(args: &PosttrainArgs, matches: &ArgMatches) -> Result<()> {
         println!("{} is complete: nothing to do", config.out_dir().display());
         return Ok(());
     }
-    sparsegrad::run::flags::use_threads(config.threads)?;
     let force = args.force || args.finish;
     let command = interrupt::command_line();
     interrupt::on_interrupt(move |signal| interrupt::posttrain_message(signal, &command));
-    let s = posttrain::run(config, force, &mut Progress::new(args.quiet))?;
+    let s = on_threads(config.threads, || {
+        posttrain::run(config, force, &mut Progress::new(args.quiet))
+    })?;
     println!("{}", s.result_line());
     println!("run written to {}", config.out_dir().display());
     Ok(())
