@@ -23,6 +23,8 @@ use sparsegrad::param::Param;
 use sparsegrad::rng::{seeded, uniform};
 use sparsegrad::tape::{Tape, Var};
 
+mod common;
+
 const BATCH: usize = 128;
 
 struct Shape {
@@ -190,14 +192,6 @@ fn bench_conv(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_conv);
-// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
-// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
-    sparsegrad::alloc::tune_allocator();
-    sparsegrad::run::flags::on_threads(None, || {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        Ok(())
-    })
-    .expect("rayon pool");
+    common::main(benches);
 }

@@ -13,6 +13,8 @@ use criterion::{Criterion, Throughput, criterion_group};
 use ndarray::Array4;
 use sparsegrad::data::{Augment, Dataset, Normalize, gather, gather_augmented};
 
+mod common;
+
 const BATCH: usize = 128;
 
 fn batch(c: &mut Criterion) {
@@ -66,14 +68,6 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = batch
 }
-// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
-// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
-    sparsegrad::alloc::tune_allocator();
-    sparsegrad::run::flags::on_threads(None, || {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        Ok(())
-    })
-    .expect("rayon pool");
+    common::main(benches);
 }

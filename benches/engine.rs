@@ -17,6 +17,8 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use sparsegrad::kernels::gemm::{gemm, gemm_serial};
 use sparsegrad::prelude::*;
 
+mod common;
+
 fn tape_overhead(c: &mut Criterion) {
     const OPS: usize = 1000;
     let a = ArrayD::<f32>::from_elem(IxDyn(&[4]), 0.5);
@@ -151,14 +153,6 @@ fn config() -> Criterion {
 }
 
 criterion_group! { name = benches; config = config(); targets = tape_overhead, matmul, gemm_shapes }
-// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
-// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
-    sparsegrad::alloc::tune_allocator();
-    sparsegrad::run::flags::on_threads(None, || {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        Ok(())
-    })
-    .expect("rayon pool");
+    common::main(benches);
 }

@@ -19,6 +19,8 @@ use sparsegrad::nn::{FastGrnnCell, FastGrnnConfig, GruCell, RecurrentCell, unrol
 use sparsegrad::rng::{seeded, standard_normal};
 use sparsegrad::tape::{Tape, Tensor};
 
+mod common;
+
 const STEPS: usize = 28;
 const INPUT: usize = 32;
 const HIDDEN: usize = 128;
@@ -101,14 +103,6 @@ fn config() -> Criterion {
 }
 
 criterion_group! { name = benches; config = config(); targets = gru, fastgrnn }
-// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
-// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
-    sparsegrad::alloc::tune_allocator();
-    sparsegrad::run::flags::on_threads(None, || {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        Ok(())
-    })
-    .expect("rayon pool");
+    common::main(benches);
 }

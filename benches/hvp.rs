@@ -18,6 +18,8 @@ use sparsegrad::nn::named_params;
 use sparsegrad::prelude::*;
 use sparsegrad::rng::{seeded, standard_normal};
 
+mod common;
+
 const BATCH: usize = 100;
 const CLASSES: usize = 10;
 const TEMPERATURE: f64 = 200.0;
@@ -89,14 +91,6 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 
-// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
-// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
-    sparsegrad::alloc::tune_allocator();
-    sparsegrad::run::flags::on_threads(None, || {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        Ok(())
-    })
-    .expect("rayon pool");
+    common::main(benches);
 }

@@ -16,6 +16,8 @@ use sparsegrad::param::Param;
 use sparsegrad::rng::{seeded, standard_normal};
 use sparsegrad::tape::{Tape, Tensor, Var};
 
+mod common;
+
 fn input(shape: &[usize]) -> Tensor<f32> {
     let mut rng = seeded(0);
     Tensor::from_shape_simple_fn(IxDyn(shape), || standard_normal(&mut rng) as f32)
@@ -120,14 +122,6 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = batch_norm, max_pool
 }
-// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
-// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
-    sparsegrad::alloc::tune_allocator();
-    sparsegrad::run::flags::on_threads(None, || {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        Ok(())
-    })
-    .expect("rayon pool");
+    common::main(benches);
 }

@@ -34,6 +34,8 @@ use sparsegrad::sparsity::mask::Mask;
 use sparsegrad::tape::{Tape, Var};
 use std::sync::Arc;
 
+mod common;
+
 const BATCH: usize = 128;
 const SPARSITIES: [f64; 4] = [0.8, 0.9, 0.95, 0.98];
 
@@ -470,14 +472,6 @@ fn bench_layout(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_layout, bench_layers, bench_inference);
-// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
-// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
-    sparsegrad::alloc::tune_allocator();
-    sparsegrad::run::flags::on_threads(None, || {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        Ok(())
-    })
-    .expect("rayon pool");
+    common::main(benches);
 }

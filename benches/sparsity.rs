@@ -17,6 +17,8 @@ use sparsegrad::ops::sparsity::{Density, Surrogate, ThresholdFn};
 use sparsegrad::prelude::*;
 use sparsegrad::rng::{seeded, standard_normal};
 
+mod common;
+
 const N: usize = 1 << 20;
 
 fn weights() -> ArrayD<f32> {
@@ -112,14 +114,6 @@ fn config() -> Criterion {
 }
 
 criterion_group! { name = benches; config = config(); targets = soft_threshold, sign_mask, sparsity_rate }
-// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
-// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
-    sparsegrad::alloc::tune_allocator();
-    sparsegrad::run::flags::on_threads(None, || {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        Ok(())
-    })
-    .expect("rayon pool");
+    common::main(benches);
 }

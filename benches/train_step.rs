@@ -32,6 +32,8 @@ use sparsegrad::prelude::*;
 use sparsegrad::rng::{seeded, standard_normal};
 use sparsegrad::sparsity::{Granularity, Mask, SoftThreshold};
 
+mod common;
+
 const BATCH: usize = 128;
 const CLASSES: usize = 10;
 /// The peer's STR initialisation: g(s) = sigmoid(-3.2) ~ 0.04.
@@ -135,14 +137,6 @@ fn bench_train_step(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_train_step);
-// criterion_main!, plus the allocator setting every sparsegrad program uses (see `alloc`).
-// On a worker of the rayon pool, as the command line runs (`run::flags::on_threads`).
 fn main() {
-    sparsegrad::alloc::tune_allocator();
-    sparsegrad::run::flags::on_threads(None, || {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        Ok(())
-    })
-    .expect("rayon pool");
+    common::main(benches);
 }

@@ -22,9 +22,10 @@ use crate::tensor::Tensor;
 pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// Whether a loop over `len` elements should be split over rayon threads: it is large enough,
-/// and there is more than one thread. (With one, a rayon call would hand the loop to the pool's
-/// worker, another thread than the caller's, and the data would move between cores: that
-/// measured a LeNet-300 step 50% slower.)
+/// and there is more than one thread. (With one, a rayon call from outside the pool, e.g. a
+/// library user's `main`, would hand the loop to the pool's worker and the data would move
+/// between cores: that measured a LeNet-300 step 50% slower. The command line and the benches
+/// run inside the pool, `run::flags::on_threads`.)
 pub fn worth_splitting(len: usize) -> bool {
     len >= PARALLEL_MIN_ELEMENTS && rayon::current_num_threads() > 1
 }
