@@ -7,7 +7,7 @@
 //!   single-threaded `gemm_serial` baseline of the same product.
 //! - `gemm/{shape}`: `kernels::gemm` on the peer's GEMM shapes (see [`gemm_shapes`]).
 //!
-//! Threads: rayon's global pool, so `RAYON_NUM_THREADS=1 cargo bench --bench engine` and `=2`.
+//! Threads: the pool `benches/common` runs on (sized by `RAYON_NUM_THREADS`), so `RAYON_NUM_THREADS=1 cargo bench --bench engine` and `=2`.
 
 use std::hint::black_box;
 use std::time::Duration;
