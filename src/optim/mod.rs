@@ -53,6 +53,20 @@ pub trait Optimizer<F: Float> {
     /// Zeroes the state (momentum, moments) of the entries where `mask` is 0.
     fn mask_state(&mut self, name: &str, mask: &Tensor<F>);
 
+    /// [`Optimizer::update`] under a mask, with mask hygiene: the gradient is masked (pruned
+    /// entries get zero), the update runs, then the state and the value are masked. An optimiser
+    /// may fuse these passes; the result must be the same bits as this sequence.
+    fn update_masked(
+        &mut self,
+        name: &str,
+        value: &mut Tensor<F>,
+        grad: &Tensor<F>,
+        hyper: Hyper,
+        mask: &Tensor<F>,
+    ) {
+        update_masked_in_passes(self, name, value, grad, hyper, mask);
+    }
+
     /// Current base learning rate (schedules set it every step or epoch).
     fn lr(&self) -> f64;
     fn set_lr(&mut self, lr: f64);
@@ -141,14 +155,25 @@ fn update_param<F: Float, O: Optimizer<F> + ?Sized>(
     );
     match mask {
         None => opt.update(name, p.value_mut(), grad, hyper),
-        Some(mask) => {
-            let mut grad = grad.clone();
-            zero_pruned(&mut grad, mask);
-            opt.update(name, p.value_mut(), &grad, hyper);
-            opt.mask_state(name, mask);
-            zero_pruned(p.value_mut(), mask);
-        }
+        Some(mask) => opt.update_masked(name, p.value_mut(), grad, hyper, mask),
     }
+}
+
+/// [`Optimizer::update_masked`] as separate passes: mask the gradient, update, mask the state,
+/// mask the value. The reference a fused implementation must match bit for bit.
+pub fn update_masked_in_passes<F: Float, O: Optimizer<F> + ?Sized>(
+    opt: &mut O,
+    name: &str,
+    value: &mut Tensor<F>,
+    grad: &Tensor<F>,
+    hyper: Hyper,
+    mask: &Tensor<F>,
+) {
+    let mut grad = grad.clone();
+    zero_pruned(&mut grad, mask);
+    opt.update(name, value, &grad, hyper);
+    opt.mask_state(name, mask);
+    zero_pruned(value, mask);
 }
 
 /// The shapes of `model`'s trainable parameters, by name.

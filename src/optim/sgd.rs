@@ -19,9 +19,10 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::parallel::{PARALLEL_CHUNK, worth_splitting};
+use crate::kernels::simd::{Kernel, widest};
 use crate::optim::groups::{Hyper, ParamGroup};
 use crate::optim::state::{ParamShapes, Slot, SlotKind, StateCheck};
-use crate::optim::{Optimizer, zero_pruned};
+use crate::optim::{Optimizer, update_masked_in_passes, zero_pruned};
 use crate::tape::Tensor;
 
 /// Default hyper-parameters of [`Sgd`] (PyTorch's `defaults`; groups may override lr and decay).
@@ -119,11 +120,32 @@ impl<F: Float> Sgd<F> {
             &[MOMENTUM_BUFFER]
         }
     }
-}
 
-impl<F: Float> Optimizer<F> for Sgd<F> {
-    fn update(&mut self, name: &str, w: &mut Tensor<F>, g: &Tensor<F>, hyper: Hyper) {
+    /// The update, with mask hygiene fused in when `mask` is given (one pass instead of five;
+    /// see [`Optimizer::update_masked`]). Per element, a pruned entry (mask 0) ends with value
+    /// and momentum +0 whatever the update would give; a kept one with mask `m` runs the update
+    /// on `g * m` and then scales value and momentum by `m`: exactly the operations of the
+    /// separate passes, so the bits are theirs. (Without momentum, or for non-contiguous
+    /// operands, the masked update runs as the separate passes.)
+    fn update_with(
+        &mut self,
+        name: &str,
+        w: &mut Tensor<F>,
+        g: &Tensor<F>,
+        hyper: Hyper,
+        mask: Option<&Tensor<F>>,
+    ) {
         let c = &self.config;
+        let contiguous = w.is_standard_layout() && g.is_standard_layout();
+        if let Some(mask) = mask {
+            let fusable = contiguous
+                && c.momentum != 0.0
+                && mask.is_standard_layout()
+                && mask.shape() == w.shape();
+            if !fusable {
+                return update_masked_in_passes(self, name, w, g, hyper, mask);
+            }
+        }
         let (lr, mu, wd) = (F::c(hyper.lr), F::c(c.momentum), F::c(hyper.weight_decay));
         let l2 = if c.decoupled { F::zero() } else { wd };
         if c.decoupled && hyper.weight_decay != 0.0 {
@@ -137,21 +159,18 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                 .for_each(|w, &g| *w -= lr * (g + l2 * *w));
             return;
         }
-        let damp = F::c(1.0 - c.dampening);
-        let nesterov = c.nesterov;
-        let first = !self.momentum.contains_key(name);
+        let step = MomentumStep {
+            lr,
+            l2,
+            mu,
+            damp: F::c(1.0 - c.dampening),
+            nesterov: c.nesterov,
+            first: !self.momentum.contains_key(name),
+        };
         let buf = self
             .momentum
             .entry(name.to_string())
             .or_insert_with(|| Tensor::zeros(w.raw_dim()));
-        // PyTorch: buf = clone(d) on the first step, else buf.mul_(mu).add_(d, alpha=1-dampening).
-        let element = move |w: &mut F, g: F, b: &mut F| {
-            let d = g + l2 * *w;
-            *b = if first { d } else { *b * mu + damp * d };
-            let step = if nesterov { d + mu * *b } else { *b };
-            *w -= lr * step;
-        };
-        let contiguous = w.is_standard_layout() && g.is_standard_layout();
         let (Some(w), Some(g), Some(b)) = (
             w.as_slice_mut().filter(|_| contiguous),
             g.as_slice(),
@@ -160,34 +179,154 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
             Zip::from(w)
                 .and(g)
                 .and(buf)
-                .for_each(|w, &g, b| element(w, g, b));
+                .for_each(|w, &g, b| step.element(w, g, b));
             return;
         };
-        // Contiguous (every parameter in practice): plain slices, with the common case
-        // (momentum after the first step, no Nesterov) as its own loop the compiler vectorises;
-        // the same operations per element, so the same bits. Large parameters are split over
-        // threads in fixed chunks (elementwise: the bits do not depend on the split).
-        let run = |w: &mut [F], g: &[F], b: &mut [F]| {
-            if !first && !nesterov {
-                for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
-                    let d = g + l2 * *w;
-                    *b = *b * mu + damp * d;
-                    *w -= lr * *b;
-                }
-            } else {
-                for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
-                    element(w, g, b);
+        // Contiguous (every parameter in practice): slice loops compiled for the CPU's widest
+        // vectors (same bits, see `kernels::simd`). Large parameters are split over threads in
+        // fixed chunks (elementwise: the bits do not depend on the split).
+        let mask = mask.map(|m| m.as_slice().expect("standard layout, checked above"));
+        if !worth_splitting(w.len()) {
+            return widest(SliceStep {
+                step,
+                w,
+                g,
+                b,
+                mask,
+            });
+        }
+        let masks: Vec<Option<&[F]>> = match mask {
+            Some(m) => m.chunks(PARALLEL_CHUNK).map(Some).collect(),
+            None => vec![None; w.len().div_ceil(PARALLEL_CHUNK)],
+        };
+        w.par_chunks_mut(PARALLEL_CHUNK)
+            .zip(g.par_chunks(PARALLEL_CHUNK))
+            .zip(b.par_chunks_mut(PARALLEL_CHUNK))
+            .zip(masks)
+            .for_each(|(((w, g), b), mask)| {
+                widest(SliceStep {
+                    step,
+                    w,
+                    g,
+                    b,
+                    mask,
+                })
+            });
+    }
+}
+
+/// The coefficients of one momentum update.
+#[derive(Clone, Copy)]
+struct MomentumStep<F> {
+    lr: F,
+    /// L2 weight decay (0 when decoupled).
+    l2: F,
+    mu: F,
+    /// `1 - dampening`.
+    damp: F,
+    nesterov: bool,
+    /// The buffer's first step (it is set to `d`).
+    first: bool,
+}
+
+impl<F: Float> MomentumStep<F> {
+    /// One entry. PyTorch: buf = clone(d) on the first step, else
+    /// buf.mul_(mu).add_(d, alpha=1-dampening).
+    #[inline(always)]
+    fn element(&self, w: &mut F, g: F, b: &mut F) {
+        let d = g + self.l2 * *w;
+        *b = if self.first {
+            d
+        } else {
+            *b * self.mu + self.damp * d
+        };
+        let step = if self.nesterov { d + self.mu * *b } else { *b };
+        *w -= self.lr * step;
+    }
+
+    /// One masked entry: the update on `g * m`, then a select keeps the result scaled by `m` or
+    /// writes +0 (no branch, so the loop vectorises).
+    #[inline(always)]
+    fn masked_element(&self, w: &mut F, g: F, b: &mut F, m: F) {
+        let (mut new_w, mut new_b) = (*w, *b);
+        self.element(&mut new_w, g * m, &mut new_b);
+        let kept = m != F::zero();
+        *b = if kept { new_b * m } else { F::zero() };
+        *w = if kept { new_w * m } else { F::zero() };
+    }
+}
+
+/// The update of one contiguous slice (a whole parameter or a chunk of one).
+struct SliceStep<'a, F> {
+    step: MomentumStep<F>,
+    w: &'a mut [F],
+    g: &'a [F],
+    b: &'a mut [F],
+    mask: Option<&'a [F]>,
+}
+
+impl<F: Float> Kernel for SliceStep<'_, F> {
+    type Output = ();
+
+    /// Indexed loops over equal-length slices, with the common case (after the first step, no
+    /// Nesterov) specialised so the compiler sees the flags are constant.
+    #[inline(always)]
+    fn run(self) {
+        let SliceStep {
+            step,
+            w,
+            g,
+            b,
+            mask,
+        } = self;
+        let n = w.len();
+        let (g, b) = (&g[..n], &mut b[..n]);
+        let common = MomentumStep {
+            first: false,
+            nesterov: false,
+            ..step
+        };
+        match mask {
+            None if !step.first && !step.nesterov => {
+                for i in 0..n {
+                    common.element(&mut w[i], g[i], &mut b[i]);
                 }
             }
-        };
-        if worth_splitting(w.len()) {
-            w.par_chunks_mut(PARALLEL_CHUNK)
-                .zip(g.par_chunks(PARALLEL_CHUNK))
-                .zip(b.par_chunks_mut(PARALLEL_CHUNK))
-                .for_each(|((w, g), b)| run(w, g, b));
-        } else {
-            run(w, g, b);
+            None => {
+                for i in 0..n {
+                    step.element(&mut w[i], g[i], &mut b[i]);
+                }
+            }
+            Some(m) if !step.first && !step.nesterov => {
+                let m = &m[..n];
+                for i in 0..n {
+                    common.masked_element(&mut w[i], g[i], &mut b[i], m[i]);
+                }
+            }
+            Some(m) => {
+                let m = &m[..n];
+                for i in 0..n {
+                    step.masked_element(&mut w[i], g[i], &mut b[i], m[i]);
+                }
+            }
         }
+    }
+}
+
+impl<F: Float> Optimizer<F> for Sgd<F> {
+    fn update(&mut self, name: &str, w: &mut Tensor<F>, g: &Tensor<F>, hyper: Hyper) {
+        self.update_with(name, w, g, hyper, None);
+    }
+
+    fn update_masked(
+        &mut self,
+        name: &str,
+        w: &mut Tensor<F>,
+        g: &Tensor<F>,
+        hyper: Hyper,
+        mask: &Tensor<F>,
+    ) {
+        self.update_with(name, w, g, hyper, Some(mask));
     }
 
     fn mask_state(&mut self, name: &str, mask: &Tensor<F>) {

@@ -51,6 +51,7 @@ mod methods_support;
 mod models;
 mod models_size;
 mod optim;
+mod optim_masked;
 mod posttrain;
 mod posttrain_wanda;
 mod schedule;
