@@ -13,6 +13,7 @@ pub mod pool;
 pub mod recurrent;
 pub mod reduce;
 pub mod shape;
+mod soft_threshold_loops;
 pub mod sparse;
 pub mod sparsity;
 pub mod threshold_fn;
