@@ -36,6 +36,7 @@ pub mod param;
 pub mod posttrain;
 pub mod rng;
 pub mod run;
+pub mod simd;
 pub mod sparsity;
 pub mod sweep;
 pub mod tape;

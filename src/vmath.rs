@@ -22,6 +22,8 @@
 //! which Rust never fuses into FMAs, so the AVX-512, AVX2 and baseline builds of each loop
 //! (chosen at run time from the CPU's features) compute the same value for every element.
 
+use crate::simd::{Kernel, widest};
+
 /// `exp` of each element, in place.
 pub fn exp_in_place(xs: &mut [f32]) {
     dispatch(xs, Func::Exp);
@@ -44,41 +46,29 @@ enum Func {
     Tanh,
 }
 
-/// Runs the loop for `f` compiled for the widest vector instructions this CPU has.
+/// Runs the loop for `f` compiled for the widest vector instructions this CPU has
+/// (`simd::widest`).
 fn dispatch(xs: &mut [f32], f: Func) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F.
-            return unsafe { apply_avx512(xs, f) };
+    widest(Apply { xs, f });
+}
+
+/// The loop of one function over a slice.
+struct Apply<'a> {
+    xs: &'a mut [f32],
+    f: Func,
+}
+
+impl Kernel for Apply<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let Apply { xs, f } = self;
+        match f {
+            Func::Exp => xs.iter_mut().for_each(|v| *v = exp(*v)),
+            Func::Sigmoid => xs.iter_mut().for_each(|v| *v = sigmoid(*v)),
+            Func::Tanh => xs.iter_mut().for_each(|v| *v = tanh(*v)),
         }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2.
-            return unsafe { apply_avx2(xs, f) };
-        }
-    }
-    apply(xs, f);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn apply_avx512(xs: &mut [f32], f: Func) {
-    apply(xs, f);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn apply_avx2(xs: &mut [f32], f: Func) {
-    apply(xs, f);
-}
-
-/// The loops, inlined into each instruction-set variant above.
-#[inline(always)]
-fn apply(xs: &mut [f32], f: Func) {
-    match f {
-        Func::Exp => xs.iter_mut().for_each(|v| *v = exp(*v)),
-        Func::Sigmoid => xs.iter_mut().for_each(|v| *v = sigmoid(*v)),
-        Func::Tanh => xs.iter_mut().for_each(|v| *v = tanh(*v)),
     }
 }
 

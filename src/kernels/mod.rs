@@ -1,7 +1,7 @@
 //! Plain array kernels without a tape: the GEMM (`gemm`, with its own packed AVX-512 / AVX2
 //! micro-kernels), im2col + GEMM convolution, the direct convolution the tests compare against,
 //! the sparse kernels of fixed-mask layers (`sparse_*`), and elementwise loops split over threads
-//! (`parallel`) and compiled for the CPU's widest vectors (`simd`).
+//! (`parallel`).
 
 pub mod conv_config;
 pub mod conv_gemm;
@@ -12,7 +12,6 @@ pub mod im2col;
 pub mod microkernel;
 pub mod packed_gemm;
 pub mod parallel;
-pub mod simd;
 pub mod sparse_conv;
 mod sparse_conv_geometry;
 pub mod sparse_linear;

@@ -1,14 +1,14 @@
 //! The loops of STR's soft threshold (`Var::soft_threshold` in `sparsity.rs`) with one
 //! threshold per layer over contiguous weights, compiled for the CPU's widest vectors
-//! (`kernels::simd`, the same bits as the scalar loop).
+//! (`simd`, the same bits as the scalar loop).
 
 use std::mem::MaybeUninit;
 
 use ndarray::Zip;
 
 use crate::float::Float;
-use crate::kernels::simd::{Kernel, widest};
 use crate::ops::elementwise::sign_scalar;
+use crate::simd::{Kernel, widest};
 use crate::tape::Tensor;
 
 /// `sign(w) relu(|w| - t)`, the soft threshold of one entry.
@@ -73,7 +73,7 @@ impl<F: Float> Kernel for AliveSignedSum<'_, F> {
 
 /// The soft threshold with one threshold `t` over a contiguous weight `ws` (of `w`'s shape):
 /// with `grad`, the weight gradient `grad 1[|w| > t]`, without, the value
-/// `sign(w) relu(|w| - t)`. Compiled for the CPU's widest vectors (`kernels::simd`, same bits).
+/// `sign(w) relu(|w| - t)`. Compiled for the CPU's widest vectors (`simd`, same bits).
 pub(super) fn one_threshold<F: Float>(
     w: &Tensor<F>,
     ws: &[F],

@@ -19,10 +19,10 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::parallel::{PARALLEL_CHUNK, worth_splitting};
-use crate::kernels::simd::{Kernel, widest};
 use crate::optim::groups::{Hyper, ParamGroup};
 use crate::optim::state::{ParamShapes, Slot, SlotKind, StateCheck};
 use crate::optim::{Optimizer, update_masked_in_passes, zero_pruned};
+use crate::simd::{Kernel, widest};
 use crate::tape::Tensor;
 
 /// Default hyper-parameters of [`Sgd`] (PyTorch's `defaults`; groups may override lr and decay).
@@ -183,7 +183,7 @@ impl<F: Float> Sgd<F> {
             return;
         };
         // Contiguous (every parameter in practice): slice loops compiled for the CPU's widest
-        // vectors (same bits, see `kernels::simd`). Large parameters are split over threads in
+        // vectors (same bits, see `simd`). Large parameters are split over threads in
         // fixed chunks (elementwise: the bits do not depend on the split).
         let mask = mask.map(|m| m.as_slice().expect("standard layout, checked above"));
         if !worth_splitting(w.len()) {
@@ -279,35 +279,41 @@ impl<F: Float> Kernel for SliceStep<'_, F> {
             b,
             mask,
         } = self;
-        let n = w.len();
-        let (g, b) = (&g[..n], &mut b[..n]);
-        let common = MomentumStep {
-            first: false,
-            nesterov: false,
-            ..step
-        };
-        match mask {
-            None if !step.first && !step.nesterov => {
-                for i in 0..n {
-                    common.element(&mut w[i], g[i], &mut b[i]);
-                }
+        if !step.first && !step.nesterov {
+            // The flags as constants, so the loop is compiled without them.
+            let common = MomentumStep {
+                first: false,
+                nesterov: false,
+                ..step
+            };
+            slice_loop(common, w, g, b, mask);
+        } else {
+            slice_loop(step, w, g, b, mask);
+        }
+    }
+}
+
+/// The loop of [`SliceStep`], over equal-length slices (indexed, so it vectorises).
+#[inline(always)]
+fn slice_loop<F: Float>(
+    step: MomentumStep<F>,
+    w: &mut [F],
+    g: &[F],
+    b: &mut [F],
+    mask: Option<&[F]>,
+) {
+    let n = w.len();
+    let (g, b) = (&g[..n], &mut b[..n]);
+    match mask {
+        None => {
+            for i in 0..n {
+                step.element(&mut w[i], g[i], &mut b[i]);
             }
-            None => {
-                for i in 0..n {
-                    step.element(&mut w[i], g[i], &mut b[i]);
-                }
-            }
-            Some(m) if !step.first && !step.nesterov => {
-                let m = &m[..n];
-                for i in 0..n {
-                    common.masked_element(&mut w[i], g[i], &mut b[i], m[i]);
-                }
-            }
-            Some(m) => {
-                let m = &m[..n];
-                for i in 0..n {
-                    step.masked_element(&mut w[i], g[i], &mut b[i], m[i]);
-                }
+        }
+        Some(m) => {
+            let m = &m[..n];
+            for i in 0..n {
+                step.masked_element(&mut w[i], g[i], &mut b[i], m[i]);
             }
         }
     }

@@ -4,10 +4,10 @@
 use std::mem::MaybeUninit;
 
 use crate::float::Float;
-use crate::kernels::simd::{Kernel, widest};
+use crate::simd::{Kernel, widest};
 
 /// `max_pool_plane` for the 2x2, stride-2, unpadded windows of LeNet-style pools, as a
-/// tournament compiled for the CPU's widest vectors (`kernels::simd`): first each column pair of
+/// tournament compiled for the CPU's widest vectors (`simd`): first each column pair of
 /// a window (top against bottom), then the two column winners. Picking "the larger value, on a
 /// tie the earlier element; any NaN over any number, of two NaNs the later" is associative and
 /// gives what the scan of `max_pool_plane_any` gives, bits and arg-max (property-tested
