@@ -3,7 +3,7 @@
 //! - `sparse_layers/{layer}/{t}t/dense_{fwd,fwd_bwd}`: the dense masked op (`matmul_nt(w * m)`,
 //!   `conv2d(w * m)`) on 1 or 2 threads (independent of the density);
 //!   `sparse_layers/{layer}/{t}t/{sparsity}/{fwd,fwd_bwd}`: `sparse_linear` / `sparse_conv2d` at
-//!   80, 90, 95 and 98% sparsity. Layers: LeNet-300 fc1 784->300, LeNet-5-Caffe conv2 20->50 5x5
+//!   80, 90, 95 and 98% sparsity. Layers: LeNet-300 fc1 784->300 and fc2 300->100, LeNet-5-Caffe conv2 20->50 5x5
 //!   at 12x12, ResNet-20 3x3 convolutions 16/32/64 channels at 32/16/8 (padding 1). Every layer
 //!   but a first one computes its input gradient, so the input is a parameter.
 //! - `sparse_inference/{model}/{t}t/{dense,sparse}`: LeNet-300 and LeNet-5 forward (no gradient)
@@ -54,6 +54,15 @@ const LAYERS: &[Layer] = &[
         name: "lenet300_fc1_784x300",
         c_in: 784,
         c_out: 300,
+        hw: 0,
+        kernel: 0,
+        padding: 0,
+    },
+    // Below `MIN_DENSE_MACS`: `auto` keeps it dense when training, sparse for inference.
+    Layer {
+        name: "lenet300_fc2_300x100",
+        c_in: 300,
+        c_out: 100,
         hw: 0,
         kernel: 0,
         padding: 0,
@@ -441,7 +450,7 @@ fn bench_layout(c: &mut Criterion) {
             b.iter(|| pool.install(|| black_box(ell_forward(&ell_v, &ell_c, width, &xt, p.rows()))))
         });
     }
-    for layer in &LAYERS[1..] {
+    for layer in LAYERS.iter().filter(|l| l.conv()) {
         let x = random(&layer.x_shape(), &mut rng);
         let mask = random_mask(&layer.w_shape(), 0.95, &mut rng);
         let p = pattern_of(&mask);

@@ -100,11 +100,15 @@ pub fn sparse_conv2d_forward<F: Float>(
     let in_image = shape.in_channels * shape.in_hw[0] * shape.in_hw[1];
     let out_image = shape.out_channels * oh * ow;
     let offsets = geo.forward_offsets(pattern);
-    let mut y = vec![F::zero(); shape.batch * out_image];
     if out_image == 0 {
-        return y;
+        return Vec::new();
     }
-    y.par_chunks_mut(out_image)
+    // Uninitialised: every element is written once below (zeroing first was a tenth of a 95%
+    // sparse LeNet-5 forward).
+    let len = shape.batch * out_image;
+    let mut y = Vec::with_capacity(len);
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(out_image)
         .zip(x.par_chunks(in_image.max(1)))
         .for_each_init(
             || (vec![F::zero(); geo.image], vec![F::zero(); geo.grid]),
@@ -116,12 +120,14 @@ pub fn sparse_conv2d_forward<F: Float>(
                     let b = bias.map_or(F::zero(), |b| b[o]);
                     for (dst, src) in y.chunks_exact_mut(ow).zip(full.chunks(wq)) {
                         for (d, &s) in dst.iter_mut().zip(src) {
-                            *d = s + b;
+                            d.write(s + b);
                         }
                     }
                 }
             },
         );
+    // SAFETY: the loop above wrote all `len` elements (every row of every output plane).
+    unsafe { y.set_len(len) };
     y
 }
 

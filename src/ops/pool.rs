@@ -113,16 +113,17 @@ impl Window {
     }
 }
 
-/// One plane's max pooling: values into `y`, the arg-max (flat index in the plane) into `arg`.
+/// One plane's max pooling: values into `y`, the arg-max (flat index in the plane) into `arg`
+/// when given.
 ///
 /// The arg-max is the first element strictly greater than all before it (so ties go to the
 /// first in scan order), unless the window holds a NaN: then the last NaN wins, as in PyTorch
 /// (whose scan takes every NaN it meets). The loop is written without data-dependent branches (selects and
 /// `max`), because on real data the comparison is unpredictable and mispredicted branches
 /// would cost more than the whole window.
-fn max_pool_plane<F: Float>(win: &Window, x: &[F], y: &mut [F], arg: &mut [u32]) {
+fn max_pool_plane<F: Float>(win: &Window, x: &[F], y: &mut [F], arg: Option<&mut [u32]>) {
     let two_by_two = win.kernel == [2, 2] && win.stride == [2, 2] && win.padding == [0, 0];
-    if two_by_two && max_2x2::fits(win.wo) {
+    if two_by_two {
         max_2x2::max_pool_plane_2x2(win.w, win.wo, x, y, arg);
     } else {
         max_pool_plane_any(win, x, y, arg);
@@ -130,7 +131,7 @@ fn max_pool_plane<F: Float>(win: &Window, x: &[F], y: &mut [F], arg: &mut [u32])
 }
 
 /// [`max_pool_plane`] for any window.
-fn max_pool_plane_any<F: Float>(win: &Window, x: &[F], y: &mut [F], arg: &mut [u32]) {
+fn max_pool_plane_any<F: Float>(win: &Window, x: &[F], y: &mut [F], mut arg: Option<&mut [u32]>) {
     for i in 0..win.ho {
         let rows = win.span(0, i);
         for j in 0..win.wo {
@@ -148,7 +149,9 @@ fn max_pool_plane_any<F: Float>(win: &Window, x: &[F], y: &mut [F], arg: &mut [u
             }
             let at = if nan_at == NO_NAN { best_at } else { nan_at };
             y[i * win.wo + j] = x[at];
-            arg[i * win.wo + j] = at as u32;
+            if let Some(arg) = arg.as_deref_mut() {
+                arg[i * win.wo + j] = at as u32;
+            }
         }
     }
 }
@@ -209,12 +212,20 @@ impl<'t, F: Float> Var<'t, F> {
         let (in_plane, out_plane) = (win.h * win.w, win.ho * win.wo);
         let xs = standard_slice(&x);
         let mut y = vec![F::zero(); out_shape.iter().product()];
-        let mut arg = vec![0u32; y.len()];
-        xs.par_chunks(in_plane)
-            .zip(y.par_chunks_mut(out_plane))
-            .zip(arg.par_chunks_mut(out_plane))
-            .with_min_len(win.min_planes_per_task())
-            .for_each(|((xp, yp), ap)| max_pool_plane(&win, xp, yp, ap));
+        // The arg-max only serves the gradient: not computed when none will flow back (inference).
+        let need_arg = self.tape().grad_enabled() && self.requires_grad();
+        let mut arg = vec![0u32; if need_arg { y.len() } else { 0 }];
+        let planes = xs.par_chunks(in_plane).zip(y.par_chunks_mut(out_plane));
+        if need_arg {
+            planes
+                .zip(arg.par_chunks_mut(out_plane))
+                .with_min_len(win.min_planes_per_task())
+                .for_each(|((xp, yp), ap)| max_pool_plane(&win, xp, yp, Some(ap)));
+        } else {
+            planes
+                .with_min_len(win.min_planes_per_task())
+                .for_each(|(xp, yp)| max_pool_plane(&win, xp, yp, None));
+        }
         let y = Tensor::from_shape_vec(IxDyn(&out_shape), y).expect("output size");
         let in_shape = x.shape().to_vec();
         self.tape().record("max_pool2d", y, &[self], move |g, _| {
@@ -299,21 +310,31 @@ mod tests {
         /// The unrolled 2x2 path gives the general loop's values (bit for bit) and arg-maxes.
         #[test]
         fn max_pool_2x2_matches_the_general_loop(
-            // Small planes, and tall ones that take several bands of column winners.
-            (h, w, x) in prop_oneof![(2usize..9, 2usize..9), (60usize..80, 30usize..36)]
+            // Small planes, and larger ones.
+            (h, w, x) in prop_oneof![(2usize..9, 2usize..9), (2usize..6, 30usize..70), (60usize..80, 30usize..36)]
                 .prop_flat_map(|(h, w)| {
                 (Just(h), Just(w), proptest::collection::vec(plane_value(), h * w))
             })
         ) {
             let win = Window::new("max_pool2d", &[1, 1, h, w], [2, 2], [2, 2], [0, 0]);
             let n = win.ho * win.wo;
-            let (mut y_fast, mut arg_fast) = (vec![0.0f32; n], vec![0u32; n]);
             let (mut y_any, mut arg_any) = (vec![0.0f32; n], vec![0u32; n]);
-            max_2x2::max_pool_plane_2x2(win.w, win.wo, &x, &mut y_fast, &mut arg_fast);
-            max_pool_plane_any(&win, &x, &mut y_any, &mut arg_any);
-            prop_assert_eq!(arg_fast, arg_any);
+            max_pool_plane_any(&win, &x, &mut y_any, Some(&mut arg_any));
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            prop_assert_eq!(bits(&y_fast), bits(&y_any));
+            // The dispatched path (explicit AVX-512 on such CPUs) and the portable one, with
+            // and without the arg-max.
+            type Plane2x2 = fn(usize, usize, &[f32], &mut [f32], Option<&mut [u32]>);
+            let paths: [Plane2x2; 2] =
+                [max_2x2::max_pool_plane_2x2, max_2x2::max_pool_plane_2x2_portable];
+            for path in paths {
+                let (mut y_fast, mut arg_fast) = (vec![0.0f32; n], vec![0u32; n]);
+                path(win.w, win.wo, &x, &mut y_fast, Some(&mut arg_fast));
+                prop_assert_eq!(&arg_fast, &arg_any);
+                prop_assert_eq!(bits(&y_fast), bits(&y_any));
+                let mut y_values_only = vec![0.0f32; n];
+                path(win.w, win.wo, &x, &mut y_values_only, None);
+                prop_assert_eq!(bits(&y_values_only), bits(&y_any));
+            }
         }
     }
 }
