@@ -9,6 +9,7 @@ pub mod hard_concrete;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+mod norm_sums;
 pub mod pool;
 pub mod recurrent;
 pub mod reduce;
