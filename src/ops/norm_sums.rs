@@ -9,6 +9,7 @@
 //! there (widen to f64, subtract, multiply, add: no fused multiply-add), so the bits are the
 //! same (property-tested below against `sums_scalar`).
 
+#[cfg(target_arch = "x86_64")]
 use std::any::TypeId;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -29,6 +30,17 @@ pub(super) enum Terms<A> {
     Gradient(A),
 }
 
+impl<A: Copy> Terms<A> {
+    /// The same terms with the mean converted by `f`.
+    fn map<B>(self, f: impl Fn(A) -> B) -> Terms<B> {
+        match self {
+            Terms::Value => Terms::Value,
+            Terms::SquaredDeviation(m) => Terms::SquaredDeviation(f(m)),
+            Terms::Gradient(m) => Terms::Gradient(f(m)),
+        }
+    }
+}
+
 impl<A: Accumulator> Terms<A> {
     #[inline(always)]
     pub(super) fn of<F: Float<Acc = A>>(self, x: F, g: F) -> [A; 2] {
@@ -45,13 +57,9 @@ impl<A: Accumulator> Terms<A> {
 fn sums_acc<F: Float>(a: &[F], b: &[F], terms: Terms<F::Acc>) -> [F::Acc; 2] {
     #[cfg(target_arch = "x86_64")]
     if TypeId::of::<F>() == TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx512f") {
-        let to_f64 =
-            |m: F::Acc| num_traits::ToPrimitive::to_f64(&m).expect("f32's accumulator is f64");
-        let terms = match terms {
-            Terms::Value => Terms::Value,
-            Terms::SquaredDeviation(m) => Terms::SquaredDeviation(to_f64(m)),
-            Terms::Gradient(m) => Terms::Gradient(to_f64(m)),
-        };
+        let terms = terms.map(|m| {
+            num_traits::ToPrimitive::to_f64(&m).expect("f32's accumulator is f64")
+        });
         assert_eq!(a.len(), b.len(), "batch norm: channel rows");
         // SAFETY: F is f32 (checked above), so the casts are identities; AVX-512F detected.
         let sums = unsafe {
@@ -60,6 +68,7 @@ fn sums_acc<F: Float>(a: &[F], b: &[F], terms: Terms<F::Acc>) -> [F::Acc; 2] {
         };
         return sums.map(F::Acc::c);
     }
+    // One loop per kind, so the match stays out of the loop.
     match terms {
         Terms::Value => sums_scalar(a, b, |x, _| Terms::Value.of(x, x)),
         Terms::SquaredDeviation(m) => sums_scalar(a, b, |x, _| Terms::SquaredDeviation(m).of(x, x)),

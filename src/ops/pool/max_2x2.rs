@@ -1,14 +1,16 @@
 //! Max pooling over 2x2, stride-2, unpadded windows, the path `max_pool_plane` in `pool.rs`
 //! takes for them.
 
+#[cfg(target_arch = "x86_64")]
 use std::any::TypeId;
 
 use crate::float::Float;
 use crate::simd::{Kernel, widest};
 
 /// `max_pool_plane` for the 2x2, stride-2, unpadded windows of LeNet-style pools, as a
-/// tournament compiled for the CPU's widest vectors (`simd`): first each column pair of
-/// a window (top against bottom), then the two column winners. Picking "the larger value, on a
+/// tournament (explicit AVX-512 for f32 where the CPU has it, else compiled for the CPU's widest
+/// vectors by `simd`): first each column pair of a window (top against bottom), then the two
+/// column winners. Picking "the larger value, on a
 /// tie the earlier element; any NaN over any number, of two NaNs the later" is associative and
 /// gives what the scan of `max_pool_plane_any` gives, bits and arg-max (property-tested
 /// in `pool.rs`). One plane of width `w` (at least `2 wo`), `wo` outputs per row, as many rows
