@@ -16,15 +16,13 @@
 //! is 0.12 (a margin over break-even at ~0.2). Convolutions (LeNet-5 conv2, ResNet-20 3x3): 0.15-0.3
 //! at 90% sparsity even with the junk columns, break-even beyond 80%; the threshold is 0.2 of
 //! effective density, i.e. 80% sparse for waste 1 and about 84% for LeNet-5's waste 1.5. Layers
-//! under [`MIN_DENSE_MACS`] per batch stay dense (SparseProp measured LeNet-300's 300x100 layer
-//! never winning; fixed costs dominate there).
-//!
-//! **Inference** ([`Pass::Inference`]: no gradient will flow, as in evaluation) has no backward
-//! fixed costs (the output gradient's transposes, the dense weight gradient's zero fill), so the
-//! size floor is lower, [`MIN_INFERENCE_MACS`]: LeNet-300's fc2 (300x100, 3.8 M MACs at batch
-//! 128) forward measured dense 113-184 us against 107-126 us sparse at 80%, 82-88 at 90%, 56-72
-//! at 95% and 48-64 at 98% (1 thread, same machine, interleaved); fc3 (100x10, 0.13 M) stays
-//! dense. The density thresholds are the training ones (a margin over the forward's break-even).
+//! under [`MIN_DENSE_MACS`] per batch stay dense, where the sparse path's fixed costs (transposes,
+//! the dense weight gradient's zero fill, about 0.1 ms forward+backward and 0.04 ms forward) would
+//! dominate. Measured on LeNet-300's fc2 (300x100, 3.8 M MACs at batch 128; SparseProp found its
+//! own kernels never win there), forward+backward, dense / sparse at 80 / 90 / 95 / 98%: 0.435 /
+//! 0.381, 0.233, 0.167, 0.131 ms on 1 thread and 0.320 / 0.370, 0.245, 0.193, 0.189 ms on 2;
+//! forward alone 0.154 / 0.109, 0.077, 0.062, 0.045 ms on 1 thread. Break-even is near 1 M MACs,
+//! so the floor of 2 M keeps a margin of two; fc3 (100x10, 0.13 M) stays dense.
 
 use crate::kernels::sparse_conv::SparseConvShape;
 use crate::kernels::sparse_micro::round_up_lanes;
@@ -36,20 +34,8 @@ pub const LINEAR_MAX_EFFECTIVE_DENSITY: f64 = 0.12;
 pub const CONV_MAX_EFFECTIVE_DENSITY: f64 = 0.2;
 
 /// Dense multiply-adds per batch below which a layer always runs dense (fc2 of LeNet-300 at
-/// batch 128 is 3.8 M; fc1 30 M; the smallest ResNet-20 3x3 convolution 302 M).
-pub const MIN_DENSE_MACS: usize = 8 << 20;
-
-/// Dense multiply-adds per batch below which a layer runs dense in a forward-only pass.
-pub const MIN_INFERENCE_MACS: usize = 2 << 20;
-
-/// What a layer's pass computes, which sets the rule's size floor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pass {
-    /// The forward pass of a training step, followed by the backward pass.
-    Train,
-    /// A forward pass without gradient (evaluation, inference).
-    Inference,
-}
+/// batch 128 is 3.8 M; fc1 30 M; the smallest ResNet-20 3x3 convolution 302 M; fc3 0.13 M).
+pub const MIN_DENSE_MACS: usize = 2 << 20;
 
 /// A masked layer as the rule sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,16 +82,12 @@ impl SparseLayer {
     }
 }
 
-/// Whether `layer` with kept fraction `density` runs on the sparse kernels in a `pass` (see the
-/// module documentation). Pure: the same answer for the same arguments on every machine and load.
-pub fn prefer_sparse(layer: &SparseLayer, density: f64, pass: Pass) -> bool {
+/// Whether `layer` with kept fraction `density` runs on the sparse kernels (see the module
+/// documentation). Pure: the same answer for the same arguments on every machine and load.
+pub fn prefer_sparse(layer: &SparseLayer, density: f64) -> bool {
     let threshold = match layer {
         SparseLayer::Linear { .. } => LINEAR_MAX_EFFECTIVE_DENSITY,
         SparseLayer::Conv2d(_) => CONV_MAX_EFFECTIVE_DENSITY,
     };
-    let floor = match pass {
-        Pass::Train => MIN_DENSE_MACS,
-        Pass::Inference => MIN_INFERENCE_MACS,
-    };
-    layer.dense_macs() >= floor && density * layer.waste() <= threshold
+    layer.dense_macs() >= MIN_DENSE_MACS && density * layer.waste() <= threshold
 }

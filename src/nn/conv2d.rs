@@ -7,7 +7,6 @@ use crate::kernels::sparse_conv::SparseConvShape;
 use crate::kernels::sparse_select::SparseLayer;
 use crate::nn::init::torch_default_layer;
 use crate::nn::module::{Module, join, visit_weight_and_bias, visit_weight_and_bias_mut};
-use crate::nn::sparse::pass_of;
 use crate::nn::weight::Weight;
 use crate::ops::conv::Conv2dConfig;
 use crate::param::Param;
@@ -100,7 +99,7 @@ impl<F: Float> Module<F> for Conv2d<F> {
                 dilation: self.cfg.dilation,
             })
         });
-        let y = match layer.and_then(|l| self.weight.sparse_pattern(&l, pass_of(tape))) {
+        let y = match layer.and_then(|l| self.weight.sparse_pattern(&l)) {
             Some(pattern) => {
                 x.sparse_conv2d(tape.param(&self.weight.raw), bias, &self.cfg, &pattern)
             }

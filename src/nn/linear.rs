@@ -5,7 +5,6 @@ use crate::float::Float;
 use crate::kernels::sparse_select::SparseLayer;
 use crate::nn::init::torch_default_layer;
 use crate::nn::module::{Module, join, visit_weight_and_bias, visit_weight_and_bias_mut};
-use crate::nn::sparse::pass_of;
 use crate::nn::weight::Weight;
 use crate::param::Param;
 use crate::rng::Rng;
@@ -47,7 +46,7 @@ impl<F: Float> Module<F> for Linear<F> {
             inputs: self.in_features(),
             outputs: self.out_features(),
         };
-        if let Some(pattern) = self.weight.sparse_pattern(&layer, pass_of(tape)) {
+        if let Some(pattern) = self.weight.sparse_pattern(&layer) {
             let bias = self.bias.as_ref().map(|b| tape.param(b));
             return x.sparse_linear(tape.param(&self.weight.raw), bias, &pattern);
         }

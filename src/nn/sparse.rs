@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use crate::float::Float;
 use crate::kernels::sparse_pattern::SparsePattern;
-use crate::kernels::sparse_select::{Pass, SparseLayer, prefer_sparse};
+use crate::kernels::sparse_select::{SparseLayer, prefer_sparse};
 use crate::nn::{Module, Weight};
-use crate::tape::{Tape, Tensor};
+use crate::tape::Tensor;
 
 /// Whether masked layers use the sparse kernels (`--sparse-kernels`).
 #[derive(
@@ -88,20 +88,16 @@ impl<F: Float> Weight<F> {
         self.sparse.builds
     }
 
-    /// The pattern the layer should run on for `layer` (its shape and batch) in a `pass`, or
-    /// `None` for the dense path: no fixed mask, sparse kernels off, or `Auto` and the rule says
-    /// dense. Records the decision for [`Weight::ran_sparse`].
-    pub fn sparse_pattern(
-        &mut self,
-        layer: &SparseLayer,
-        pass: Pass,
-    ) -> Option<Arc<SparsePattern>> {
-        let chosen = self.choose_pattern(layer, pass);
+    /// The pattern the layer should run on for `layer` (its shape and batch), or `None` for the
+    /// dense path: no fixed mask, sparse kernels off, or `Auto` and the rule says dense. Records
+    /// the decision for [`Weight::ran_sparse`].
+    pub fn sparse_pattern(&mut self, layer: &SparseLayer) -> Option<Arc<SparsePattern>> {
+        let chosen = self.choose_pattern(layer);
         self.sparse.ran_sparse = chosen.is_some();
         chosen
     }
 
-    fn choose_pattern(&mut self, layer: &SparseLayer, pass: Pass) -> Option<Arc<SparsePattern>> {
+    fn choose_pattern(&mut self, layer: &SparseLayer) -> Option<Arc<SparsePattern>> {
         // A method that asked for the dense gradient of the effective weight (RigL's growth
         // step) gets the dense path: the sparse kernels compute the gradient at the pattern only.
         if self.sparse.mode == SparseKernels::Off || self.retain_effective_grad {
@@ -126,19 +122,9 @@ impl<F: Float> Weight<F> {
             }
         };
         match self.sparse.mode {
-            SparseKernels::Auto if !prefer_sparse(layer, fresh.density(), pass) => None,
+            SparseKernels::Auto if !prefer_sparse(layer, fresh.density()) => None,
             _ => Some(fresh),
         }
-    }
-}
-
-/// The pass a layer's forward on `tape` belongs to: [`Pass::Inference`] when no gradient will be
-/// recorded (`Tape::no_grad`, as in evaluation), else [`Pass::Train`].
-pub fn pass_of<F: Float>(tape: &Tape<F>) -> Pass {
-    if tape.grad_enabled() {
-        Pass::Train
-    } else {
-        Pass::Inference
     }
 }
 

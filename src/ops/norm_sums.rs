@@ -57,9 +57,8 @@ impl<A: Accumulator> Terms<A> {
 fn sums_acc<F: Float>(a: &[F], b: &[F], terms: Terms<F::Acc>) -> [F::Acc; 2] {
     #[cfg(target_arch = "x86_64")]
     if TypeId::of::<F>() == TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx512f") {
-        let terms = terms.map(|m| {
-            num_traits::ToPrimitive::to_f64(&m).expect("f32's accumulator is f64")
-        });
+        let terms =
+            terms.map(|m| num_traits::ToPrimitive::to_f64(&m).expect("f32's accumulator is f64"));
         assert_eq!(a.len(), b.len(), "batch norm: channel rows");
         // SAFETY: F is f32 (checked above), so the casts are identities; AVX-512F detected.
         let sums = unsafe {
