@@ -106,7 +106,8 @@ impl<F: Float, const ARG: bool> Kernel for MaxPool2x2<'_, F, ARG> {
                 let (p, p_at) = column_winner(top[c], bottom[c], at, w as u32);
                 let (q, q_at) = column_winner(top[c + 1], bottom[c + 1], at + 1, w as u32);
                 // Left winner against right winner, either of which may come first in the
-                // scan. `&` and `|`, not `&&` and `||`: no branches, so the loop vectorises.
+                // scan. `&` and `|`, not `&&` and `||`: selects, not mispredicted branches (the
+                // compiler still leaves this step scalar, hence the explicit AVX-512 path).
                 let (p_nan, q_nan) = (p.is_nan(), q.is_nan());
                 let q_wins = (q_nan & (!p_nan | (q_at > p_at)))
                     | (!p_nan & !q_nan & ((q > p) | ((q == p) & (q_at < p_at))));
