@@ -58,6 +58,43 @@ proptest! {
         assert_grad(|v| v[0].matmul_nt(v[1]), &[a, b]);
     }
 
+    /// `x W^T + b` against the triple loop plus the bias, and its gradient w.r.t. x, W and b.
+    #[test]
+    fn grad_linear(
+        (x, w, b) in (1..=6usize, 1..=6usize, 1..=6usize).prop_flat_map(|(n, i, o)| {
+            (tensor(vec![n, i], -2.0, 2.0), tensor(vec![o, i], -2.0, 2.0), tensor(vec![o], -2.0, 2.0))
+        })
+    ) {
+        let inputs = [x.clone(), w.clone(), b.clone()];
+        let expected = &naive(&x, &t2(&w)) + &b;
+        assert_close(&forward(|v| v[0].linear(v[1], Some(v[2])), &inputs), &expected);
+        assert_grad(|v| v[0].linear(v[1], Some(v[2])), &inputs);
+        assert_grad(|v| v[0].linear(v[1], None), &[x, w]);
+    }
+
+    /// `linear` is `matmul_nt` followed by a broadcast `add`, bit for bit, in the value and in
+    /// every gradient (f32, so any change of summation order would show).
+    #[test]
+    fn linear_has_the_bits_of_matmul_nt_plus_add(
+        (x, w, b, g) in (1..=40usize, 1..=300usize, 1..=40usize).prop_flat_map(|(n, i, o)| {
+            (tensor(vec![n, i], -2.0, 2.0), tensor(vec![o, i], -2.0, 2.0),
+             tensor(vec![o], -2.0, 2.0), tensor(vec![n, o], -2.0, 2.0))
+        })
+    ) {
+        let f32s = |t: &Tensor<f64>| t.mapv(|v| v as f32);
+        let run = |fused: bool| {
+            let tape = Tape::<f32>::new();
+            let (vx, vw, vb) = (tape.leaf(f32s(&x)), tape.leaf(f32s(&w)), tape.leaf(f32s(&b)));
+            let y = if fused { vx.linear(vw, Some(vb)) } else { vx.matmul_nt(vw) + vb };
+            let bits = |t: &Tensor<f32>| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let value = bits(&y.value());
+            let grads = (y * tape.constant(f32s(&g))).sum().backward();
+            let wrt = |v| bits(grads.wrt(v).expect("a gradient"));
+            (value, wrt(vx), wrt(vw), wrt(vb))
+        };
+        prop_assert_eq!(run(true), run(false));
+    }
+
     #[test]
     fn grad_bmm(
         (a, b) in (1..=3usize, 1..=5usize, 1..=5usize, 1..=5usize).prop_flat_map(|(batch, m, k, n)| {

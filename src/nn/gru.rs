@@ -59,15 +59,6 @@ impl<F: Float> GruCell<F> {
     }
 }
 
-/// `x w^T + b` (a [N, 3H] block of gate pre-activations).
-fn affine<'t, F: Float>(x: Var<'t, F>, w: Var<'t, F>, b: Option<Var<'t, F>>) -> Var<'t, F> {
-    let y = x.matmul_nt(w);
-    match b {
-        Some(b) => y + b,
-        None => y,
-    }
-}
-
 impl<F: Float> RecurrentCell<F> for GruCell<F> {
     type Weights<'t> = GruWeights<'t, F>;
 
@@ -83,8 +74,8 @@ impl<F: Float> RecurrentCell<F> for GruCell<F> {
     fn step_on<'t>(&self, w: &GruWeights<'t, F>, x: Var<'t, F>, h: Var<'t, F>) -> Var<'t, F> {
         check_step_shapes("GruCell", self.input_size(), self.hidden_size(), &x, &h);
         // One GEMM per input for all three gates, as PyTorch: [N, 3H] blocks (r | z | n).
-        let gi = affine(x, w.weight_ih, w.bias_ih);
-        let gh = affine(h, w.weight_hh, w.bias_hh);
+        let gi = x.linear(w.weight_ih, w.bias_ih);
+        let gh = h.linear(w.weight_hh, w.bias_hh);
         // The gate arithmetic in one op (`ops::recurrent`): b_hn sits inside the reset
         // product, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), and h' = n + z (h - n) as
         // PyTorch's GRUCell computes it.

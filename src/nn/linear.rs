@@ -50,11 +50,8 @@ impl<F: Float> Module<F> for Linear<F> {
             let bias = self.bias.as_ref().map(|b| tape.param(b));
             return x.sparse_linear(tape.param(&self.weight.raw), bias, &pattern);
         }
-        let y = x.matmul_nt(self.weight.on(tape));
-        match &self.bias {
-            Some(b) => y + tape.param(b),
-            None => y,
-        }
+        let weight = self.weight.on(tape);
+        x.linear(weight, self.bias.as_ref().map(|b| tape.param(b)))
     }
 
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {

@@ -1,9 +1,9 @@
 //! Matrix products on `kernels::gemm`. Transposed operands are strided views, never copies.
 //!
 //! For Y = A B: dA = G B^T, dB = A^T G. For Y = A B^T (`matmul_nt`, the Linear layer's
-//! `x W^T`): dA = G B, dB = G^T A.
+//! `x W^T`): dA = G B, dB = G^T A; `linear` adds a bias row b, db = sum over the rows of G.
 
-use ndarray::{Array2, Array3, ArrayView2, Ix2, Ix3};
+use ndarray::{Array2, Array3, ArrayView2, Axis, Ix2, Ix3};
 
 use crate::float::Float;
 use crate::kernels::gemm::gemm;
@@ -47,27 +47,60 @@ impl<'t, F: Float> Var<'t, F> {
 
     /// `[m, k] x [n, k]^T -> [m, n]` without materialising the transpose.
     pub fn matmul_nt(self, b: Self) -> Self {
+        self.product_nt("matmul_nt", b, None)
+    }
+
+    /// `x W^T + b` (PyTorch's `F.linear`): x `[N, in]`, W `[out, in]`, b `[out]` added to every
+    /// row. One op rather than `matmul_nt` then a broadcast `add`: the bias is added in place on
+    /// the product (one pass while it is in cache) and its gradient is the column sum of G, so
+    /// neither the add's output nor its copies of G are allocated. The same bits as the two ops.
+    pub fn linear(self, w: Self, b: Option<Self>) -> Self {
+        self.product_nt("linear", w, b)
+    }
+
+    /// `A B^T (+ bias)`: dA = G B, dB = G^T A, d bias = sum over the rows of G.
+    fn product_nt(self, op: &'static str, b: Self, bias: Option<Self>) -> Self {
         let (av, bv) = (self.value(), b.value());
-        let (a2, b2) = (as2("matmul_nt", &av), as2("matmul_nt", &bv));
+        let (a2, b2) = (as2(op, &av), as2(op, &bv));
         assert_eq!(
             a2.ncols(),
             b2.ncols(),
-            "op `matmul_nt`: {:?} x {:?}^T",
+            "op `{op}`: {:?} x {:?}^T",
             av.shape(),
             bv.shape()
         );
-        let y = product(a2, b2.t()).into_dyn();
+        let mut y = product(a2, b2.t());
+        let mut inputs = vec![self, b];
+        if let Some(bias) = bias {
+            let bias_value = bias.value();
+            assert_eq!(
+                bias_value.shape(),
+                [b2.nrows()],
+                "op `{op}`: bias of shape {:?} for {} outputs",
+                bias_value.shape(),
+                b2.nrows()
+            );
+            let bias_row = bias_value
+                .view()
+                .into_dimensionality::<ndarray::Ix1>()
+                .expect("1-d bias");
+            for mut row in y.rows_mut() {
+                row += &bias_row;
+            }
+            inputs.push(bias);
+        }
         self.tape()
-            .record("matmul_nt", y, &[self, b], move |g, needs| {
-                let (a2, b2, g2) = (
-                    as2("matmul_nt", &av),
-                    as2("matmul_nt", &bv),
-                    as2("matmul_nt", g),
-                );
-                vec![
+            .record(op, y.into_dyn(), &inputs, move |g, needs| {
+                let (a2, b2, g2) = (as2(op, &av), as2(op, &bv), as2(op, g));
+                let mut grads = vec![
                     needs[0].then(|| product(g2, b2).into_dyn()),
                     needs[1].then(|| product(g2.t(), a2).into_dyn()),
-                ]
+                ];
+                if needs.len() == 3 {
+                    // Rows summed in order, as the engine reduces a broadcast add's gradient.
+                    grads.push(needs[2].then(|| g2.sum_axis(Axis(0)).into_dyn()));
+                }
+                grads
             })
     }
 

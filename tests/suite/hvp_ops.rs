@@ -201,6 +201,8 @@ proptest! {
         let mk = [draw(&[m, k], -1.0, 1.0, rng), draw(&[k, n], -1.0, 1.0, rng), draw(&[n, k], -1.0, 1.0, rng)];
         op!(rng, "matmul", &mk, |x| x[0].matmul(x[1]).tanh());
         op!(rng, "matmul_nt", &mk, |x| x[0].matmul_nt(x[2]).sigmoid());
+        let affine = [mk[0].clone(), mk[2].clone(), draw(&[n], -1.0, 1.0, rng)];
+        op!(rng, "linear", &affine, |x| x[0].linear(x[1], Some(x[2])).tanh());
         let batched = [draw(&[2, m, k], -1.0, 1.0, rng), draw(&[2, k, n], -1.0, 1.0, rng)];
         op!(rng, "bmm", &batched, |x| x[0].bmm(x[1]));
         let logits = [draw(&[m, n], -2.0, 2.0, rng), draw(&[m, n], -2.0, 2.0, rng)];
