@@ -8,7 +8,7 @@
 //!
 //! - forward:         `Y^T[o, :] = sum_{c in row o} w[o, c] X^T[c, :]`   (CSR rows, `gather_accumulate`)
 //! - input gradient:  `dX^T[c, :] = sum_{o in col c} w[o, c] G^T[o, :]`  (CSC columns, same kernel)
-//! - weight gradient: `dW[o, c] = <G^T[o, :], X^T[c, :]>` at the kept entries only (`dot_accumulate`)
+//! - weight gradient: `dW[o, c] = <G^T[o, :], X^T[c, :]>` at the kept entries only (`dot_reduce`)
 //! - bias gradient:   `db[o] = sum_n g[n, o]`
 //!
 //! Each output row is accumulated in registers while its nonzeros stream past (no scatter, no
@@ -24,9 +24,7 @@
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::sparse_micro::{
-    LANES, dot_accumulate, gather_accumulate, reduce_lanes, round_up_lanes,
-};
+use crate::kernels::sparse_micro::{dot_reduce, gather_accumulate, round_up_lanes};
 use crate::kernels::sparse_pattern::SparsePattern;
 use crate::kernels::transpose::{transpose_back, transpose_padded};
 
@@ -139,22 +137,27 @@ pub fn sparse_linear_backward<F: Float>(
     let weight_values = need[1].then(|| {
         let gt = gt.as_deref().expect("computed above");
         let cols = pattern.col_indices();
-        let blocks: Vec<Vec<F>> = (0..out_f.div_ceil(ROW_BLOCK))
-            .into_par_iter()
-            .map(|b| {
-                let rows = b * ROW_BLOCK..((b + 1) * ROW_BLOCK).min(out_f);
-                let span = pattern.row_range(rows.start).start..pattern.row_range(rows.end - 1).end;
-                let mut partials = vec![[F::zero(); LANES]; span.len()];
-                for o in rows {
-                    let k = pattern.row_range(o);
-                    let at = k.start - span.start..k.end - span.start;
-                    let g_row = &gt[o * ld..(o + 1) * ld];
-                    dot_accumulate(g_row, &cols[k], ld, &xt.data, 0, &mut partials[at]);
-                }
-                partials.iter().map(reduce_lanes).collect()
-            })
-            .collect();
-        blocks.concat()
+        // Each block of ROW_BLOCK rows writes its own run of the CSR-ordered values.
+        let mut dw = vec![F::zero(); pattern.nnz()];
+        let mut blocks = Vec::with_capacity(out_f.div_ceil(ROW_BLOCK));
+        let mut rest = &mut dw[..];
+        for start in (0..out_f).step_by(ROW_BLOCK) {
+            let rows = start..(start + ROW_BLOCK).min(out_f);
+            let len = pattern.row_range(rows.end - 1).end - pattern.row_range(start).start;
+            let (run, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            blocks.push((rows, run));
+            rest = tail;
+        }
+        blocks.into_par_iter().for_each(|(rows, run)| {
+            let first = pattern.row_range(rows.start).start;
+            for o in rows {
+                let k = pattern.row_range(o);
+                let g_row = &gt[o * ld..(o + 1) * ld];
+                let out = &mut run[k.start - first..k.end - first];
+                dot_reduce(g_row, &cols[k], ld, &xt.data, 0, out);
+            }
+        });
+        dw
     });
     let bias = need[2].then(|| {
         let mut db = vec![F::zero(); out_f];
