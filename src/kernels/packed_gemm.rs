@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 
 use crate::kernels::im2col::copy_short;
 use crate::kernels::microkernel::{Isa, Panels, TileOut, kernel};
+use crate::kernels::transpose::transpose_raw;
 
 /// Depth of one packed block (the `p` extent a micro-kernel runs over before writing C).
 /// A 256 x 48 B panel (48 KiB) streams from L2 with the A panel in L1.
@@ -98,11 +99,13 @@ pub unsafe fn sgemm(
     rsc: isize,
     csc: isize,
 ) {
-    if b.rs == 1 && b.cs != 1 && n > m {
-        // B is stored K-contiguous (a transposed view), so packing it is a gather. In a long-K
-        // product (a weight gradient) the packing dominates: when B is the larger operand,
-        // compute C^T = B^T A^T instead, where it is packed as rows (measured on ResNet-20's
-        // weight gradients, 16x8192x144: 0.7x -> 1.0x of matrixmultiply).
+    if b.rs == 1 && b.cs != 1 && n > m && m <= DIRECT_MAX_REUSE {
+        // B is stored K-contiguous (a transposed view) and is the larger operand, used by few
+        // rows of A: packing it would cost about as much as the multiply-adds it serves (a
+        // long-K weight gradient). Compute C^T = B^T A^T instead, where B^T is read in place
+        // (measured on ResNet-20's weight gradients, 16x8192x144: 0.7x -> 1.0x of
+        // matrixmultiply). With many rows (LeNet-300's `x W^T` at batch 128) B is packed with
+        // 8 x 8 transposes, and C is stored along its rows rather than transposed.
         let t = |x: Strided| Strided {
             ptr: x.ptr,
             rs: x.cs,
@@ -227,6 +230,20 @@ unsafe fn pack_a(
                 // a weight-gradient GEMM (64 x 8192 x 576).
                 copy_short(step, src);
             }
+        } else if a.cs == 1 && a.rs > 0 {
+            // Rows contiguous: the panel is the h x kc block transposed.
+            // SAFETY: rows i0 + ir .. + h, columns p0 .. + kc are inside A; the panel holds
+            // kc steps of h.
+            unsafe {
+                transpose_raw(
+                    a.at(i0 + ir, p0),
+                    a.rs as usize,
+                    h,
+                    kc,
+                    panel.as_mut_ptr(),
+                    h,
+                )
+            };
         } else {
             // One pass over the h rows side by side (each read in order).
             for (p, step) in panel.chunks_exact_mut(h).enumerate() {
@@ -272,6 +289,14 @@ unsafe fn pack_b(
         } else {
             if cols < w {
                 panel.fill(0.0);
+            }
+            if b.rs == 1 && b.cs > 0 {
+                // Columns contiguous (a transposed view): the kc x cols block transposed.
+                // SAFETY: rows p0 .. + kc, columns j0 + jr .. + cols are inside B; the panel
+                // holds kc rows of w >= cols.
+                let src = unsafe { b.at(p0, j0 + jr) };
+                unsafe { transpose_raw(src, b.cs as usize, cols, kc, panel.as_mut_ptr(), w) };
+                continue;
             }
             for (p, step) in panel.chunks_exact_mut(w).enumerate() {
                 for (j, d) in step[..cols].iter_mut().enumerate() {
