@@ -19,6 +19,9 @@
 //! | LeNet-300 fc1 fwd 128x784x300 (`x W^T`) | 53-124 | 74-121 | 47-96 |
 //! | LeNet-300 fc1 weight gradient 300x128x784 | 61-80 | 85-128 | 76-97 |
 //!
+//! (Measured before transposed operands were packed with 8 x 8 register transposes, which took
+//! the packing of `x W^T` from 12% to 6% of a LeNet-300 step; see `packed_gemm`.)
+//!
 //! No candidate wins everywhere inside the noise; the `gemm` crate loses 2-3x on the long-K
 //! weight-gradient shapes and would add ~1.5 min of CI build and blocking heuristics of its own
 //! (its rounding could change with the sub-problem sizes our thread split produces). Ours add no
