@@ -3,7 +3,8 @@
 //! pruned ones.
 //!
 //! **Layout: batch innermost.** The input `x` (`[N, in]`, row-major) is transposed once to
-//! `X^T` (`[in, Np]`, `Np` = N rounded up to [`LANES`] with zero columns), so that one nonzero
+//! `X^T` (`[in, Np]`, `Np` = N rounded up to
+//! [`LANES`](crate::kernels::sparse_micro::LANES) with zero columns), so that one nonzero
 //! `w[o, c]` touches a contiguous row of `Np` batch elements:
 //!
 //! - forward:         `Y^T[o, :] = sum_{c in row o} w[o, c] X^T[c, :]`   (CSR rows, `gather_accumulate`)
@@ -36,7 +37,7 @@ const ROW_BLOCK: usize = 16;
 /// backward.
 pub struct BatchInner<F> {
     pub batch: usize,
-    /// `batch` rounded up to [`LANES`].
+    /// `batch` rounded up to [`LANES`](crate::kernels::sparse_micro::LANES).
     pub ld: usize,
     pub data: Vec<F>,
 }

@@ -277,7 +277,7 @@ fn dot_tile<F: Float, M: MulAdd, const T: usize>(
 
 /// `out[k]` = the dot product of `g` with source row `offsets[k]`: [`dot_accumulate`] into zero
 /// partials, then [`reduce_lanes`] (the same bits), for a single pass over `g`. The partials of
-/// [`DOT_BLOCK`] entries at a time live on the stack, so no `LANES`-per-entry buffer is
+/// `DOT_BLOCK` (64) entries at a time live on the stack, so no `LANES`-per-entry buffer is
 /// allocated and zeroed (it was 64 bytes per kept weight: 750 KB for LeNet-300's fc1 at 95%).
 pub fn dot_reduce<F: Float>(
     g: &[F],
