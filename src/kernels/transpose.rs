@@ -1,4 +1,5 @@
-//! Matrix transposes into and out of the sparse kernels' batch-innermost layout.
+//! Matrix transposes into and out of the sparse kernels' batch-innermost layout, and of GEMM
+//! operands stored the other way round (`transpose_raw`, used by `packed_gemm`).
 //!
 //! A plain scalar transpose runs at about 2 cycles per element here (0.6-0.8 ns on the Xeon of
 //! `docs/sparse.md`, 128 x 784 f32: 78 us), as slow as the 95%-sparse forward it feeds. For f32 on
@@ -63,47 +64,39 @@ fn transpose_block<F: Float>(
     dst: &mut [F],
     ld_dst: usize,
 ) {
-    let mut done = r0; // rows r0..done are finished for every column
-    #[cfg(target_arch = "x86_64")]
-    if TypeId::of::<F>() == TypeId::of::<f32>()
-        && std::arch::is_x86_feature_detected!("avx2")
-        && c_len >= 8
-        && r1 - r0 >= 8
-    {
-        // SAFETY: F is f32 (checked above), so the slices are f32 slices of the same length.
-        let (src32, dst32) = unsafe {
-            (
-                std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), src.len()),
-                std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<f32>(), dst.len()),
+    if c_len == 0 || r1 <= r0 {
+        return;
+    }
+    if TypeId::of::<F>() == TypeId::of::<f32>() {
+        // The whole block on both sides, checked once before the unchecked copies.
+        assert!(
+            (r1 - 1) * ld_src + c0 + c_len <= src.len(),
+            "transpose: source"
+        );
+        assert!(
+            (c_len - 1) * ld_dst + r1 <= dst.len(),
+            "transpose: destination"
+        );
+        // SAFETY: F is f32 (checked above); the block is in bounds (asserted above) and `src`
+        // and `dst` are distinct borrows.
+        unsafe {
+            transpose_raw(
+                src.as_ptr().cast::<f32>().add(r0 * ld_src + c0),
+                ld_src,
+                r1 - r0,
+                c_len,
+                dst.as_mut_ptr().cast::<f32>().add(r0),
+                ld_dst,
             )
         };
-        let rows8 = (r1 - r0) / 8 * 8;
-        let cols8 = c_len / 8 * 8;
-        for r in (r0..r0 + rows8).step_by(8) {
-            for c in (0..cols8).step_by(8) {
-                // Bounds of the 8 x 8 block on both sides, checked before the unchecked loads.
-                assert!((r + 7) * ld_src + c0 + c + 8 <= src32.len());
-                assert!((c + 7) * ld_dst + r + 8 <= dst32.len());
-                // SAFETY: AVX2 detected; the block is in bounds (asserted above).
-                unsafe {
-                    avx2::transpose8x8(
-                        src32.as_ptr().add(r * ld_src + c0 + c),
-                        ld_src,
-                        dst32.as_mut_ptr().add(c * ld_dst + r),
-                        ld_dst,
-                    )
-                };
-            }
-        }
-        // Columns beyond the last full block, for the rows just done.
-        scalar(src, ld_src, c0, cols8..c_len, r0..r0 + rows8, dst, ld_dst);
-        done = r0 + rows8;
+        return;
     }
-    scalar(src, ld_src, c0, 0..c_len, done..r1, dst, ld_dst);
+    scalar(src, ld_src, c0, 0..c_len, r0..r1, dst, ld_dst);
 }
 
 /// `dst[c * ld_dst + r] = src[r * ld_src + c]` for `r < rows`, `c < cols`: a strided f32 block
-/// transposed, for packing a GEMM operand stored the other way round (`kernels::packed_gemm`).
+/// transposed: the f32 path of the sparse kernels' transposes, and the packing of a GEMM operand
+/// stored the other way round (`kernels::packed_gemm`).
 /// 8 x 8 register blocks on AVX2 CPUs (measured on LeNet-300's `x W^T`: the element-by-element
 /// gather it replaces was 9% of a training step), the ragged edges element by element; exact
 /// copies either way.
@@ -138,14 +131,12 @@ pub(crate) unsafe fn transpose_raw(
             }
         }
     }
-    let edge = |r: usize, c: usize| {
-        // SAFETY: inside the caller's ranges.
-        unsafe { *dst.add(c * ld_dst + r) = *src.add(r * ld_src + c) };
-    };
+    // The ragged edges: columns past the last whole block of the block rows, then the rest.
     for r in 0..rows {
         let first = if r < rows8 { cols8 } else { 0 };
         for c in first..cols {
-            edge(r, c);
+            // SAFETY: inside the caller's ranges.
+            unsafe { *dst.add(c * ld_dst + r) = *src.add(r * ld_src + c) };
         }
     }
 }
