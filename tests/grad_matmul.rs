@@ -322,3 +322,14 @@ fn gemm_handles_every_layout_and_ragged_sizes() {
         }
     }
 }
+
+/// A bias that does not match the weight's rows is refused, naming the op and both sizes.
+#[test]
+#[should_panic(expected = "op `linear`: bias of shape [3] for 2 outputs")]
+fn linear_refuses_a_bias_of_the_wrong_length() {
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(ArrayD::zeros(IxDyn(&[4, 5])));
+    let w = tape.leaf(ArrayD::zeros(IxDyn(&[2, 5])));
+    let b = tape.leaf(ArrayD::zeros(IxDyn(&[3])));
+    x.linear(w, Some(b));
+}
