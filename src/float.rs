@@ -6,11 +6,26 @@
 //! (dispatching to `matrixmultiply::sgemm` / `dgemm`), lossless-enough conversion from `f64`
 //! constants written in the source, and the type long sums are accumulated in ([`Float::Acc`]).
 
+use std::any::TypeId;
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
 use ndarray::{LinalgScalar, ScalarOperand};
+
+/// `s` as an `f32` slice when `F` is `f32` (for kernels that only have an f32 fast path).
+pub fn as_f32<F: 'static>(s: &[F]) -> Option<&[f32]> {
+    // SAFETY: F is f32 (checked), so the cast is the identity.
+    (TypeId::of::<F>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
+}
+
+/// [`as_f32`] for a mutable slice.
+pub fn as_f32_mut<F: 'static>(s: &mut [F]) -> Option<&mut [f32]> {
+    // SAFETY: F is f32 (checked), so the cast is the identity; the borrow is moved.
+    (TypeId::of::<F>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) })
+}
 
 /// A floating-point element type the engine can train with.
 pub trait Float:

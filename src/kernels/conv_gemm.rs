@@ -9,6 +9,10 @@
 //! - weight gradient: `dW_g = sum over images of G X^T`
 //! - bias gradient:   `db[o] = sum over images and positions of G[o, :]`
 //!
+//! In f32 on the packed GEMM kernels, stride-1 convolutions (ResNet-20's 3 x 3 ones) run the
+//! forward pass and the input gradient on `shift_conv` instead, a GEMM over shifted rows of a
+//! zero-padded image with no column matrix; the weight gradient stays here.
+//!
 //! **Work split.** The batch is cut into chunks of [`ConvProblem::chunk_len`] consecutive images,
 //! which rayon processes in parallel; each chunk allocates its scratch (column tile, gathered
 //! output block) once and reuses it for all its images. Within a chunk, columns are processed in
@@ -27,12 +31,13 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
-use crate::float::Float;
+use crate::float::{Float, as_f32, as_f32_mut};
 use crate::kernels::conv_problem::Tile;
 pub use crate::kernels::conv_problem::{BATCH_CHUNKS, ConvProblem, MIN_TILE_COLS, TILE_ELEMS};
 use crate::kernels::gemm::gemm_serial;
 use crate::kernels::im2col::col2im;
 use crate::kernels::parallel::par_chunks_zeroed;
+use crate::kernels::shift_conv::{ShiftPlan, flipped_weight};
 
 /// `y = conv(x, w) + bias` for NCHW `x`, OIHW `w`; returns NCHW `y` (contiguous slices).
 pub fn conv2d_forward<F: Float>(p: &ConvProblem, x: &[F], w: &[F], bias: Option<&[F]>) -> Vec<F> {
@@ -40,6 +45,16 @@ pub fn conv2d_forward<F: Float>(p: &ConvProblem, x: &[F], w: &[F], bias: Option<
     if let Some(b) = bias {
         assert_eq!(b.len(), p.out_channels, "conv: bias length");
     }
+    shifted_forward(p, x, w, bias).unwrap_or_else(|| im2col_forward(p, x, w, bias))
+}
+
+/// The forward pass on im2col + GEMM (whatever the shapes and type).
+pub(crate) fn im2col_forward<F: Float>(
+    p: &ConvProblem,
+    x: &[F],
+    w: &[F],
+    bias: Option<&[F]>,
+) -> Vec<F> {
     let (y, _) = par_chunks_zeroed(
         p.batch * p.out_image(),
         p.chunk_len * p.out_image(),
@@ -50,6 +65,30 @@ pub fn conv2d_forward<F: Float>(p: &ConvProblem, x: &[F], w: &[F], bias: Option<
         },
     );
     y
+}
+
+/// The forward pass on `shift_conv`'s shifted-row GEMM, when that applies (f32, stride 1, ...):
+/// the same bits as [`forward_chunk`], without the column matrix.
+fn shifted_forward<F: Float>(
+    p: &ConvProblem,
+    x: &[F],
+    w: &[F],
+    bias: Option<&[F]>,
+) -> Option<Vec<F>> {
+    let (x, w) = (as_f32(x)?, as_f32(w)?);
+    let bias = bias.map(|b| as_f32(b).expect("the bias has the input's type"));
+    let plan = ShiftPlan::new(p)?;
+    let (y, _) = par_chunks_zeroed(
+        p.batch * p.out_image(),
+        p.chunk_len * p.out_image(),
+        |c, y: &mut [F]| {
+            let images = p.chunk_images(c);
+            let x = &x[images.start * p.in_image()..images.end * p.in_image()];
+            let y = as_f32_mut(y).expect("F is f32");
+            plan.forward.run_images(x, w, bias, y);
+        },
+    );
+    Some(y)
 }
 
 fn check_lengths<F>(p: &ConvProblem, x: &[F], w: &[F]) {
@@ -118,12 +157,31 @@ pub fn conv2d_backward<F: Float>(
         p.batch * p.out_image(),
         "conv: output gradient length"
     );
-    let chunk_partial = |chunk: usize, dx: Option<&mut [F]>| {
+    // The input gradient on the shifted path when it applies: a convolution of G by the
+    // flipped weight (see `shift_conv`).
+    let shifted = need[0]
+        .then(|| Some((ShiftPlan::new(p)?, as_f32(w)?, as_f32(g)?)))
+        .flatten()
+        .map(|(plan, w, g)| {
+            let [kh, kw] = p.win.kernel;
+            (
+                plan,
+                flipped_weight(w, p.out_channels, p.in_channels, [kh, kw]),
+                g,
+            )
+        });
+    let chunk_partial = |chunk: usize, mut dx: Option<&mut [F]>| {
         let images = p.chunk_images(chunk);
         let x = &x[images.start * p.in_image()..images.end * p.in_image()];
-        let g = &g[images.start * p.out_image()..images.end * p.out_image()];
+        let g_range = images.start * p.out_image()..images.end * p.out_image();
         let mut weight = need[1].then(|| vec![F::zero(); p.weight_len()]);
-        if need[0] || need[1] {
+        if let Some((plan, flipped, g)) = &shifted {
+            let dx = as_f32_mut(dx.take().expect("asked for")).expect("F is f32");
+            plan.input_grad
+                .run_images(&g[g_range.clone()], flipped, None, dx);
+        }
+        let g = &g[g_range];
+        if dx.is_some() || weight.is_some() {
             backward_chunk(p, x, w, g, dx, weight.as_deref_mut());
         }
         ChunkPartial {

@@ -75,8 +75,9 @@ pub struct TileOut {
 }
 
 /// Where a kernel reads its A and B panels: element `(i, p)` of A at `a + i * a_rs + p * a_cs`,
-/// row `p` of B (whole vectors) at `b + p * b_rs`. Packed panels have `a_rs = 1, a_cs = mr` and
-/// `b_rs` = the panel width; an operand read in place has its own strides.
+/// row `p` of B (whole vectors) at `b + p * b_rs`, or, for the kernels of [`BRows::Table`], at
+/// `b + b_rows[p]`. Packed panels have `a_rs = 1, a_cs = mr` and `b_rs` = the panel width; an
+/// operand read in place has its own strides.
 #[derive(Clone, Copy)]
 pub struct Panels {
     pub a: *const f32,
@@ -84,40 +85,55 @@ pub struct Panels {
     pub a_cs: isize,
     pub b: *const f32,
     pub b_rs: isize,
+    /// The row offsets of a [`BRows::Table`] kernel (`kc` of them); unused otherwise.
+    pub b_rows: *const isize,
+}
+
+/// How a kernel steps from one row of B to the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BRows {
+    /// A fixed stride `b_rs` (a packed panel, or a matrix read in place).
+    Strided,
+    /// Row `p` at its own offset `b_rows[p]`: the shifted rows of a zero-padded image, which
+    /// make a stride-1 convolution a GEMM without an im2col matrix (`shift_conv`).
+    Table,
 }
 
 /// A micro-kernel: `(kc, panels, out)`.
 pub type Kernel = unsafe fn(usize, &Panels, &TileOut);
 
 /// The kernel for a tile of `rows` rows and `vecs` vectors on `isa` (`rows <= MR`, `vecs <= NV`).
-pub fn kernel(isa: Isa, rows: usize, vecs: usize) -> Kernel {
+pub fn kernel(isa: Isa, rows: usize, vecs: usize, b_rows: BRows) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         macro_rules! table {
-            ($f:ident; $($r:literal),*; $($v:literal),*) => {
-                table!(@rows $f; [$($v),*]; $($r),*)
+            ($f:ident, $t:literal; $($r:literal),*; $($v:literal),*) => {
+                table!(@rows $f, $t; [$($v),*]; $($r),*)
             };
-            (@rows $f:ident; $vs:tt; $($r:literal),*) => {
-                [$(table!(@vecs $f; $r; $vs)),*]
+            (@rows $f:ident, $t:literal; $vs:tt; $($r:literal),*) => {
+                [$(table!(@vecs $f, $t; $r; $vs)),*]
             };
-            (@vecs $f:ident; $r:literal; [$($v:literal),*]) => {
-                [$($f::<$r, $v> as Kernel),*]
+            (@vecs $f:ident, $t:literal; $r:literal; [$($v:literal),*]) => {
+                [$($f::<$r, $v, $t> as Kernel),*]
             };
         }
+        let table = b_rows == BRows::Table;
         match isa {
             Isa::Avx512 => {
-                const T: [[Kernel; 3]; 8] = table!(avx512; 1, 2, 3, 4, 5, 6, 7, 8; 1, 2, 3);
-                T[rows - 1][vecs - 1]
+                const S: [[Kernel; 3]; 8] = table!(avx512, false; 1, 2, 3, 4, 5, 6, 7, 8; 1, 2, 3);
+                const T: [[Kernel; 3]; 8] = table!(avx512, true; 1, 2, 3, 4, 5, 6, 7, 8; 1, 2, 3);
+                (if table { T } else { S })[rows - 1][vecs - 1]
             }
             Isa::Avx2 => {
-                const T: [[Kernel; 2]; 6] = table!(avx2; 1, 2, 3, 4, 5, 6; 1, 2);
-                T[rows - 1][vecs - 1]
+                const S: [[Kernel; 2]; 6] = table!(avx2, false; 1, 2, 3, 4, 5, 6; 1, 2);
+                const T: [[Kernel; 2]; 6] = table!(avx2, true; 1, 2, 3, 4, 5, 6; 1, 2);
+                (if table { T } else { S })[rows - 1][vecs - 1]
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (isa, rows, vecs);
+        let _ = (isa, rows, vecs, b_rows);
         unreachable!("no SIMD kernels on this architecture")
     }
 }
@@ -150,16 +166,26 @@ unsafe fn store_scalar(acc: &[f32], nr: usize, out: &TileOut) {
 /// region of C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512<const R: usize, const V: usize>(kc: usize, panels: &Panels, out: &TileOut) {
+unsafe fn avx512<const R: usize, const V: usize, const TABLE: bool>(
+    kc: usize,
+    panels: &Panels,
+    out: &TileOut,
+) {
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let (mut a, mut b) = (panels.a, panels.b);
     let (a_rs, a_cs, b_rs) = (panels.a_rs, panels.a_cs, panels.b_rs);
-    for _ in 0..kc {
-        // SAFETY: each step reads R values of A and 16 V values of B inside the panels.
+    for p in 0..kc {
+        // SAFETY: each step reads R values of A and 16 V values of B inside the panels (for
+        // `TABLE`, the caller's `kc` row offsets).
         unsafe {
+            let row = if TABLE {
+                panels.b.offset(*panels.b_rows.add(p))
+            } else {
+                b
+            };
             let mut bv = [_mm512_setzero_ps(); V];
             for (v, bv) in bv.iter_mut().enumerate() {
-                *bv = _mm512_loadu_ps(b.add(16 * v));
+                *bv = _mm512_loadu_ps(row.add(16 * v));
             }
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = _mm512_set1_ps(*a.offset(i as isize * a_rs));
@@ -168,7 +194,9 @@ unsafe fn avx512<const R: usize, const V: usize>(kc: usize, panels: &Panels, out
                 }
             }
             a = a.offset(a_cs);
-            b = b.offset(b_rs);
+            if !TABLE {
+                b = b.offset(b_rs);
+            }
         }
     }
     let full = out.csc == 1 && out.cols > 16 * (V - 1);
@@ -253,16 +281,25 @@ unsafe fn store_transposed(buf: &[[f32; 48]; 8], out: &TileOut) {
 /// AVX2 and FMA must be available; otherwise as [`avx512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2<const R: usize, const V: usize>(kc: usize, panels: &Panels, out: &TileOut) {
+unsafe fn avx2<const R: usize, const V: usize, const TABLE: bool>(
+    kc: usize,
+    panels: &Panels,
+    out: &TileOut,
+) {
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     let (mut a, mut b) = (panels.a, panels.b);
     let (a_rs, a_cs, b_rs) = (panels.a_rs, panels.a_cs, panels.b_rs);
-    for _ in 0..kc {
-        // SAFETY: each step reads R values of A and 8 V values of B inside the panels.
+    for p in 0..kc {
+        // SAFETY: as in `avx512`.
         unsafe {
+            let row = if TABLE {
+                panels.b.offset(*panels.b_rows.add(p))
+            } else {
+                b
+            };
             let mut bv = [_mm256_setzero_ps(); V];
             for (v, bv) in bv.iter_mut().enumerate() {
-                *bv = _mm256_loadu_ps(b.add(8 * v));
+                *bv = _mm256_loadu_ps(row.add(8 * v));
             }
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = _mm256_broadcast_ss(&*a.offset(i as isize * a_rs));
@@ -271,7 +308,9 @@ unsafe fn avx2<const R: usize, const V: usize>(kc: usize, panels: &Panels, out: 
                 }
             }
             a = a.offset(a_cs);
-            b = b.offset(b_rs);
+            if !TABLE {
+                b = b.offset(b_rs);
+            }
         }
     }
     if out.csc == 1 && out.cols == 8 * V {

@@ -12,6 +12,7 @@ pub mod im2col;
 pub mod microkernel;
 pub mod packed_gemm;
 pub mod parallel;
+pub mod shift_conv;
 pub mod sparse_conv;
 mod sparse_conv_geometry;
 pub mod sparse_linear;

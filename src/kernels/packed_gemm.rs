@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use crate::kernels::im2col::copy_short;
-use crate::kernels::microkernel::{Isa, Panels, TileOut, kernel};
+use crate::kernels::microkernel::{BRows, Isa, Panels, TileOut, kernel};
 use crate::kernels::transpose::transpose_raw;
 
 /// Depth of one packed block (the `p` extent a micro-kernel runs over before writing C).
@@ -114,6 +114,65 @@ pub unsafe fn sgemm(
         // SAFETY: the same matrices, transposed.
         return unsafe { sgemm(isa, n, k, m, alpha, t(b), t(a), beta, c, csc, rsc) };
     }
+    let b = BSource::Strided(b);
+    // SAFETY: forwarded.
+    unsafe { blocked(isa, m, k, n, alpha, a, b, beta, c, rsc, csc) }
+}
+
+/// `C <- alpha * A B + beta * C` where row `p` of B is `n` contiguous elements at
+/// `base + offsets[p]`: the shifted rows of a zero-padded image (`shift_conv`). B is read in
+/// place, never packed.
+///
+/// # Safety
+/// As [`sgemm`], and every row must be readable for `n` rounded up to a whole number of vectors
+/// of `isa` (the last panel loads whole vectors; the extra columns are not stored).
+/// `offsets.len() == k`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_shifted(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    alpha: f32,
+    a: Strided,
+    base: *const f32,
+    offsets: &[isize],
+    c: *mut f32,
+    rsc: isize,
+) {
+    let b = BSource::Shifted { base, offsets };
+    // SAFETY: forwarded.
+    unsafe { blocked(isa, m, offsets.len(), n, alpha, a, b, 0.0, c, rsc, 1) }
+}
+
+/// Where B's rows are.
+#[derive(Clone, Copy)]
+enum BSource<'a> {
+    Strided(Strided),
+    /// Row `p` at `base + offsets[p]`, columns contiguous (see [`sgemm_shifted`]).
+    Shifted {
+        base: *const f32,
+        offsets: &'a [isize],
+    },
+}
+
+/// The BLIS loops of [`sgemm`] and [`sgemm_shifted`] (see the module documentation).
+///
+/// # Safety
+/// As [`sgemm`] / [`sgemm_shifted`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn blocked(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: Strided,
+    b: BSource<'_>,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
     let (mr, nv) = isa.max_tile();
     let lanes = isa.lanes();
     let nr = nv * lanes;
@@ -121,7 +180,14 @@ pub unsafe fn sgemm(
     let direct_a = a.cs == 1 && n <= DIRECT_MAX_REUSE;
     // B in place only while it is cache-sized (an im2col tile): a large B read in place costs
     // TLB misses and cache-set conflicts at every row (measured 0.6x on 16x144x8192).
-    let direct_b = b.cs == 1 && m <= DIRECT_MAX_REUSE && k * b.rs.unsigned_abs() <= DIRECT_MAX_B;
+    // A shifted B is always read in place (it is an image already in cache).
+    let strided_b = match b {
+        BSource::Strided(b) => Some(b),
+        BSource::Shifted { .. } => None,
+    };
+    let direct_b = strided_b.is_none_or(|b| {
+        b.cs == 1 && m <= DIRECT_MAX_REUSE && k * b.rs.unsigned_abs() <= DIRECT_MAX_B
+    });
     PACKED_B.with_borrow_mut(|pb| {
         PACKED_A.with_borrow_mut(|pa| {
             let bp = pb.get(KC * NC.min(n.next_multiple_of(lanes)));
@@ -130,15 +196,15 @@ pub unsafe fn sgemm(
                 let nc = NC.min(n - jc);
                 // The last panel, when it is not a whole number of vectors: packed (zero-padded)
                 // even when B is read in place, so no vector load runs past B's last row.
-                let ragged = (nc % nr).next_multiple_of(lanes) != nc % nr;
+                let ragged = strided_b.is_some() && (nc % nr).next_multiple_of(lanes) != nc % nr;
                 let last_jr = nc - nc % nr;
                 for pc in (0..k).step_by(KC) {
                     let kc = KC.min(k - pc);
                     // SAFETY: the block lies inside B; bp holds kc x (nc rounded up to lanes).
                     unsafe {
-                        if !direct_b {
+                        if let Some(b) = strided_b.filter(|_| !direct_b) {
                             pack_b(b, pc, kc, jc, nc, nr, lanes, bp);
-                        } else if ragged {
+                        } else if let Some(b) = strided_b.filter(|_| ragged) {
                             let edge = &mut bp[last_jr * kc..];
                             pack_b(b, pc, kc, jc + last_jr, nc - last_jr, nr, lanes, edge);
                         }
@@ -162,12 +228,26 @@ pub unsafe fn sgemm(
                             };
                             for jr in (0..nc).step_by(nr) {
                                 let cols = nr.min(nc - jr);
-                                let (b_panel, b_rs) = if direct_b && !(ragged && jr == last_jr) {
-                                    // SAFETY: (pc, jc + jr) is inside B.
-                                    (unsafe { b.at(pc, jc + jr) }, b.rs)
-                                } else {
-                                    let w = cols.next_multiple_of(lanes) as isize;
-                                    (bp[jr * kc..].as_ptr(), w)
+                                let (b_panel, b_rs, b_rows, rows_kind) = match b {
+                                    BSource::Shifted { base, offsets } => (
+                                        // SAFETY: column jc + jr of every row is readable.
+                                        unsafe { base.add(jc + jr) },
+                                        0,
+                                        offsets[pc..].as_ptr(),
+                                        BRows::Table,
+                                    ),
+                                    BSource::Strided(b)
+                                        if direct_b && !(ragged && jr == last_jr) =>
+                                    {
+                                        // SAFETY: (pc, jc + jr) is inside B.
+                                        let at = unsafe { b.at(pc, jc + jr) };
+                                        (at, b.rs, std::ptr::null(), BRows::Strided)
+                                    }
+                                    BSource::Strided(_) => {
+                                        let w = cols.next_multiple_of(lanes) as isize;
+                                        let at = bp[jr * kc..].as_ptr();
+                                        (at, w, std::ptr::null(), BRows::Strided)
+                                    }
                                 };
                                 let panels = Panels {
                                     a: a_panel,
@@ -175,6 +255,7 @@ pub unsafe fn sgemm(
                                     a_cs,
                                     b: b_panel,
                                     b_rs,
+                                    b_rows,
                                 };
                                 let out = TileOut {
                                     // SAFETY: (ic + ir, jc + jr) is inside C.
@@ -190,7 +271,7 @@ pub unsafe fn sgemm(
                                     alpha,
                                     beta,
                                 };
-                                let micro = kernel(isa, rows, cols.div_ceil(lanes));
+                                let micro = kernel(isa, rows, cols.div_ceil(lanes), rows_kind);
                                 // SAFETY: the panels hold kc steps; the tile is inside C; the
                                 // kernel's ISA was detected on this CPU.
                                 unsafe { micro(kc, &panels, &out) };
@@ -309,92 +390,5 @@ unsafe fn pack_b(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A deterministic irregular fill in (-1, 1).
-    fn filled(len: usize, salt: f32) -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i as f32) * 0.618 + salt).sin())
-            .collect()
-    }
-
-    fn run(
-        isa: Isa,
-        m: usize,
-        k: usize,
-        n: usize,
-        a: &[f32],
-        b: &[f32],
-        trans_b: bool,
-    ) -> Vec<f32> {
-        let mut c = filled(m * n, 3.0);
-        let a = Strided {
-            ptr: a.as_ptr(),
-            rs: k as isize,
-            cs: 1,
-        };
-        let b = if trans_b {
-            Strided {
-                ptr: b.as_ptr(),
-                rs: 1,
-                cs: k as isize,
-            }
-        } else {
-            Strided {
-                ptr: b.as_ptr(),
-                rs: n as isize,
-                cs: 1,
-            }
-        };
-        // SAFETY: the buffers hold the matrices; `isa` is checked by the caller.
-        unsafe { sgemm(isa, m, k, n, 0.75, a, b, 1.0, c.as_mut_ptr(), n as isize, 1) };
-        c
-    }
-
-    /// Every element is a sequential FMA sum in fixed K blocks on both instruction sets, so
-    /// AVX-512 and AVX2 agree bit for bit (ragged tiles, K across blocks, in-place and packed
-    /// operands, the transposed-product path), and both are the product.
-    #[test]
-    fn avx512_and_avx2_give_the_same_bits() {
-        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma")) {
-            return; // nothing to compare on this CPU
-        }
-        for (m, k, n) in [
-            (1, 1, 1),
-            (7, 300, 50),
-            (16, 600, 144),
-            (70, 33, 200),
-            (130, 520, 17),
-        ] {
-            for trans_b in [false, true] {
-                let (a, b) = (filled(m * k, 1.0), filled(k * n, 2.0));
-                let wide = run(Isa::Avx512, m, k, n, &a, &b, trans_b);
-                let narrow = run(Isa::Avx2, m, k, n, &a, &b, trans_b);
-                let c0 = filled(m * n, 3.0);
-                for i in 0..m {
-                    for j in 0..n {
-                        let at = i * n + j;
-                        assert_eq!(
-                            wide[at].to_bits(),
-                            narrow[at].to_bits(),
-                            "{m}x{k}x{n} ({i}, {j})"
-                        );
-                        let exact: f64 = (0..k)
-                            .map(|p| {
-                                let bv = if trans_b { b[j * k + p] } else { b[p * n + j] };
-                                f64::from(a[i * k + p]) * f64::from(bv)
-                            })
-                            .sum();
-                        let want = 0.75 * exact + f64::from(c0[at]);
-                        assert!(
-                            (f64::from(wide[at]) - want).abs() < 1e-3,
-                            "{m}x{k}x{n}: {} vs {want}",
-                            wide[at]
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
+#[path = "packed_gemm_tests.rs"]
+mod tests;

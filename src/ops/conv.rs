@@ -4,7 +4,8 @@
 //! Shapes: input `[N, C_in, H, W]`, weight `[C_out, C_in / groups, kh, kw]` (OIHW), bias `[C_out]`,
 //! output `[N, C_out, OH, OW]` with `OH = (H + 2 ph - dh (kh - 1) - 1) / sh + 1` (rounding down).
 //! Derivatives (per group, `X = im2col(x)`, `G` = output gradient as channels x positions):
-//! `dx = col2im(W^T G)`, `dW = sum_n G X^T`, `db = sum over n, oh, ow of G`.
+//! `dx = col2im(W^T G)`, `dW = sum_n G X^T`, `db = sum over n, oh, ow of G`. Stride-1
+//! convolutions in f32 skip the column matrix for `y` and `dx` (`kernels::shift_conv`).
 
 use ndarray::IxDyn;
 
