@@ -157,33 +157,35 @@ pub fn conv2d_backward<F: Float>(
         p.batch * p.out_image(),
         "conv: output gradient length"
     );
-    // The input gradient on the shifted path when it applies: a convolution of G by the
-    // flipped weight (see `shift_conv`).
-    let shifted = need[0]
-        .then(|| Some((ShiftPlan::new(p)?, as_f32(w)?, as_f32(g)?)))
-        .flatten()
-        .map(|(plan, w, g)| {
-            let [kh, kw] = p.win.kernel;
-            (
-                plan,
-                flipped_weight(w, p.out_channels, p.in_channels, [kh, kw]),
-                g,
-            )
-        });
-    let chunk_partial = |chunk: usize, mut dx: Option<&mut [F]>| {
+    // The shifted path when it applies: dx as the convolution of G by the flipped weight, dW
+    // from the shifted rows of the padded images (see `shift_conv`).
+    let shifted = (|| Some((ShiftPlan::new(p)?, as_f32(x)?, as_f32(w)?, as_f32(g)?)))();
+    let flipped = shifted
+        .as_ref()
+        .filter(|_| need[0])
+        .map(|(_, _, w, _)| flipped_weight(w, p.out_channels, p.in_channels, p.win.kernel));
+    let chunk_partial = |chunk: usize, dx: Option<&mut [F]>| {
         let images = p.chunk_images(chunk);
-        let x = &x[images.start * p.in_image()..images.end * p.in_image()];
-        let g_range = images.start * p.out_image()..images.end * p.out_image();
+        let (x_range, g_range) = (
+            images.start * p.in_image()..images.end * p.in_image(),
+            images.start * p.out_image()..images.end * p.out_image(),
+        );
         let mut weight = need[1].then(|| vec![F::zero(); p.weight_len()]);
-        if let Some((plan, flipped, g)) = &shifted {
-            let dx = as_f32_mut(dx.take().expect("asked for")).expect("F is f32");
-            plan.input_grad
-                .run_images(&g[g_range.clone()], flipped, None, dx);
-        }
-        let g = &g[g_range];
-        if dx.is_some() || weight.is_some() {
+        if let Some((plan, x, _, g)) = &shifted {
+            let (x, g) = (&x[x_range], &g[g_range.clone()]);
+            if let (Some(dx), Some(flipped)) = (dx, &flipped) {
+                let dx = as_f32_mut(dx).expect("F is f32");
+                plan.input_grad.run_images(g, flipped, None, dx);
+            }
+            if let Some(dw) = weight.as_deref_mut() {
+                plan.forward
+                    .weight_grad_images(x, g, as_f32_mut(dw).expect("F is f32"));
+            }
+        } else if dx.is_some() || weight.is_some() {
+            let (x, g) = (&x[x_range], &g[g_range.clone()]);
             backward_chunk(p, x, w, g, dx, weight.as_deref_mut());
         }
+        let g = &g[g_range];
         ChunkPartial {
             weight,
             bias: need[2].then(|| bias_grad_chunk(p, g)),

@@ -75,9 +75,9 @@ pub struct TileOut {
 }
 
 /// Where a kernel reads its A and B panels: element `(i, p)` of A at `a + i * a_rs + p * a_cs`,
-/// row `p` of B (whole vectors) at `b + p * b_rs`, or, for the kernels of [`BRows::Table`], at
-/// `b + b_rows[p]`. Packed panels have `a_rs = 1, a_cs = mr` and `b_rs` = the panel width; an
-/// operand read in place has its own strides.
+/// row `p` of B (whole vectors) at `b + p * b_rs`. Packed panels have `a_rs = 1, a_cs = mr` and
+/// `b_rs` = the panel width; an operand read in place has its own strides. The kernels of a
+/// [`Rows`] table read one operand's rows at their own offsets instead.
 #[derive(Clone, Copy)]
 pub struct Panels {
     pub a: *const f32,
@@ -85,55 +85,81 @@ pub struct Panels {
     pub a_cs: isize,
     pub b: *const f32,
     pub b_rs: isize,
-    /// The row offsets of a [`BRows::Table`] kernel (`kc` of them); unused otherwise.
+    /// [`Rows::TableA`]: row `i` of A at `a + a_rows[i]` (columns contiguous); else unused.
+    pub a_rows: *const isize,
+    /// [`Rows::TableB`]: row `p` of B at `b + b_rows[p]` (`kc` offsets); else unused.
     pub b_rows: *const isize,
 }
 
-/// How a kernel steps from one row of B to the next.
+/// How a kernel finds the rows of its operands. The tables serve the shifted rows of a
+/// zero-padded image, which make a stride-1 convolution a GEMM without an im2col matrix
+/// (`shift_conv`): B's rows in the forward pass, A's in the weight gradient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BRows {
-    /// A fixed stride `b_rs` (a packed panel, or a matrix read in place).
+pub enum Rows {
+    /// Fixed strides (packed panels, or matrices read in place).
     Strided,
-    /// Row `p` at its own offset `b_rows[p]`: the shifted rows of a zero-padded image, which
-    /// make a stride-1 convolution a GEMM without an im2col matrix (`shift_conv`).
-    Table,
+    /// B's rows at `b_rows` offsets.
+    TableB,
+    /// A's rows at `a_rows` offsets.
+    TableA,
 }
+
+/// [`Rows`] as the kernels' const parameter.
+const STRIDED: u8 = 0;
+const TABLE_B: u8 = 1;
+const TABLE_A: u8 = 2;
 
 /// A micro-kernel: `(kc, panels, out)`.
 pub type Kernel = unsafe fn(usize, &Panels, &TileOut);
 
 /// The kernel for a tile of `rows` rows and `vecs` vectors on `isa` (`rows <= MR`, `vecs <= NV`).
-pub fn kernel(isa: Isa, rows: usize, vecs: usize, b_rows: BRows) -> Kernel {
+pub fn kernel(isa: Isa, rows: usize, vecs: usize, tables: Rows) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         macro_rules! table {
-            ($f:ident, $t:literal; $($r:literal),*; $($v:literal),*) => {
+            ($f:ident, $t:ident; $($r:literal),*; $($v:literal),*) => {
                 table!(@rows $f, $t; [$($v),*]; $($r),*)
             };
-            (@rows $f:ident, $t:literal; $vs:tt; $($r:literal),*) => {
+            (@rows $f:ident, $t:ident; $vs:tt; $($r:literal),*) => {
                 [$(table!(@vecs $f, $t; $r; $vs)),*]
             };
-            (@vecs $f:ident, $t:literal; $r:literal; [$($v:literal),*]) => {
+            (@vecs $f:ident, $t:ident; $r:literal; [$($v:literal),*]) => {
                 [$($f::<$r, $v, $t> as Kernel),*]
             };
         }
-        let table = b_rows == BRows::Table;
-        match isa {
-            Isa::Avx512 => {
-                const S: [[Kernel; 3]; 8] = table!(avx512, false; 1, 2, 3, 4, 5, 6, 7, 8; 1, 2, 3);
-                const T: [[Kernel; 3]; 8] = table!(avx512, true; 1, 2, 3, 4, 5, 6, 7, 8; 1, 2, 3);
-                (if table { T } else { S })[rows - 1][vecs - 1]
+        match (isa, tables) {
+            (Isa::Avx512, Rows::Strided) => {
+                const K: [[Kernel; 3]; 8] =
+                    table!(avx512, STRIDED; 1, 2, 3, 4, 5, 6, 7, 8; 1, 2, 3);
+                K[rows - 1][vecs - 1]
             }
-            Isa::Avx2 => {
-                const S: [[Kernel; 2]; 6] = table!(avx2, false; 1, 2, 3, 4, 5, 6; 1, 2);
-                const T: [[Kernel; 2]; 6] = table!(avx2, true; 1, 2, 3, 4, 5, 6; 1, 2);
-                (if table { T } else { S })[rows - 1][vecs - 1]
+            (Isa::Avx512, Rows::TableB) => {
+                const K: [[Kernel; 3]; 8] =
+                    table!(avx512, TABLE_B; 1, 2, 3, 4, 5, 6, 7, 8; 1, 2, 3);
+                K[rows - 1][vecs - 1]
+            }
+            (Isa::Avx512, Rows::TableA) => {
+                const K: [[Kernel; 3]; 8] =
+                    table!(avx512, TABLE_A; 1, 2, 3, 4, 5, 6, 7, 8; 1, 2, 3);
+                K[rows - 1][vecs - 1]
+            }
+            (Isa::Avx2, Rows::Strided) => {
+                const K: [[Kernel; 2]; 6] = table!(avx2, STRIDED; 1, 2, 3, 4, 5, 6; 1, 2);
+                K[rows - 1][vecs - 1]
+            }
+            (Isa::Avx2, Rows::TableB) => {
+                const K: [[Kernel; 2]; 6] = table!(avx2, TABLE_B; 1, 2, 3, 4, 5, 6; 1, 2);
+                K[rows - 1][vecs - 1]
+            }
+            (Isa::Avx2, Rows::TableA) => {
+                const K: [[Kernel; 2]; 6] = table!(avx2, TABLE_A; 1, 2, 3, 4, 5, 6; 1, 2);
+                K[rows - 1][vecs - 1]
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (isa, rows, vecs, b_rows);
+        let _ = (isa, rows, vecs, tables);
         unreachable!("no SIMD kernels on this architecture")
     }
 }
@@ -166,7 +192,7 @@ unsafe fn store_scalar(acc: &[f32], nr: usize, out: &TileOut) {
 /// region of C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512<const R: usize, const V: usize, const TABLE: bool>(
+unsafe fn avx512<const R: usize, const V: usize, const ROWS: u8>(
     kc: usize,
     panels: &Panels,
     out: &TileOut,
@@ -174,11 +200,17 @@ unsafe fn avx512<const R: usize, const V: usize, const TABLE: bool>(
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let (mut a, mut b) = (panels.a, panels.b);
     let (a_rs, a_cs, b_rs) = (panels.a_rs, panels.a_cs, panels.b_rs);
+    // SAFETY: a TableA kernel gets R row offsets inside A.
+    let a_row: [*const f32; R] = if ROWS == TABLE_A {
+        std::array::from_fn(|i| unsafe { panels.a.offset(*panels.a_rows.add(i)) })
+    } else {
+        [a; R]
+    };
     for p in 0..kc {
-        // SAFETY: each step reads R values of A and 16 V values of B inside the panels (for
-        // `TABLE`, the caller's `kc` row offsets).
+        // SAFETY: each step reads R values of A and 16 V values of B inside the panels (for a
+        // table, at the caller's row offsets).
         unsafe {
-            let row = if TABLE {
+            let row = if ROWS == TABLE_B {
                 panels.b.offset(*panels.b_rows.add(p))
             } else {
                 b
@@ -188,13 +220,19 @@ unsafe fn avx512<const R: usize, const V: usize, const TABLE: bool>(
                 *bv = _mm512_loadu_ps(row.add(16 * v));
             }
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.offset(i as isize * a_rs));
+                let ai = _mm512_set1_ps(if ROWS == TABLE_A {
+                    *a_row[i].add(p)
+                } else {
+                    *a.offset(i as isize * a_rs)
+                });
                 for (acc, &bv) in row.iter_mut().zip(&bv) {
                     *acc = _mm512_fmadd_ps(ai, bv, *acc);
                 }
             }
-            a = a.offset(a_cs);
-            if !TABLE {
+            if ROWS != TABLE_A {
+                a = a.offset(a_cs);
+            }
+            if ROWS != TABLE_B {
                 b = b.offset(b_rs);
             }
         }
@@ -281,7 +319,7 @@ unsafe fn store_transposed(buf: &[[f32; 48]; 8], out: &TileOut) {
 /// AVX2 and FMA must be available; otherwise as [`avx512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2<const R: usize, const V: usize, const TABLE: bool>(
+unsafe fn avx2<const R: usize, const V: usize, const ROWS: u8>(
     kc: usize,
     panels: &Panels,
     out: &TileOut,
@@ -289,10 +327,16 @@ unsafe fn avx2<const R: usize, const V: usize, const TABLE: bool>(
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     let (mut a, mut b) = (panels.a, panels.b);
     let (a_rs, a_cs, b_rs) = (panels.a_rs, panels.a_cs, panels.b_rs);
+    // SAFETY: a TableA kernel gets R row offsets inside A.
+    let a_row: [*const f32; R] = if ROWS == TABLE_A {
+        std::array::from_fn(|i| unsafe { panels.a.offset(*panels.a_rows.add(i)) })
+    } else {
+        [a; R]
+    };
     for p in 0..kc {
         // SAFETY: as in `avx512`.
         unsafe {
-            let row = if TABLE {
+            let row = if ROWS == TABLE_B {
                 panels.b.offset(*panels.b_rows.add(p))
             } else {
                 b
@@ -302,13 +346,19 @@ unsafe fn avx2<const R: usize, const V: usize, const TABLE: bool>(
                 *bv = _mm256_loadu_ps(row.add(8 * v));
             }
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*a.offset(i as isize * a_rs));
+                let ai = _mm256_broadcast_ss(&*if ROWS == TABLE_A {
+                    a_row[i].add(p)
+                } else {
+                    a.offset(i as isize * a_rs)
+                });
                 for (acc, &bv) in row.iter_mut().zip(&bv) {
                     *acc = _mm256_fmadd_ps(ai, bv, *acc);
                 }
             }
-            a = a.offset(a_cs);
-            if !TABLE {
+            if ROWS != TABLE_A {
+                a = a.offset(a_cs);
+            }
+            if ROWS != TABLE_B {
                 b = b.offset(b_rs);
             }
         }

@@ -8,6 +8,7 @@ pub mod conv_gemm;
 pub mod conv_problem;
 pub mod direct_conv;
 pub mod gemm;
+mod gemm_pack;
 pub mod im2col;
 pub mod microkernel;
 pub mod packed_gemm;

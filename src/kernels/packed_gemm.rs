@@ -15,9 +15,8 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use crate::kernels::im2col::copy_short;
-use crate::kernels::microkernel::{BRows, Isa, Panels, TileOut, kernel};
-use crate::kernels::transpose::transpose_raw;
+use crate::kernels::gemm_pack::{pack_a, pack_b};
+use crate::kernels::microkernel::{Isa, Panels, Rows, TileOut, kernel};
 
 /// Depth of one packed block (the `p` extent a micro-kernel runs over before writing C).
 /// A 256 x 48 B panel (48 KiB) streams from L2 with the A panel in L1.
@@ -53,7 +52,7 @@ impl Strided {
     /// # Safety
     /// `(i, j)` must be inside the matrix.
     #[inline(always)]
-    unsafe fn at(&self, i: usize, j: usize) -> *const f32 {
+    pub(crate) unsafe fn at(&self, i: usize, j: usize) -> *const f32 {
         // SAFETY: forwarded.
         unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) }
     }
@@ -114,77 +113,60 @@ pub unsafe fn sgemm(
         // SAFETY: the same matrices, transposed.
         return unsafe { sgemm(isa, n, k, m, alpha, t(b), t(a), beta, c, csc, rsc) };
     }
-    let b = BSource::Strided(b);
+    let (a, b) = (Operand::Strided(a), Operand::Strided(b));
     // SAFETY: forwarded.
-    unsafe { blocked(isa, m, k, n, alpha, a, b, beta, c, rsc, csc) }
+    unsafe { sgemm_operands(isa, m, k, n, alpha, a, b, beta, c, rsc, csc) }
 }
 
-/// `C <- alpha * A B + beta * C` where row `p` of B is `n` contiguous elements at
-/// `base + offsets[p]`: the shifted rows of a zero-padded image (`shift_conv`). B is read in
-/// place, never packed.
-///
-/// # Safety
-/// As [`sgemm`], and every row must be readable for `n` rounded up to a whole number of vectors
-/// of `isa` (the last panel loads whole vectors; the extra columns are not stored).
-/// `offsets.len() == k`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm_shifted(
-    isa: Isa,
-    m: usize,
-    n: usize,
-    alpha: f32,
-    a: Strided,
-    base: *const f32,
-    offsets: &[isize],
-    c: *mut f32,
-    rsc: isize,
-) {
-    let b = BSource::Shifted { base, offsets };
-    // SAFETY: forwarded.
-    unsafe { blocked(isa, m, offsets.len(), n, alpha, a, b, 0.0, c, rsc, 1) }
-}
-
-/// Where B's rows are.
+/// A GEMM operand: a strided matrix, or the shifted rows of a zero-padded image (`shift_conv`),
+/// row `r` being contiguous elements at `base + offsets[r]`. A shifted operand is read in place,
+/// never packed.
 #[derive(Clone, Copy)]
-enum BSource<'a> {
+pub enum Operand<'a> {
     Strided(Strided),
-    /// Row `p` at `base + offsets[p]`, columns contiguous (see [`sgemm_shifted`]).
     Shifted {
         base: *const f32,
         offsets: &'a [isize],
     },
 }
 
-/// The BLIS loops of [`sgemm`] and [`sgemm_shifted`] (see the module documentation).
+/// `C <- alpha * A B + beta * C` with the BLIS loops of the module documentation; at most one
+/// operand shifted. [`sgemm`] is this with strided operands (after choosing the orientation).
 ///
 /// # Safety
-/// As [`sgemm`] / [`sgemm_shifted`].
+/// As [`sgemm`]. A shifted A has `m` offsets and each row is readable for `k` elements; a
+/// shifted B has `k` offsets and each row is readable for `n` rounded up to a whole number of
+/// vectors of `isa` (the last panel loads whole vectors; the extra columns are not stored).
 #[allow(clippy::too_many_arguments)]
-unsafe fn blocked(
+pub unsafe fn sgemm_operands(
     isa: Isa,
     m: usize,
     k: usize,
     n: usize,
     alpha: f32,
-    a: Strided,
-    b: BSource<'_>,
+    a: Operand<'_>,
+    b: Operand<'_>,
     beta: f32,
     c: *mut f32,
     rsc: isize,
     csc: isize,
 ) {
+    let strided = |x: Operand| match x {
+        Operand::Strided(x) => Some(x),
+        Operand::Shifted { .. } => None,
+    };
+    let (strided_a, strided_b) = (strided(a), strided(b));
+    assert!(
+        strided_a.is_some() || strided_b.is_some(),
+        "sgemm: at most one shifted operand"
+    );
     let (mr, nv) = isa.max_tile();
     let lanes = isa.lanes();
     let nr = nv * lanes;
     // An operand used by few tiles of the other is read in place (see `DIRECT_MAX_REUSE`).
-    let direct_a = a.cs == 1 && n <= DIRECT_MAX_REUSE;
+    let direct_a = strided_a.is_none_or(|a| a.cs == 1 && n <= DIRECT_MAX_REUSE);
     // B in place only while it is cache-sized (an im2col tile): a large B read in place costs
     // TLB misses and cache-set conflicts at every row (measured 0.6x on 16x144x8192).
-    // A shifted B is always read in place (it is an image already in cache).
-    let strided_b = match b {
-        BSource::Strided(b) => Some(b),
-        BSource::Shifted { .. } => None,
-    };
     let direct_b = strided_b.is_none_or(|b| {
         b.cs == 1 && m <= DIRECT_MAX_REUSE && k * b.rs.unsigned_abs() <= DIRECT_MAX_B
     });
@@ -212,7 +194,7 @@ unsafe fn blocked(
                     let beta = if pc == 0 { beta } else { 1.0 };
                     for ic in (0..m).step_by(MC) {
                         let mc = MC.min(m - ic);
-                        if !direct_a {
+                        if let Some(a) = strided_a.filter(|_| !direct_a) {
                             // SAFETY: the block lies inside A; ap holds mc x kc.
                             unsafe { pack_a(a, ic, mc, pc, kc, mr, ap) };
                         }
@@ -220,34 +202,44 @@ unsafe fn blocked(
                         // along its rows, and the B block is read once per A panel.
                         for ir in (0..mc).step_by(mr) {
                             let rows = mr.min(mc - ir);
-                            let (a_panel, a_rs, a_cs) = if direct_a {
+                            let none = std::ptr::null();
+                            let (a_panel, a_rs, a_cs, a_rows) = match a {
+                                // SAFETY: column pc of each of the rows is readable.
+                                Operand::Shifted { base, offsets } => {
+                                    let rows = offsets[ic + ir..].as_ptr();
+                                    (unsafe { base.add(pc) }, 0, 1, rows)
+                                }
                                 // SAFETY: (ic + ir, pc) is inside A.
-                                (unsafe { a.at(ic + ir, pc) }, a.rs, 1)
-                            } else {
-                                (ap[ir * kc..].as_ptr(), 1, rows as isize)
+                                Operand::Strided(a) if direct_a => {
+                                    (unsafe { a.at(ic + ir, pc) }, a.rs, 1, none)
+                                }
+                                Operand::Strided(_) => {
+                                    (ap[ir * kc..].as_ptr(), 1, rows as isize, none)
+                                }
                             };
                             for jr in (0..nc).step_by(nr) {
                                 let cols = nr.min(nc - jr);
-                                let (b_panel, b_rs, b_rows, rows_kind) = match b {
-                                    BSource::Shifted { base, offsets } => (
-                                        // SAFETY: column jc + jr of every row is readable.
-                                        unsafe { base.add(jc + jr) },
-                                        0,
-                                        offsets[pc..].as_ptr(),
-                                        BRows::Table,
-                                    ),
-                                    BSource::Strided(b)
+                                let (b_panel, b_rs, b_rows) = match b {
+                                    // SAFETY: column jc + jr of every row is readable.
+                                    Operand::Shifted { base, offsets } => {
+                                        let rows = offsets[pc..].as_ptr();
+                                        (unsafe { base.add(jc + jr) }, 0, rows)
+                                    }
+                                    // SAFETY: (pc, jc + jr) is inside B.
+                                    Operand::Strided(b)
                                         if direct_b && !(ragged && jr == last_jr) =>
                                     {
-                                        // SAFETY: (pc, jc + jr) is inside B.
-                                        let at = unsafe { b.at(pc, jc + jr) };
-                                        (at, b.rs, std::ptr::null(), BRows::Strided)
+                                        (unsafe { b.at(pc, jc + jr) }, b.rs, none)
                                     }
-                                    BSource::Strided(_) => {
+                                    Operand::Strided(_) => {
                                         let w = cols.next_multiple_of(lanes) as isize;
-                                        let at = bp[jr * kc..].as_ptr();
-                                        (at, w, std::ptr::null(), BRows::Strided)
+                                        (bp[jr * kc..].as_ptr(), w, none)
                                     }
+                                };
+                                let tables = match (strided_a, strided_b) {
+                                    (None, _) => Rows::TableA,
+                                    (_, None) => Rows::TableB,
+                                    _ => Rows::Strided,
                                 };
                                 let panels = Panels {
                                     a: a_panel,
@@ -255,6 +247,7 @@ unsafe fn blocked(
                                     a_cs,
                                     b: b_panel,
                                     b_rs,
+                                    a_rows,
                                     b_rows,
                                 };
                                 let out = TileOut {
@@ -271,7 +264,7 @@ unsafe fn blocked(
                                     alpha,
                                     beta,
                                 };
-                                let micro = kernel(isa, rows, cols.div_ceil(lanes), rows_kind);
+                                let micro = kernel(isa, rows, cols.div_ceil(lanes), tables);
                                 // SAFETY: the panels hold kc steps; the tile is inside C; the
                                 // kernel's ISA was detected on this CPU.
                                 unsafe { micro(kc, &panels, &out) };
@@ -282,111 +275,6 @@ unsafe fn blocked(
             }
         })
     });
-}
-
-/// Packs rows `i0 .. i0 + mc`, columns `p0 .. p0 + kc` of A into panels of `mr` rows (the last
-/// may be shorter): panel `r` starts at `r * mr * kc`, element `(i, p)` of a panel of height `h`
-/// at `p * h + i`.
-///
-/// # Safety
-/// The block must lie inside A; `dst` must hold `mc * kc` elements.
-unsafe fn pack_a(
-    a: Strided,
-    i0: usize,
-    mc: usize,
-    p0: usize,
-    kc: usize,
-    mr: usize,
-    dst: &mut [f32],
-) {
-    for ir in (0..mc).step_by(mr) {
-        let h = mr.min(mc - ir);
-        let panel = &mut dst[ir * kc..ir * kc + h * kc];
-        if a.rs == 1 {
-            // Columns contiguous (a transposed view): h consecutive elements per step.
-            for (p, step) in panel.chunks_exact_mut(h).enumerate() {
-                // SAFETY: column p0 + p, rows i0 + ir .. + h are inside A.
-                let src = unsafe { std::slice::from_raw_parts(a.at(i0 + ir, p0 + p), h) };
-                // Not `copy_from_slice`: a `memmove` call per step of 8 floats was a third of
-                // a weight-gradient GEMM (64 x 8192 x 576).
-                copy_short(step, src);
-            }
-        } else if a.cs == 1 && a.rs > 0 {
-            // Rows contiguous: the panel is the h x kc block transposed.
-            // SAFETY: rows i0 + ir .. + h, columns p0 .. + kc are inside A; the panel holds
-            // kc steps of h.
-            unsafe {
-                transpose_raw(
-                    a.at(i0 + ir, p0),
-                    a.rs as usize,
-                    h,
-                    kc,
-                    panel.as_mut_ptr(),
-                    h,
-                )
-            };
-        } else {
-            // One pass over the h rows side by side (each read in order).
-            for (p, step) in panel.chunks_exact_mut(h).enumerate() {
-                for (i, d) in step.iter_mut().enumerate() {
-                    // SAFETY: inside the block.
-                    *d = unsafe { *a.at(i0 + ir + i, p0 + p) };
-                }
-            }
-        }
-    }
-}
-
-/// Packs rows `p0 .. p0 + kc`, columns `j0 .. j0 + nc` of B into panels `nr` columns wide (the
-/// last one as many whole vectors as it needs): panel starting at column `jr` is at `jr * kc`,
-/// element `(p, j)` at `p * w + j` with `w` the panel's padded width; padding is zero.
-///
-/// # Safety
-/// The block must lie inside B; `dst` must hold `kc * nc.next_multiple_of(lanes)` elements.
-#[allow(clippy::too_many_arguments)]
-unsafe fn pack_b(
-    b: Strided,
-    p0: usize,
-    kc: usize,
-    j0: usize,
-    nc: usize,
-    nr: usize,
-    lanes: usize,
-    dst: &mut [f32],
-) {
-    for jr in (0..nc).step_by(nr) {
-        let cols = nr.min(nc - jr);
-        let w = cols.next_multiple_of(lanes);
-        let panel = &mut dst[jr * kc..jr * kc + w * kc];
-        if b.cs == 1 {
-            for (p, step) in panel.chunks_exact_mut(w).enumerate() {
-                // SAFETY: row p0 + p, columns j0 + jr .. + cols are inside B.
-                let src = unsafe { std::slice::from_raw_parts(b.at(p0 + p, j0 + jr), cols) };
-                copy_short(&mut step[..cols], src);
-                if cols < w {
-                    step[cols..].fill(0.0);
-                }
-            }
-        } else {
-            if cols < w {
-                panel.fill(0.0);
-            }
-            if b.rs == 1 && b.cs > 0 {
-                // Columns contiguous (a transposed view): the kc x cols block transposed.
-                // SAFETY: rows p0 .. + kc, columns j0 + jr .. + cols are inside B; the panel
-                // holds kc rows of w >= cols.
-                let src = unsafe { b.at(p0, j0 + jr) };
-                unsafe { transpose_raw(src, b.cs as usize, cols, kc, panel.as_mut_ptr(), w) };
-                continue;
-            }
-            for (p, step) in panel.chunks_exact_mut(w).enumerate() {
-                for (j, d) in step[..cols].iter_mut().enumerate() {
-                    // SAFETY: inside the block.
-                    *d = unsafe { *b.at(p0 + p, j0 + jr + j) };
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

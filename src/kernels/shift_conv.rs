@@ -5,7 +5,7 @@
 //! `q = oh * Wp + ow`. Output `(oh, ow)` reads padded input `(oh + i, ow + j)` at tap `(c, i, j)`,
 //! which is buffer element `q + c Hp Wp + i Wp + j`: row `(c, i, j)` of the im2col matrix is the
 //! buffer itself, shifted by a constant. The GEMM reads those rows in place
-//! (`packed_gemm::sgemm_shifted`, one offset per row), so the column matrix is never written
+//! (`packed_gemm::sgemm_operands`, one offset per row), so the column matrix is never written
 //! and read back. The price: the `kw - 1` columns per output row that wrap into the padding
 //! (`ow >= OW`) are computed and then dropped, `(kw - 1) / Wp` of the multiply-adds (6% at
 //! 32 x 32 and 20% at 8 x 8 for a 3 x 3 kernel with padding 1).
@@ -30,7 +30,7 @@
 use crate::kernels::conv_problem::ConvProblem;
 use crate::kernels::im2col::Window;
 use crate::kernels::microkernel::Isa;
-use crate::kernels::packed_gemm::{self, Strided};
+use crate::kernels::packed_gemm::{self, Operand, Strided};
 
 /// The shifted path is used when at most this fraction of its multiply-adds go to wrapped
 /// columns, `(kw - 1) / Wp`, in both the forward and the input-gradient geometry.
@@ -146,6 +146,75 @@ impl ShiftConv {
         }
     }
 
+    /// Copies a `channels x H x W` image into the interior of the padded buffer.
+    fn pad_image(&self, x: &[f32], padded: &mut [f32]) {
+        let [h, w] = self.in_hw;
+        let (ph, pw) = (self.pad[0], self.pad[1]);
+        for (c, plane) in x.chunks_exact(h * w).enumerate() {
+            for (r, row) in plane.chunks_exact(w).enumerate() {
+                let at = c * self.padded_plane + (r + ph) * self.padded_w + pw;
+                padded[at..at + w].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// Adds the weight gradient of consecutive images onto `dw` (`m x (channels kh kw)`, the
+    /// weight's layout): `dw[r, (c kh + i) kw + j] += sum_{oh, ow} g[r, oh, ow] x[c, oh+i-ph,
+    /// ow+j-pw]`, image after image. Per image it is the GEMM `dW^T += X G_w^T` whose A rows are
+    /// the shifted rows of the padded image and `G_w` is `g` spread along the padded width, zero
+    /// in the wrapped columns (so they add nothing).
+    pub fn weight_grad_images(&self, x: &[f32], g: &[f32], dw: &mut [f32]) {
+        let k = self.offsets.len();
+        let m = dw.len() / k;
+        let [oh, ow] = self.out_hw;
+        let in_len = self.channels * self.in_hw[0] * self.in_hw[1];
+        assert!(
+            m >= 1 && dw.len() == m * k && x.len() / in_len == g.len() / (m * oh * ow),
+            "shift_conv: weight gradient sizes"
+        );
+        let mut padded = vec![0.0; self.buffer_len];
+        // Only the valid columns are ever written: the wrapped ones stay zero.
+        let mut spread = vec![0.0; m * self.cols];
+        for (x, g) in x.chunks_exact(in_len).zip(g.chunks_exact(m * oh * ow)) {
+            self.pad_image(x, &mut padded);
+            for (dst, src) in spread
+                .chunks_exact_mut(self.cols)
+                .zip(g.chunks_exact(oh * ow))
+            {
+                for (d, s) in dst.chunks_mut(self.padded_w).zip(src.chunks_exact(ow)) {
+                    d[..ow].copy_from_slice(s);
+                }
+            }
+            let a = Operand::Shifted {
+                base: padded.as_ptr(),
+                offsets: &self.offsets,
+            };
+            let b = Operand::Strided(Strided {
+                ptr: spread.as_ptr(),
+                rs: 1,
+                cs: self.cols as isize,
+            });
+            // SAFETY: row r of A (offsets[r] .. + cols) lies inside `padded`; B is the cols x m
+            // transpose of `spread`; C = dW^T is k x m stored in `dw` (row stride 1, column
+            // stride k), aliasing neither; the ISA was detected on this CPU.
+            unsafe {
+                packed_gemm::sgemm_operands(
+                    self.isa,
+                    k,
+                    self.cols,
+                    m,
+                    1.0,
+                    a,
+                    b,
+                    1.0,
+                    dw.as_mut_ptr(),
+                    1,
+                    k as isize,
+                )
+            };
+        }
+    }
+
     /// `out[r, oh, ow] = bias[r] + sum_{c, i, j} weight[r, (c kh + i) kw + j] x[c, oh+i-ph, ow+j-pw]`
     /// for one `channels x H x W` image `x` and `m` weight rows, into `out` (`m x OH x OW`).
     /// `padded` is zero wherever the image is not copied; `scratch` holds `m x cols`.
@@ -172,32 +241,32 @@ impl ShiftConv {
                 && bias.is_none_or(|b| b.len() == m),
             "shift_conv: buffer sizes"
         );
-        let (ph, pw) = (self.pad[0], self.pad[1]);
-        for (c, plane) in x.chunks_exact(h * w).enumerate() {
-            for (r, row) in plane.chunks_exact(w).enumerate() {
-                let at = c * self.padded_plane + (r + ph) * self.padded_w + pw;
-                padded[at..at + w].copy_from_slice(row);
-            }
-        }
-        let a = Strided {
+        self.pad_image(x, padded);
+        let a = Operand::Strided(Strided {
             ptr: weight.as_ptr(),
             rs: k as isize,
             cs: 1,
+        });
+        let b = Operand::Shifted {
+            base: padded.as_ptr(),
+            offsets: &self.offsets,
         };
         // SAFETY: `weight` is m x k; every row `offsets[p] + 0 .. cols` rounded up to 16 lies
         // inside `padded` (`buffer_len`); `scratch` is m x cols and aliases neither; the ISA
         // was detected on this CPU.
         unsafe {
-            packed_gemm::sgemm_shifted(
+            packed_gemm::sgemm_operands(
                 self.isa,
                 m,
+                k,
                 self.cols,
                 1.0,
                 a,
-                padded.as_ptr(),
-                &self.offsets,
+                b,
+                0.0,
                 scratch.as_mut_ptr(),
                 self.cols as isize,
+                1,
             )
         };
         // Keep the first OW of every Wp columns (the rest wrapped into the padding).

@@ -7,7 +7,9 @@ use proptest::prelude::*;
 use super::*;
 use crate::kernels::conv_config::Conv2dConfig;
 use crate::kernels::conv_gemm::{conv2d_backward, im2col_forward};
-use crate::kernels::direct_conv::{conv2d_direct, conv2d_direct_input_grad};
+use crate::kernels::direct_conv::{
+    conv2d_direct, conv2d_direct_input_grad, conv2d_direct_weight_grad,
+};
 
 /// A convolution's shapes: batch, in and out channels, input size, kernel, padding.
 #[derive(Clone, Debug)]
@@ -131,8 +133,34 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The weight gradient from the shifted rows is the direct one, added onto what `dw` held.
+    #[test]
+    fn the_shifted_weight_gradient_is_the_direct_one(s in shapes()) {
+        let Some(isa) = packed_gemm::isa() else { return Ok(()) };
+        let p = s.problem();
+        let x = filled(p.batch * p.in_image(), 9.0);
+        let g = filled(p.batch * p.out_image(), 10.0);
+        let start = filled(p.weight_len(), 11.0);
+        let conv = ShiftConv::new(isa, s.cin, s.in_hw, s.kernel, s.pad);
+        let mut dw = start.clone();
+        conv.weight_grad_images(&x, &g, &mut dw);
+        let [oh, ow] = p.win.out_hw;
+        let mut want = conv2d_direct_weight_grad(
+            array4([s.batch, s.cin, s.in_hw[0], s.in_hw[1]], &x).view(),
+            array4([s.batch, s.cout, oh, ow], &g).view(),
+            s.kernel,
+            &s.cfg(),
+        );
+        want.iter_mut().zip(&start).for_each(|(w, &s)| *w += f64::from(s));
+        assert_close(&dw, &want, "weight gradient");
+    }
+}
+
 /// ResNet-20's 3 x 3 convolutions (stride 1, padding 1) take the shifted path, and
-/// `conv2d_backward` then gives the direct input gradient; strided, grouped, dilated and
+/// `conv2d_backward` then gives the direct input and weight gradients; strided, grouped, dilated and
 /// heavily wrapping convolutions (LeNet-5's 5 x 5 on 12 x 12, no padding) do not.
 #[test]
 fn the_rule_picks_stride_one_same_convolutions() {
@@ -197,4 +225,35 @@ fn the_rule_picks_stride_one_same_convolutions() {
     }
     let grouped = ConvProblem::new(2, 16, 16, 2, win(base.cfg()));
     assert!(ShiftPlan::new(&grouped).is_none());
+}
+
+/// The AVX2 kernels (the table variants included) give the AVX-512 bits on the shifted path.
+#[test]
+fn avx2_and_avx512_agree_on_the_shifted_path() {
+    if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma")) {
+        return; // nothing to compare on this CPU
+    }
+    for (cin, cout, hw) in [(3, 16, [9, 33]), (16, 8, [8, 8]), (5, 70, [4, 20])] {
+        let s = Shape {
+            batch: 2,
+            cin,
+            cout,
+            in_hw: hw,
+            kernel: [3, 3],
+            pad: [1, 1],
+        };
+        let p = s.problem();
+        let x = filled(p.batch * p.in_image(), 12.0);
+        let w = filled(p.weight_len(), 13.0);
+        let run = |isa| {
+            let conv = ShiftConv::new(isa, s.cin, s.in_hw, s.kernel, s.pad);
+            let mut y = vec![0.0; p.batch * p.out_image()];
+            conv.run_images(&x, &w, None, &mut y);
+            let mut dw = vec![0.0; p.weight_len()];
+            conv.weight_grad_images(&x, &y, &mut dw);
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            (bits(y), bits(dw))
+        };
+        assert!(run(Isa::Avx2) == run(Isa::Avx512), "{s:?}");
+    }
 }
