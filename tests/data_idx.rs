@@ -14,6 +14,8 @@ use flate2::write::GzEncoder;
 use sparsegrad::data::idx::read_idx;
 use sparsegrad::data::{DataKind, load_dir, load_mnist_dir};
 
+use scratch::Scratch;
+
 // ---- allocation tracking: the current thread's largest block and peak heap use ---------------
 
 #[path = "suite/fuzz_formats.rs"]
@@ -24,6 +26,8 @@ mod fuzz_json;
 mod fuzz_memory;
 #[path = "suite/fuzz_support.rs"]
 mod fuzz_support;
+#[path = "suite/scratch.rs"]
+mod scratch;
 #[path = "data_idx/splits.rs"]
 mod splits;
 
@@ -96,31 +100,6 @@ fn memory_use<T>(f: impl FnOnce() -> T) -> (T, Usage) {
 
 // ---- helpers ----------------------------------------------------------------------------------
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("sparsegrad-data-idx-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// An unsigned-byte IDX file: magic 00 00 08 ndim, big-endian dims, then `data`.
 fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut out = vec![0, 0, 0x08, dims.len() as u8];
@@ -147,14 +126,14 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The message of `read_idx` on a file holding `bytes`, with the path it named.
-fn idx_error(dir: &TempDir, name: &str, bytes: &[u8]) -> (String, PathBuf) {
+fn idx_error(dir: &Scratch, name: &str, bytes: &[u8]) -> (String, PathBuf) {
     let path = dir.write(name, bytes);
     let err = read_idx(&path).expect_err("malformed IDX file must be rejected");
     (err.to_string(), path)
 }
 
 /// Asserts that reading `bytes` fails with exactly `path: message`.
-fn assert_idx_error(dir: &TempDir, name: &str, bytes: &[u8], message: &str) {
+fn assert_idx_error(dir: &Scratch, name: &str, bytes: &[u8], message: &str) {
     let (got, path) = idx_error(dir, name, bytes);
     assert_eq!(got, format!("{}: {message}", path.display()));
 }
@@ -181,7 +160,7 @@ fn write_mnist_dir(dir: &Path, n_train: u32, n_test: u32) {
 
 #[test]
 fn idx_truncated_header_is_an_error() {
-    let dir = TempDir::new("truncated-header");
+    let dir = Scratch::new("data-idx-truncated-header");
     assert_idx_error(
         &dir,
         "empty",
@@ -205,7 +184,7 @@ fn idx_truncated_header_is_an_error() {
 
 #[test]
 fn idx_bad_magic_is_an_error() {
-    let dir = TempDir::new("magic");
+    let dir = Scratch::new("data-idx-magic");
     let mut bytes = idx_bytes(&[2], &[1, 2]);
     bytes[0] = 0x01;
     bytes[1] = 0x02;
@@ -219,7 +198,7 @@ fn idx_bad_magic_is_an_error() {
 
 #[test]
 fn idx_unsupported_element_type_is_an_error() {
-    let dir = TempDir::new("type");
+    let dir = Scratch::new("data-idx-type");
     let mut bytes = idx_bytes(&[2], &[0; 8]);
     bytes[2] = 0x0d; // float
     assert_idx_error(
@@ -232,7 +211,7 @@ fn idx_unsupported_element_type_is_an_error() {
 
 #[test]
 fn idx_zero_dimensions_are_an_error() {
-    let dir = TempDir::new("zero-dims");
+    let dir = Scratch::new("data-idx-zero-dims");
     assert_idx_error(&dir, "ndim", &[0, 0, 8, 0], "header declares 0 dimensions");
     assert_idx_error(
         &dir,
@@ -244,7 +223,7 @@ fn idx_zero_dimensions_are_an_error() {
 
 #[test]
 fn idx_data_shorter_than_declared_is_an_error() {
-    let dir = TempDir::new("short");
+    let dir = Scratch::new("data-idx-short");
     let short = idx_bytes(&[2, 3], &[1, 2, 3, 4, 5]);
     assert_idx_error(
         &dir,
@@ -262,7 +241,7 @@ fn idx_data_shorter_than_declared_is_an_error() {
 
 #[test]
 fn idx_trailing_bytes_are_an_error() {
-    let dir = TempDir::new("trailing");
+    let dir = Scratch::new("data-idx-trailing");
     let long = idx_bytes(&[2, 3], &[1, 2, 3, 4, 5, 6, 7]);
     assert_idx_error(
         &dir,
@@ -280,7 +259,7 @@ fn idx_trailing_bytes_are_an_error() {
 
 #[test]
 fn idx_huge_header_claim_errors_without_allocating_it() {
-    let dir = TempDir::new("huge");
+    let dir = Scratch::new("data-idx-huge");
     // 60000^3 bytes (216 TB) claimed by a 20-byte file: over the reader's limit.
     let huge = idx_bytes(&[60000, 60000, 60000], &[1, 2, 3, 4]);
     assert_eq!(huge.len(), 20);
@@ -343,7 +322,7 @@ fn idx_huge_header_claim_errors_without_allocating_it() {
 
 #[test]
 fn idx_invalid_gzip_is_an_error() {
-    let dir = TempDir::new("bad-gzip");
+    let dir = Scratch::new("data-idx-bad-gzip");
     // gzip magic, then a header with an unknown compression method.
     assert_idx_error(
         &dir,
@@ -364,7 +343,7 @@ fn idx_invalid_gzip_is_an_error() {
 
 #[test]
 fn idx_truncated_gzip_is_an_error() {
-    let dir = TempDir::new("gzip-truncated");
+    let dir = Scratch::new("data-idx-gzip-truncated");
     let gz = gzip(&idx_bytes(&[1000], &[7; 1000]));
     // Without its 8-byte trailer: all data decodes, the stream's end is missing.
     assert_idx_error(
@@ -384,8 +363,8 @@ fn idx_truncated_gzip_is_an_error() {
 
 #[test]
 fn idx_missing_file_is_an_error() {
-    let dir = TempDir::new("missing-file");
-    let path = dir.0.join("absent");
+    let dir = Scratch::new("data-idx-missing-file");
+    let path = dir.path().join("absent");
     let os = std::fs::File::open(&path).unwrap_err().to_string();
     let os = os[..1].to_lowercase() + &os[1..];
     assert_eq!(
@@ -399,29 +378,29 @@ fn idx_missing_file_is_an_error() {
 
 #[test]
 fn mnist_dir_mismatched_image_and_label_counts_is_an_error() {
-    let dir = TempDir::new("counts");
-    write_mnist_dir(&dir.0, 4, 2);
+    let dir = Scratch::new("data-idx-counts");
+    write_mnist_dir(dir.path(), 4, 2);
     let labels = dir.write(
         "train-labels-idx1-ubyte",
         &idx_bytes(&[5], &[0, 1, 2, 3, 4]),
     );
     assert_eq!(
-        load_mnist_dir(&dir.0).unwrap_err().to_string(),
+        load_mnist_dir(dir.path()).unwrap_err().to_string(),
         format!(
             "{}: 5 labels for 4 images in {}",
             labels.display(),
-            dir.0.join("train-images-idx3-ubyte").display()
+            dir.path().join("train-images-idx3-ubyte").display()
         )
     );
 }
 
 #[test]
 fn mnist_dir_label_out_of_range_is_an_error() {
-    let dir = TempDir::new("label-range");
-    write_mnist_dir(&dir.0, 4, 2);
+    let dir = Scratch::new("data-idx-label-range");
+    write_mnist_dir(dir.path(), 4, 2);
     let labels = dir.write("t10k-labels-idx1-ubyte", &idx_bytes(&[2], &[9, 10]));
     assert_eq!(
-        load_mnist_dir(&dir.0).unwrap_err().to_string(),
+        load_mnist_dir(dir.path()).unwrap_err().to_string(),
         format!(
             "{}: label 10 of record 1 is out of range for 10 classes",
             labels.display()
@@ -431,20 +410,20 @@ fn mnist_dir_label_out_of_range_is_an_error() {
 
 #[test]
 fn mnist_dir_wrong_ranks_are_an_error() {
-    let dir = TempDir::new("ranks");
-    write_mnist_dir(&dir.0, 4, 2);
+    let dir = Scratch::new("data-idx-ranks");
+    write_mnist_dir(dir.path(), 4, 2);
     let images = dir.write("train-images-idx3-ubyte", &idx_bytes(&[4, 4], &[0; 16]));
     assert_eq!(
-        load_mnist_dir(&dir.0).unwrap_err().to_string(),
+        load_mnist_dir(dir.path()).unwrap_err().to_string(),
         format!(
             "{}: expected images [N, H, W], got dimensions [4, 4]",
             images.display()
         )
     );
-    write_mnist_dir(&dir.0, 4, 2);
+    write_mnist_dir(dir.path(), 4, 2);
     let labels = dir.write("train-labels-idx1-ubyte", &idx_bytes(&[4, 1], &[0; 4]));
     assert_eq!(
-        load_mnist_dir(&dir.0).unwrap_err().to_string(),
+        load_mnist_dir(dir.path()).unwrap_err().to_string(),
         format!(
             "{}: expected labels [N], got dimensions [4, 1]",
             labels.display()
@@ -454,17 +433,17 @@ fn mnist_dir_wrong_ranks_are_an_error() {
 
 #[test]
 fn mnist_dir_missing_file_is_an_error() {
-    let dir = TempDir::new("missing-in-dir");
-    write_mnist_dir(&dir.0, 4, 2);
-    std::fs::remove_file(dir.0.join("t10k-labels-idx1-ubyte")).unwrap();
+    let dir = Scratch::new("data-idx-missing-in-dir");
+    write_mnist_dir(dir.path(), 4, 2);
+    std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte")).unwrap();
     assert_eq!(
-        load_mnist_dir(&dir.0).unwrap_err().to_string(),
+        load_mnist_dir(dir.path()).unwrap_err().to_string(),
         format!(
             "{}: no t10k-labels-idx1-ubyte or t10k-labels-idx1-ubyte.gz in this directory",
-            dir.0.display()
+            dir.path().display()
         )
     );
-    let absent = dir.0.join("absent");
+    let absent = dir.path().join("absent");
     assert_eq!(
         load_mnist_dir(&absent).unwrap_err().to_string(),
         format!("{}: data directory does not exist", absent.display())
@@ -515,7 +494,7 @@ fn bundled_mnist_10k_matches_its_readme() {
 
 #[test]
 fn raw_idx_files_load_identically_to_gzip() {
-    let dir = TempDir::new("raw");
+    let dir = Scratch::new("data-idx-raw");
     for entry in std::fs::read_dir(bundled()).unwrap() {
         let path = entry.unwrap().path();
         if let Some(name) = path
@@ -528,7 +507,7 @@ fn raw_idx_files_load_identically_to_gzip() {
             dir.write(name, &gunzip(&std::fs::read(&path).unwrap()));
         }
     }
-    let raw = load_mnist_dir(&dir.0).unwrap();
+    let raw = load_mnist_dir(dir.path()).unwrap();
     let gz = load_mnist_dir(&bundled()).unwrap();
     assert_eq!(raw.train.images, gz.train.images);
     assert_eq!(raw.train.labels, gz.train.labels);

@@ -17,6 +17,7 @@ use sparsegrad::run::{EpochMetrics, Summary, load_model};
 use crate::fuzz_formats::*;
 use crate::fuzz_support::*;
 use crate::memory_use;
+use crate::scratch::Scratch;
 
 /// Fewer cases than `fuzz_parsers` (whose properties check the messages): these only measure.
 const CI_CASES: u32 = 48;
@@ -47,7 +48,7 @@ proptest! {
     /// A raw file's data is read into one buffer of exactly its length.
     #[test]
     fn fuzz_memory_idx_raw(bytes in idx_raw_input()) {
-        let dir = FuzzDir::new("mem-idx-raw");
+        let dir = Scratch::new("fuzz-mem-idx-raw");
         let path = dir.write("f", &bytes);
         assert_bounded(&path, 1, || read_idx(&path).map(|_| ()));
     }
@@ -56,14 +57,14 @@ proptest! {
     /// once while growing).
     #[test]
     fn fuzz_memory_idx_gzip(bytes in idx_gzip_input()) {
-        let dir = FuzzDir::new("mem-idx-gzip");
+        let dir = Scratch::new("fuzz-mem-idx-gzip");
         let path = dir.write("f.gz", &bytes);
         assert_bounded(&path, 2 * MAX_DEFLATE_RATIO as usize, || read_idx(&path).map(|_| ()));
     }
 
     #[test]
     fn fuzz_memory_cifar(bytes in prop_oneof![cifar10_input(), cifar100_input()], ten in any::<bool>()) {
-        let dir = FuzzDir::new("mem-cifar");
+        let dir = Scratch::new("fuzz-mem-cifar");
         let path = dir.write("f.bin", &bytes);
         if ten {
             assert_bounded(&path, 1, || read_cifar10_file(&path).map(|_| ()));
@@ -77,7 +78,7 @@ proptest! {
     /// they grow) and the model they are loaded into.
     #[test]
     fn fuzz_memory_checkpoint(bytes in checkpoint_input()) {
-        let dir = FuzzDir::new("mem-checkpoint");
+        let dir = Scratch::new("fuzz-mem-checkpoint");
         let path = dir.write("model.safetensors", &bytes);
         assert_bounded(&path, 8, || load::<f64>(&path).map(|_: Checkpoint<f64>| ()));
         assert_bounded(&path, 8, || load_model(&path).map(|_| ()));
@@ -90,9 +91,9 @@ proptest! {
         summary in json_input(seed_file("summary.json")),
         metrics in json_input(seed_file("metrics.jsonl")),
     ) {
-        let dir = FuzzDir::new("mem-json");
+        let dir = Scratch::new("fuzz-mem-json");
         let path = dir.write("summary.json", &summary);
-        assert_bounded(&path, 64, || read_summary::<Summary>(&dir.0).map(|_| ()));
+        assert_bounded(&path, 64, || read_summary::<Summary>(dir.path()).map(|_| ()));
         let path = dir.write("metrics.jsonl", &metrics);
         assert_bounded(&path, 64, || JsonLines::<EpochMetrics>::read(&path).map(|_| ()));
     }
@@ -101,7 +102,7 @@ proptest! {
     /// and word-sized indices (a U16 column index becomes 4 to 8 bytes).
     #[test]
     fn fuzz_memory_sparse_export(bytes in sparse_export_input()) {
-        let dir = FuzzDir::new("mem-sparse-export");
+        let dir = Scratch::new("fuzz-mem-sparse-export");
         let path = dir.write("model.sparse.safetensors", &bytes);
         assert_bounded(&path, 16, || read_sparse_export::<f64>(&path).map(|_| ()));
     }
@@ -115,7 +116,7 @@ fn seed_file(name: &str) -> String {
 /// images made `load_model` allocate the 82 TB model it described (the process aborted).
 #[test]
 fn checkpoint_metadata_describing_a_huge_model_is_refused_before_allocating() {
-    let dir = FuzzDir::new("huge-model-metadata");
+    let dir = Scratch::new("fuzz-huge-model-metadata");
     let export = std::fs::read(seed_runs_cached().train.join("model.safetensors")).unwrap();
     let mut meta: serde_json::Value = serde_json::from_str(&metadata_of(&export)).unwrap();
     meta["info"]["input"] = serde_json::json!([1, 65536, 65536]);

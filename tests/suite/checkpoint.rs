@@ -1,19 +1,16 @@
 //! Checkpoints: round trips, PyTorch naming, strict validation with exact messages, atomic writes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
+use crate::scratch::Scratch;
 use sparsegrad::io::checkpoint::{
     Checkpoint, export_tensors, load, load_into, save, state_tensors,
 };
 use sparsegrad::models::LeNet300;
 use sparsegrad::rng::seeded;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-ckpt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("ckpt-{name}"))
 }
 
 fn model(seed: u64) -> LeNet300<f32> {

@@ -1,16 +1,13 @@
 //! The command line's bad-input paths: one exact `error: ...` line on stderr and a non-zero exit,
 //! never a panic; and nothing lost when a command is refused.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::cli_support::{assert_error, run};
+use crate::scratch::Scratch;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("cli-{name}"))
 }
 
 /// A one-epoch default run into `out`, which must succeed.

@@ -10,13 +10,10 @@ use sparsegrad::run::PosttrainSummary;
 
 use crate::cli_support::{assert_error, run};
 use crate::fuzz_formats::{idx_pair, seed_runs_cached, write_idx_dir};
+use crate::scratch::Scratch;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("sparsegrad-hostile-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("hostile-{name}"))
 }
 
 fn s(p: &Path) -> &str {

@@ -10,12 +10,12 @@ use sparsegrad::io::checkpoint::{Checkpoint, load};
 use sparsegrad::run::CheckpointMeta;
 
 use crate::fuzz_formats::write_idx_dir;
+use crate::scratch::Scratch;
 
 /// Starts `train` for many epochs, waits for its first checkpoint, sends `signal`, and checks
 /// the exit code and the message; then runs the printed command to the end.
 fn interrupt_and_resume(name: &str, signal: &str, code: i32) {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-signal-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = Scratch::new(&format!("signal-{name}"));
     let data = dir.join("data");
     write_idx_dir(&data, 2048, 64, 8, 8);
     let out = dir.join("run");

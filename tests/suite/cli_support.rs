@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use crate::scratch::Scratch;
+
 /// Runs `sparsegrad args...`: (exit code, stdout, stderr); -1 when killed by a signal.
 pub fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
@@ -19,9 +21,8 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
 /// `sparsegrad COMMAND_LINE --out TEMP` fails with exactly `error: {message}` and exit code 1.
 /// The temporary `--out` keeps a run that is wrongly accepted from writing into the repository.
 pub fn assert_refused(command_line: &str, message: &str) {
-    let out = std::env::temp_dir()
-        .join(format!("sparsegrad-refused-{}", std::process::id()))
-        .join("refused");
+    let scratch = Scratch::new("refused");
+    let out = scratch.join("refused");
     let mut args: Vec<&str> = command_line.split_whitespace().collect();
     args.extend(["--out", out.to_str().unwrap()]);
     assert_error(&args, message);

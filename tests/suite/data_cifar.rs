@@ -1,8 +1,9 @@
 //! CIFAR-10/100 readers, data-directory detection, augmentation and the train/validation split,
 //! on small files written by the tests themselves.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::scratch::Scratch;
 use ndarray::{Array3, Axis, array, s};
 use proptest::prelude::*;
 use sparsegrad::data::cifar::{CIFAR_IMAGE_BYTES, CIFAR10_TRAIN_FILES};
@@ -13,31 +14,6 @@ use sparsegrad::data::{
 };
 
 // ---- helpers ----------------------------------------------------------------------------------
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "sparsegrad-data-cifar-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Pixel `(c, y, x)` of the image with global id `id`: distinct per image, channel and position.
 fn pixel(id: usize, c: usize, y: usize, x: usize) -> u8 {
@@ -135,7 +111,7 @@ fn error_of<T: std::fmt::Debug>(r: sparsegrad::prelude::Result<T>) -> String {
 
 #[test]
 fn cifar10_round_trips_pixels_and_labels() {
-    let dir = TempDir::new("c10-roundtrip");
+    let dir = Scratch::new("data-cifar-c10-roundtrip");
     write_cifar10(dir.path());
     let data = load_cifar10_dir(dir.path()).unwrap();
     assert_eq!(data.kind, DataKind::Cifar10);
@@ -160,7 +136,7 @@ fn cifar10_round_trips_pixels_and_labels() {
 
 #[test]
 fn cifar10_batches_in_the_archive_subdirectory_are_found() {
-    let dir = TempDir::new("c10-subdir");
+    let dir = Scratch::new("data-cifar-c10-subdir");
     let inner = dir.path().join("cifar-10-batches-bin");
     write_cifar10(&inner);
     let data = load_cifar10_dir(dir.path()).unwrap();
@@ -173,7 +149,7 @@ fn cifar10_batches_in_the_archive_subdirectory_are_found() {
 
 #[test]
 fn cifar100_round_trips_fine_and_coarse_labels() {
-    let dir = TempDir::new("c100-roundtrip");
+    let dir = Scratch::new("data-cifar-c100-roundtrip");
     write_cifar100(dir.path());
     let fine = load_cifar100_dir(dir.path(), Cifar100Labels::Fine).unwrap();
     assert_eq!(fine.kind, DataKind::Cifar100);
@@ -198,7 +174,7 @@ fn cifar100_round_trips_fine_and_coarse_labels() {
     assert_eq!(coarse.train.images, fine.train.images);
 
     // Detection uses fine labels unless told otherwise; the archive subdirectory is accepted.
-    let nested = TempDir::new("c100-subdir");
+    let nested = Scratch::new("data-cifar-c100-subdir");
     write_cifar100(&nested.path().join("cifar-100-binary"));
     assert_eq!(
         load_dir(nested.path()).unwrap().train.labels,
@@ -219,7 +195,7 @@ fn cifar100_round_trips_fine_and_coarse_labels() {
 
 #[test]
 fn cifar_length_not_a_whole_number_of_records_is_an_error() {
-    let dir = TempDir::new("c-length");
+    let dir = Scratch::new("data-cifar-c-length");
     let path = dir.path().join("data_batch_1.bin");
     let mut bytes = records(&[0], |_| vec![1]);
     bytes.extend_from_slice(&[0, 0]);
@@ -252,7 +228,7 @@ fn cifar_length_not_a_whole_number_of_records_is_an_error() {
 
 #[test]
 fn cifar_empty_file_is_an_error() {
-    let dir = TempDir::new("c-empty");
+    let dir = Scratch::new("data-cifar-c-empty");
     write_cifar10(dir.path());
     let path = dir.path().join("data_batch_4.bin");
     std::fs::write(&path, []).unwrap();
@@ -270,7 +246,7 @@ fn cifar_empty_file_is_an_error() {
 
 #[test]
 fn cifar_label_out_of_range_is_an_error_naming_the_record() {
-    let dir = TempDir::new("c-labels");
+    let dir = Scratch::new("data-cifar-c-labels");
     write_cifar10(dir.path());
     let path = dir.path().join("test_batch.bin");
     std::fs::write(&path, records(&[0, 1, 2], |id| vec![[3, 9, 10][id]])).unwrap();
@@ -311,7 +287,7 @@ fn cifar_label_out_of_range_is_an_error_naming_the_record() {
 
 #[test]
 fn cifar_missing_file_is_an_error() {
-    let dir = TempDir::new("c-missing");
+    let dir = Scratch::new("data-cifar-c-missing");
     write_cifar10(dir.path());
     let path = dir.path().join("data_batch_3.bin");
     std::fs::remove_file(&path).unwrap();
@@ -325,7 +301,7 @@ fn cifar_missing_file_is_an_error() {
         format!("{}: file not found", path.display())
     );
 
-    let dir = TempDir::new("c100-missing");
+    let dir = Scratch::new("data-cifar-c100-missing");
     write_cifar100(dir.path());
     let path = dir.path().join("test.bin");
     std::fs::remove_file(&path).unwrap();
@@ -344,11 +320,11 @@ fn cifar_missing_file_is_an_error() {
 
 #[test]
 fn detects_all_three_kinds() {
-    let idx = TempDir::new("detect-idx");
+    let idx = Scratch::new("data-cifar-detect-idx");
     write_idx_dir(idx.path());
-    let c10 = TempDir::new("detect-c10");
+    let c10 = Scratch::new("data-cifar-detect-c10");
     write_cifar10(c10.path());
-    let c100 = TempDir::new("detect-c100");
+    let c100 = Scratch::new("data-cifar-detect-c100");
     write_cifar100(c100.path());
     assert_eq!(detect_kind(idx.path()).unwrap(), DataKind::Idx);
     assert_eq!(detect_kind(c10.path()).unwrap(), DataKind::Cifar10);
@@ -372,7 +348,7 @@ fn detects_all_three_kinds() {
 
 #[test]
 fn unrecognised_or_ambiguous_directory_is_an_error() {
-    let dir = TempDir::new("detect-none");
+    let dir = Scratch::new("data-cifar-detect-none");
     std::fs::write(dir.path().join("readme.txt"), "nothing here").unwrap();
     assert_eq!(
         error_of(load_dir(dir.path())),
@@ -423,7 +399,7 @@ fn kinds_choose_their_standard_preprocessing() {
         (vec![0.1307], vec![0.3081])
     );
 
-    let dir = TempDir::new("preprocess");
+    let dir = Scratch::new("data-cifar-preprocess");
     write_cifar10(&dir.path().join("c10"));
     write_cifar100(&dir.path().join("c100"));
     let c10 = load_dir(&dir.path().join("c10")).unwrap();
@@ -548,7 +524,7 @@ proptest! {
 
 #[test]
 fn augmented_batches_do_not_depend_on_batch_composition() {
-    let dir = TempDir::new("aug-batches");
+    let dir = Scratch::new("data-cifar-aug-batches");
     write_cifar10(dir.path());
     let data = load_cifar10_dir(dir.path()).unwrap();
     let norm = Normalize::cifar10();

@@ -43,7 +43,8 @@ fn epoch(epoch: usize, val: Option<f64>, sparsity: f64) -> EpochMetrics {
 
 #[test]
 fn training_curves_have_a_title_and_loss_accuracy_sparsity_and_learning_rate_panels() {
-    let dir = temp_dir("figures-train").join("gmp95");
+    let scratch = temp_dir("figures-train");
+    let dir = scratch.join("gmp95");
     std::fs::create_dir_all(&dir).unwrap();
     let mut log = JsonLines::open(&dir.join(METRICS_FILE), |_: &EpochMetrics| false).unwrap();
     for (e, s) in [(1, 0.0), (2, 0.6), (3, 0.95)] {

@@ -32,6 +32,7 @@ use sparsegrad::train::{Progress, RunOptions, TrainConfig, train};
 use crate::fuzz_formats::*;
 use crate::fuzz_json::{edit_json_under, json_edit};
 use crate::fuzz_support::*;
+use crate::scratch::Scratch;
 
 /// Cases per property on CI; each property takes a few seconds at most.
 const CI_CASES: u32 = 96;
@@ -49,14 +50,14 @@ proptest! {
 
     #[test]
     fn fuzz_idx_raw(bytes in idx_raw_input()) {
-        let dir = FuzzDir::new("idx-raw");
+        let dir = Scratch::new("fuzz-idx-raw");
         let path = dir.write("f", &bytes);
         check_idx(&read_idx(&path), &path);
     }
 
     #[test]
     fn fuzz_idx_gzip(bytes in idx_gzip_input()) {
-        let dir = FuzzDir::new("idx-gzip");
+        let dir = Scratch::new("fuzz-idx-gzip");
         let path = dir.write("f.gz", &bytes);
         check_idx(&read_idx(&path), &path);
     }
@@ -71,7 +72,7 @@ proptest! {
         edits in prop::collection::vec(edit(), 0..3),
         label in prop_oneof![Just(None), (any::<prop::sample::Index>(), any::<u8>()).prop_map(Some)],
     ) {
-        let dir = FuzzDir::new("idx-dir");
+        let dir = Scratch::new("fuzz-idx-dir");
         let (train_x, train_y) = idx_pair(6, 4, 5);
         let (test_x, test_y) = idx_pair(4, test_hw.0, test_hw.1);
         let mut files = [train_x, train_y, test_x, test_y];
@@ -93,8 +94,8 @@ proptest! {
                 dir.write(name, bytes);
             }
         }
-        let result = load_mnist_dir(&dir.0);
-        assert_error_within(&result, &dir.0);
+        let result = load_mnist_dir(dir.path());
+        assert_error_within(&result, dir.path());
         if let Ok(data) = &result {
             prop_assert_eq!(data.train.image_shape(), data.test.image_shape());
             for split in [&data.train, &data.test] {
@@ -106,7 +107,7 @@ proptest! {
 
     #[test]
     fn fuzz_cifar10_file(bytes in cifar10_input()) {
-        let dir = FuzzDir::new("cifar10");
+        let dir = Scratch::new("fuzz-cifar10");
         let path = dir.write("test_batch.bin", &bytes);
         let result = read_cifar10_file(&path);
         assert_error_names(&result, &path);
@@ -121,7 +122,7 @@ proptest! {
         bytes in cifar100_input(),
         coarse in any::<bool>(),
     ) {
-        let dir = FuzzDir::new("cifar100");
+        let dir = Scratch::new("fuzz-cifar100");
         let path = dir.write("test.bin", &bytes);
         let labels = if coarse { Cifar100Labels::Coarse } else { Cifar100Labels::Fine };
         let result = read_cifar100_file(&path, labels);
@@ -139,7 +140,7 @@ proptest! {
         edits in prop::collection::vec(edit(), 0..3),
         remove in prop::bool::weighted(0.1),
     ) {
-        let dir = FuzzDir::new("cifar10-dir");
+        let dir = Scratch::new("fuzz-cifar10-dir");
         let names: Vec<&str> = CIFAR10_TRAIN_FILES.iter().copied().chain([CIFAR10_TEST_FILE]).collect();
         for (i, name) in names.iter().enumerate() {
             let mut bytes = cifar_records(1, 1, 10);
@@ -152,8 +153,8 @@ proptest! {
                 dir.write(name, &bytes);
             }
         }
-        let result = load_dir(&dir.0);
-        assert_error_within(&result, &dir.0);
+        let result = load_dir(dir.path());
+        assert_error_within(&result, dir.path());
     }
 }
 
@@ -176,7 +177,7 @@ proptest! {
 
     #[test]
     fn fuzz_checkpoint(bytes in checkpoint_input()) {
-        let dir = FuzzDir::new("checkpoint");
+        let dir = Scratch::new("fuzz-checkpoint");
         let path = dir.write("model.safetensors", &bytes);
         check_checkpoint(&path);
     }
@@ -184,9 +185,9 @@ proptest! {
     /// `summary.json` of a training run, read and formatted as `report` does.
     #[test]
     fn fuzz_train_summary(bytes in json_input(seed_file("run", "summary.json"))) {
-        let dir = FuzzDir::new("train-summary");
+        let dir = Scratch::new("fuzz-train-summary");
         let path = dir.write("summary.json", &bytes);
-        let result = read_summary::<Summary>(&dir.0);
+        let result = read_summary::<Summary>(dir.path());
         assert_error_names(&result, &path);
         if let Ok(s) = result {
             markdown_table(&[ComparisonRow::from_summary("run", &s)]);
@@ -196,9 +197,9 @@ proptest! {
     /// `summary.json` of a post-training run, read and formatted as `report` does.
     #[test]
     fn fuzz_posttrain_summary(bytes in json_input(seed_file("post", "summary.json"))) {
-        let dir = FuzzDir::new("post-summary");
+        let dir = Scratch::new("fuzz-post-summary");
         let path = dir.write("summary.json", &bytes);
-        let result = read_summary::<PosttrainSummary>(&dir.0);
+        let result = read_summary::<PosttrainSummary>(dir.path());
         assert_error_names(&result, &path);
         if let Ok(s) = result {
             markdown_table(&[ComparisonRow::from_posttrain("run", &s)]);
@@ -208,7 +209,7 @@ proptest! {
     /// `metrics.jsonl`, read back by `--resume`.
     #[test]
     fn fuzz_metrics_log(bytes in json_input(seed_file("run", "metrics.jsonl"))) {
-        let dir = FuzzDir::new("metrics");
+        let dir = Scratch::new("fuzz-metrics");
         let path = dir.write("metrics.jsonl", &bytes);
         assert_error_names(&JsonLines::<EpochMetrics>::read(&path), &path);
     }
@@ -246,8 +247,8 @@ proptest! {
     #[test]
     fn fuzz_resume(bytes in resume_input()) {
         let seed = seed_runs_cached();
-        let dir = FuzzDir::new("resume");
-        let run = dir.0.join("run");
+        let dir = Scratch::new("fuzz-resume");
+        let run = dir.path().join("run");
         std::fs::create_dir_all(&run).unwrap();
         for entry in std::fs::read_dir(&seed.resumable).unwrap() {
             let from = entry.unwrap().path();
@@ -270,7 +271,7 @@ proptest! {
     /// `read_sparse_export` in both element types, and loading into the model it came from.
     #[test]
     fn fuzz_sparse_export(bytes in sparse_export_input()) {
-        let dir = FuzzDir::new("sparse-export");
+        let dir = Scratch::new("fuzz-sparse-export");
         let path = dir.write("model.sparse.safetensors", &bytes);
         let as_f32 = read_sparse_export::<f32>(&path);
         assert_error_names(&as_f32, &path);

@@ -6,7 +6,7 @@
 //! by the counting-allocator binary `tests/data_idx.rs` (memory bounded by the file's size).
 #![allow(dead_code)] // each binary uses a different subset
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -168,36 +168,6 @@ pub fn random_bytes(prefix: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
             rest
         }
     })
-}
-
-// ---- files -------------------------------------------------------------------------------------
-
-/// A fresh directory under the system temp dir, removed on drop.
-pub struct FuzzDir(pub PathBuf);
-
-impl FuzzDir {
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "sparsegrad-fuzz-{}-{name}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        FuzzDir(dir)
-    }
-
-    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-impl Drop for FuzzDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 // ---- the check -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use sparsegrad::sweep::{Grid, expand};
 
 use crate::fuzz_support::*;
+use crate::scratch::Scratch;
 
 /// A small valid sweep file touching every kind of key: axes, model tables, entries with their
 /// own sparsities, a post-training entry reading its dense run.
@@ -40,10 +41,10 @@ sparsities = [0.5]
 
 #[test]
 fn the_seed_sweep_file_is_valid() {
-    let dir = FuzzDir::new("sweep-seed");
+    let dir = Scratch::new("fuzz-sweep-seed");
     let path = dir.write("sweep.toml", SEED.as_bytes());
     let grid = Grid::from_file(&path).unwrap();
-    let jobs = expand(&grid, &dir.0.join("out")).unwrap();
+    let jobs = expand(&grid, &dir.path().join("out")).unwrap();
     // 2 models x 2 seeds x (dense, gmp at 0.8, wanda at 0.5 reading the dense run).
     assert_eq!(jobs.len(), 2 * 2 * 3, "{}", jobs.len());
 }
@@ -53,12 +54,12 @@ proptest! {
 
     #[test]
     fn fuzz_sweep_file(bytes in damaged(SEED.as_bytes().to_vec())) {
-        let dir = FuzzDir::new("sweep");
+        let dir = Scratch::new("fuzz-sweep");
         let path = dir.write("sweep.toml", &bytes);
         let result = Grid::from_file(&path);
         assert_error_names(&result, &path);
         if let Ok(grid) = result {
-            let _ = expand(&grid, &dir.0.join("out"));
+            let _ = expand(&grid, &dir.path().join("out"));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The integration tests, compiled as one binary (one link instead of thirty: a faster CI).
-//! Each module is one area; `common`, `cli_support` and `methods_support` are shared helpers.
+//! Each module is one area; `common`, `cli_support`, `methods_support` and `scratch` are shared
+//! helpers.
 
 mod alloc;
 mod budget;
@@ -55,6 +56,7 @@ mod optim_masked;
 mod posttrain;
 mod posttrain_wanda;
 mod schedule;
+mod scratch;
 mod sparse_export;
 mod sparse_nn;
 mod sparse_ops;

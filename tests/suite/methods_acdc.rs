@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::methods_support::*;
+use crate::scratch::Scratch;
 use sparsegrad::io::checkpoint;
 use sparsegrad::methods::Plugin;
 use sparsegrad::methods::acdc::{Acdc, AcdcOptions, AcdcSchedule, Phase};
@@ -217,7 +218,7 @@ fn acdc_exports_both_models_and_resumes_bit_identically() {
 
 #[test]
 fn bad_acdc_settings_are_refused() {
-    let out = std::env::temp_dir().join(format!("sparsegrad-acdc-cli-{}", std::process::id()));
+    let out = Scratch::new("acdc-cli");
     let refused = out.join("refused");
     let check = |line: &str, message: &str| {
         let mut args: Vec<&str> = line.split_whitespace().collect();

@@ -2,6 +2,7 @@
 //! one exact `error: ...` line naming the flag, before anything is written.
 
 use crate::cli_support::assert_refused;
+use crate::scratch::Scratch;
 
 #[test]
 fn str_settings() {
@@ -65,7 +66,7 @@ fn str_target_must_fit_in_the_sparsified_layers() {
 
 #[test]
 fn str_rank_needs_a_low_rank_model() {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-methods-cli-{}", std::process::id()));
+    let dir = Scratch::new("methods-cli");
     assert_refused(
         "train --method str --str-granularity rank",
         "--str-granularity rank needs a model with low-rank factorised weights (FastGRNN with a rank), and this one has none",

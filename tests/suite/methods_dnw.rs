@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::methods_support::*;
+use crate::scratch::Scratch;
 use sparsegrad::models::LeNet300;
 use sparsegrad::nn::{Module, Weight, WeightTransform};
 use sparsegrad::rng::derived;
@@ -164,7 +165,7 @@ fn dnw_runs_resume_bit_identically_and_weights_come_back() {
 
 #[test]
 fn dnw_needs_a_target() {
-    let out = std::env::temp_dir().join(format!("sparsegrad-dnw-cli-{}", std::process::id()));
+    let out = Scratch::new("dnw-cli");
     let refused = out.join("refused");
     crate::cli_support::assert_error(
         &[

@@ -16,6 +16,7 @@ use sparsegrad::tape::Tensor;
 use sparsegrad::train::TrainConfig;
 
 use crate::cli_support::run as cli;
+use crate::scratch::Scratch;
 
 /// Zeros of every prunable weight's effective value, per layer.
 fn zeros(model: &dyn Module<f32>) -> Vec<usize> {
@@ -194,7 +195,8 @@ fn flags_the_method_ignores_are_refused() {
             "--s-init is not used by --method gmp",
         ),
     ] {
-        let out = std::env::temp_dir().join(format!("sparsegrad-refused-{}", std::process::id()));
+        let scratch = Scratch::new("refused");
+        let out = scratch.join("refused");
         let mut argv: Vec<&str> = args.split_whitespace().collect();
         argv.extend(["--out", out.to_str().unwrap()]);
         crate::cli_support::assert_error(&argv, message);
@@ -243,7 +245,7 @@ fn runs_of_the_previous_version_still_eval_and_report() {
 /// and ends with exactly the tensors the previous version wrote when it finished that run.
 #[test]
 fn a_checkpoint_of_the_previous_version_resumes_to_the_same_model() {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-v0-resume-{}", std::process::id()));
+    let dir = Scratch::new("v0-resume");
     copy_dir(&fixture("fastgrnn-str-stopped"), &dir);
     let (code, _, stderr) = cli(&[
         "train",
@@ -280,5 +282,4 @@ fn a_checkpoint_of_the_previous_version_resumes_to_the_same_model() {
         assert_eq!(a_name, b_name);
         crate::methods_support::assert_bits_equal(a_name, a, b);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

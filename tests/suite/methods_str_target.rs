@@ -79,12 +79,12 @@ fn multiplier_adds_the_lagrangian_term_to_the_control_loss() {
 }
 
 fn with_target(
-    name: &str,
+    out: &std::path::Path,
     granularity: &str,
     s_init: f64,
     target: f64,
 ) -> sparsegrad::train::TrainConfig {
-    let mut config = short(&temp_dir(name), "str", 1);
+    let mut config = short(out, "str", 1);
     config.sparsity.shared.target_sparsity = Some(target);
     config.sparsity.methods.str.s_init = s_init;
     config.sparsity.methods.str.str_granularity =
@@ -98,10 +98,11 @@ fn with_target(
 /// exactly.
 #[test]
 fn runs_end_at_the_exact_target_from_both_sides_on_every_granularity() {
+    let dir = temp_dir("exact");
     for granularity in ["layer", "channel", "global"] {
         for (s_init, target, short_of_it) in [(-8.0, 0.97, true), (-4.0, 0.05, false)] {
-            let name = format!("exact-{granularity}-{target}");
-            let summary = finish(&with_target(&name, granularity, s_init, target));
+            let name = format!("{granularity}-{target}");
+            let summary = finish(&with_target(&dir.join(name), granularity, s_init, target));
             let fixup = summary.fixup.clone().expect("the fix-up is reported");
             let goal = (target * 266_200.0_f64).round() as usize;
             let what = format!("{granularity}, s_init {s_init}, target {target}: {fixup:?}");
@@ -128,8 +129,9 @@ fn runs_end_at_the_exact_target_from_both_sides_on_every_granularity() {
 /// thresholds as they are.
 #[test]
 fn strict_finish_fails_and_learned_finish_skips_the_fix_up() {
+    let dir = temp_dir("finish");
     for (name, strict_flag) in [("strict-finish", false), ("strict-target", true)] {
-        let mut config = with_target(name, "layer", -8.0, 0.97);
+        let mut config = with_target(&dir.join(name), "layer", -8.0, 0.97);
         if strict_flag {
             config.sparsity.methods.str.strict_target = true;
         } else {
@@ -145,7 +147,7 @@ fn strict_finish_fails_and_learned_finish_skips_the_fix_up() {
             "{err}"
         );
     }
-    let mut config = with_target("learned", "layer", -8.0, 0.97);
+    let mut config = with_target(&dir.join("learned"), "layer", -8.0, 0.97);
     config.sparsity.methods.str.str_finish = clap::ValueEnum::from_str("learned", false).unwrap();
     let summary = finish(&config);
     assert!(summary.fixup.is_none());
@@ -161,8 +163,9 @@ fn strict_finish_fails_and_learned_finish_skips_the_fix_up() {
 /// compared bit by bit in `methods_str::resume_is_bit_identical_and_the_summary_keeps_the_thresholds`).
 #[test]
 fn resume_keeps_the_multiplier() {
+    let dir = temp_dir("mu");
     let config = |name: &str| {
-        let mut c = with_target(name, "layer", -5.0, 0.98);
+        let mut c = with_target(&dir.join(name), "layer", -5.0, 0.98);
         c.epochs = 2;
         c
     };
@@ -196,6 +199,7 @@ fn default_s_init_prunes_the_documented_share_at_step_0() {
         ("fastgrnn", 0.0548),
     ];
     let mut results = Vec::new();
+    let dir = temp_dir("s-init");
     for (name, share) in documented {
         let spec = ModelSpec {
             name: name.parse::<ModelName>().unwrap(),
@@ -204,7 +208,7 @@ fn default_s_init_prunes_the_documented_share_at_step_0() {
             width: 1.0,
         };
         let mut model = build(&spec, &mut sparsegrad::rng::derived(0, 1)).unwrap();
-        let mut config = short(&temp_dir("s-init"), "str", 1);
+        let mut config = short(&dir, "str", 1);
         config.sparsity.methods.str.s_init = DEFAULT_S_INIT;
         config
             .build_method()

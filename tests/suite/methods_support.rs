@@ -3,7 +3,9 @@
 //! method between steps, and checks on exact zeros.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::scratch::Scratch;
 
 use sparsegrad::io::checkpoint;
 use sparsegrad::nn::Module;
@@ -39,12 +41,9 @@ pub fn train_in_two_sittings(config: &TrainConfig) {
     .unwrap();
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("sparsegrad-methods-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh scratch directory for a whole run, removed when the returned guard is dropped.
+pub fn temp_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("methods-{name}"))
 }
 
 /// LeNet-300 on the bundled data, `epochs` epochs of batches of 128 (57 steps per epoch).

@@ -10,52 +10,57 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::cli_support::{assert_error, run as cli};
+use crate::scratch::Scratch;
 use sparsegrad::io::checkpoint;
 use sparsegrad::methods::{FixUp, fcpts, fixup};
 use sparsegrad::posttrain::{self, PosttrainConfig, PosttrainSummary};
 use sparsegrad::run::dir::MODEL_FILE;
-use sparsegrad::run::meta::load_model;
+use sparsegrad::run::meta::{CheckpointMeta, load_model};
 use sparsegrad::sparsity::budget::{Budget, allocate};
 use sparsegrad::sparsity::report::sparsity_report;
 use sparsegrad::sparsity::{FcptsVariant, ThresholdMask};
 use sparsegrad::tape::Tensor;
 use sparsegrad::train::{Progress, RunOptions, TrainConfig, train};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-pt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The export of a dense LeNet-300-100 trained for one epoch (made once per test binary, shared
-/// with the Wanda tests).
-pub fn dense_model() -> PathBuf {
-    static RUN: OnceLock<PathBuf> = OnceLock::new();
-    RUN.get_or_init(|| {
+/// A copy, written into `dir`, of the export of a dense LeNet-300-100 trained for one epoch (one
+/// training per test binary, in a scratch directory removed once the bytes are read; shared with
+/// the Wanda tests). Returns the copy's path.
+pub fn dense_model(dir: &Path) -> PathBuf {
+    static EXPORT: OnceLock<Vec<u8>> = OnceLock::new();
+    let bytes = EXPORT.get_or_init(|| {
+        let scratch = Scratch::new("pt-dense");
         let config = TrainConfig {
             epochs: 1,
             batch_size: 256,
-            out: Some(temp_dir("dense").join("run")),
+            out: Some(scratch.join("run")),
             ..TrainConfig::default()
         };
         train(&config, RunOptions::default(), &mut Progress::plain()).unwrap();
-        config.out_dir().join(MODEL_FILE)
-    })
-    .clone()
+        std::fs::read(config.out_dir().join(MODEL_FILE)).unwrap()
+    });
+    let path = dir.join("dense.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    path
 }
 
-/// A short run: 256 calibration images, 24 iterations.
-fn small(name: &str, method: &str, r0: f64) -> PosttrainConfig {
+/// The dense model, loaded (from a copy in a scratch directory removed on return).
+pub fn load_dense() -> (Box<dyn sparsegrad::nn::Module<f32>>, CheckpointMeta) {
+    let scratch = Scratch::new("pt-dense-load");
+    load_model(&dense_model(&scratch)).unwrap()
+}
+
+/// A short run on a copy of the dense model in `dir`, into `dir/<name>`: 256 calibration images,
+/// 24 iterations.
+fn small(dir: &Path, name: &str, method: &str, r0: f64) -> PosttrainConfig {
     PosttrainConfig {
-        checkpoint: Some(dense_model()),
+        checkpoint: Some(dense_model(dir)),
         method: method.parse().unwrap(),
         target_sparsity: Some(r0),
         calib: 256,
         iters: 24,
         warmup: 4,
         log_every: 8,
-        out: Some(temp_dir(name).join("run")),
+        out: Some(dir.join(name)),
         ..PosttrainConfig::default()
     }
 }
@@ -88,7 +93,7 @@ fn tensors(path: &Path) -> HashMap<String, Tensor<f32>> {
 
 /// The dense model's prunable weights in forward order.
 fn dense_weights() -> Vec<(String, Tensor<f32>)> {
-    let (model, _) = load_model(&dense_model()).unwrap();
+    let (model, _) = load_dense();
     let mut out = Vec::new();
     model.visit_weights("", &mut |name, w| {
         out.push((name.to_string(), w.raw.value().clone()))
@@ -98,9 +103,10 @@ fn dense_weights() -> Vec<(String, Tensor<f32>)> {
 
 #[test]
 fn fcpts_hits_the_target_exactly_for_both_variants() {
+    let dir = Scratch::new("pt-fcpts");
     for variant in ["paper", "code"] {
         for r0 in [0.5, 0.8, 0.95] {
-            let mut config = small(&format!("fcpts-{variant}-{r0}"), "fcpts", r0);
+            let mut config = small(&dir, &format!("fcpts-{variant}-{r0}"), "fcpts", r0);
             config.methods.fcpts.variant = Some(clap::ValueEnum::from_str(variant, false).unwrap());
             let s = run(&config);
             let want = goal(r0, s.params_total);
@@ -142,7 +148,7 @@ fn fixed_up_after_overshoot(
     r0: f64,
     fc2_scale: f32,
 ) -> (FixUp, Vec<usize>, Box<dyn sparsegrad::nn::Module<f32>>) {
-    let (mut model, _) = load_model(&dense_model()).unwrap();
+    let (mut model, _) = load_dense();
     model.visit_weights_mut("", &mut |name, w| {
         if name == "fc2.weight" {
             *w.raw.value_mut() *= fc2_scale;
@@ -249,8 +255,9 @@ fn initial_thresholds(r0: f64) -> Vec<f64> {
 fn only_the_control_loss_moves_the_thresholds_of_the_code_variant() {
     let r0 = 0.9;
     let initial = initial_thresholds(r0);
+    let dir = Scratch::new("pt-no-control");
     let learned = |variant: &str| -> Vec<f64> {
-        let mut config = small(&format!("no-control-{variant}"), "fcpts", r0);
+        let mut config = small(&dir, &format!("no-control-{variant}"), "fcpts", r0);
         config.methods.fcpts.variant = Some(clap::ValueEnum::from_str(variant, false).unwrap());
         config.methods.fcpts.control_weight = 0.0;
         run(&config)
@@ -275,6 +282,7 @@ fn baselines_meet_the_target_with_their_budgets_allocation() {
     let r0 = 0.9;
     let weights = dense_weights();
     let layers: Vec<(&str, &Tensor<f32>)> = weights.iter().map(|(n, w)| (n.as_str(), w)).collect();
+    let dir = Scratch::new("pt-baselines");
     for (method, budget) in [
         (
             "magnitude-uniform",
@@ -293,7 +301,7 @@ fn baselines_meet_the_target_with_their_budgets_allocation() {
         ),
         ("lamp", Budget::Lamp),
     ] {
-        let s = run(&small(method, method, r0));
+        let s = run(&small(&dir, method, method, r0));
         let alloc = allocate(&budget, &layers, r0).unwrap();
         assert_eq!(
             s.params_total - s.params_nonzero,
@@ -330,13 +338,14 @@ fn baselines_meet_the_target_with_their_budgets_allocation() {
 #[test]
 fn no_finetune_keeps_the_surviving_weights_of_the_dense_model() {
     let r0 = 0.7;
+    let dir = Scratch::new("pt-no-finetune");
     let config = PosttrainConfig {
         no_finetune: true,
-        ..small("no-finetune", "magnitude-global", r0)
+        ..small(&dir, "no-finetune", "magnitude-global", r0)
     };
     let s = run(&config);
     assert_eq!(s.iterations, 0);
-    let dense = tensors(&dense_model());
+    let dense = tensors(&config.checkpoint());
     let sparse = tensors(&config.out_dir().join(MODEL_FILE));
     assert_eq!(dense.len(), sparse.len());
     let mut zeros = 0;
@@ -361,8 +370,9 @@ fn no_finetune_keeps_the_surviving_weights_of_the_dense_model() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
+    let dir = Scratch::new("pt-threads");
     let run_with = |threads: usize| {
-        let config = small(&format!("threads-{threads}"), "fcpts", 0.9);
+        let config = small(&dir, &format!("threads-{threads}"), "fcpts", 0.9);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -396,8 +406,9 @@ fn calibration_images_come_from_the_training_split() {
 
 #[test]
 fn the_command_reports_the_fix_up_and_its_export_loads_with_eval() {
-    let dense = dense_model();
-    let out = temp_dir("cli").join("run");
+    let dir = Scratch::new("pt-cli");
+    let dense = dense_model(&dir);
+    let out = dir.join("run");
     let (code, stdout, stderr) = cli(&[
         "posttrain",
         "--quiet",
@@ -482,9 +493,9 @@ fn the_command_reports_the_fix_up_and_its_export_loads_with_eval() {
 
 #[test]
 fn bad_input_gets_one_exact_error_line() {
-    let dense = dense_model();
+    let dir = Scratch::new("pt-bad");
+    let dense = dense_model(&dir);
     let dense = dense.to_str().unwrap();
-    let dir = temp_dir("bad");
     let out = dir.join("run");
     let out = out.to_str().unwrap();
     let with = |extra: &[&str]| -> Vec<String> {

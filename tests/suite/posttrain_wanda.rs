@@ -4,8 +4,6 @@
 //! without the reconstruction fine-tuning (exact global count, every row pruned by floor or
 //! ceil of its share, the lowest scores of each row pruned).
 
-use std::path::PathBuf;
-
 use sparsegrad::methods::wanda::{prune_mask, wanda_scores};
 use sparsegrad::nn::input_norms::InputNorms;
 use sparsegrad::nn::{Conv2d, Linear, Module};
@@ -17,14 +15,8 @@ use sparsegrad::run::meta::load_model;
 use sparsegrad::tape::{Tape, Tensor};
 use sparsegrad::train::Progress;
 
-use crate::posttrain::dense_model;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-wanda-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::posttrain::{dense_model, load_dense};
+use crate::scratch::Scratch;
 
 fn random(shape: &[usize], seed: u64) -> Tensor<f32> {
     let mut rng = seeded(seed);
@@ -166,9 +158,10 @@ fn per_row_counts_share_the_remainder_by_next_lowest_score() {
 #[test]
 fn whole_runs_meet_the_target_per_row_with_and_without_fine_tuning() {
     let r0 = 0.7;
+    let dir = Scratch::new("wanda-run");
     for finetune in [false, true] {
         let config = PosttrainConfig {
-            checkpoint: Some(dense_model()),
+            checkpoint: Some(dense_model(&dir)),
             method: "wanda".parse().unwrap(),
             target_sparsity: Some(r0),
             calib: 256,
@@ -176,7 +169,7 @@ fn whole_runs_meet_the_target_per_row_with_and_without_fine_tuning() {
             warmup: 4,
             log_every: 8,
             no_finetune: !finetune,
-            out: Some(temp_dir(&format!("run-{finetune}")).join("run")),
+            out: Some(dir.join(format!("run-{finetune}"))),
             ..PosttrainConfig::default()
         };
         let s = posttrain::run(&config, false, &mut Progress::plain()).unwrap();
@@ -187,7 +180,7 @@ fn whole_runs_meet_the_target_per_row_with_and_without_fine_tuning() {
             "finetune {finetune}"
         );
         let (sparse, _) = load_model(&config.out_dir().join(MODEL_FILE)).unwrap();
-        let (dense, _) = load_model(&dense_model()).unwrap();
+        let (dense, _) = load_dense();
         let mut dense_weights = Vec::new();
         dense.visit_weights("", &mut |_, w| dense_weights.push(w.raw.value().clone()));
         let mut l = 0;

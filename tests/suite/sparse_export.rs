@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use crate::scratch::Scratch;
 use ndarray::IxDyn;
 use safetensors::tensor::{Dtype, TensorView};
 use sparsegrad::io::checkpoint::{export_tensors, save};
@@ -15,13 +16,8 @@ use sparsegrad::prelude::*;
 use sparsegrad::rng::{seeded, uniform};
 use sparsegrad::sparsity::mask::Mask;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sparsegrad-sparse-export-{name}-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("sparse-export-{name}"))
 }
 
 /// A LeNet-5 with random masks keeping `density` of every weight.
@@ -79,7 +75,6 @@ fn sparse_export_round_trips_and_is_small() {
         "sparse export is {:.1}% of the dense one",
         100.0 * ratio
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Writes a hand-made file with the sparse format's metadata.
@@ -166,5 +161,4 @@ fn sparse_export_reader_names_the_file_and_the_problem() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("fc1.weight: shape [500, 800] in file"), "{e}");
-    std::fs::remove_dir_all(dir).unwrap();
 }

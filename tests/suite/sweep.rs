@@ -3,19 +3,17 @@
 //! run listed and not averaged, then resumed to the same numbers; the same jobs.txt run by
 //! `xargs -P`; and the sweep file's errors, refused before anything is written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use sparsegrad::sweep::aggregate::{RunResult, aggregate, read_run};
 use sparsegrad::sweep::scripts::read_manifest;
 
 use crate::cli_support::run;
+use crate::scratch::Scratch;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-sweep-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("sweep-{name}"))
 }
 
 const TINY: &str = r#"
@@ -157,7 +155,6 @@ fn tiny_sweep_runs_with_two_workers_and_aggregates_over_seeds() {
     );
     assert_eq!(figures(read_run(&gmp1.out).unwrap()), gmp1_before);
     assert!(aggregate(&out).unwrap().incomplete.is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -190,7 +187,6 @@ fn jobs_txt_runs_under_xargs_to_the_numbers_of_sweep_run() {
         assert_eq!(x.test_accuracy.mean, y.test_accuracy.mean, "{}", x.series);
         assert_eq!(x.layers, y.layers, "{}", x.series);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn assert_refused(text: &str, message: &str) {
@@ -201,7 +197,6 @@ fn assert_refused(text: &str, message: &str) {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(message), "expected `{message}` in {stderr}");
     assert!(!out.join("jobs.txt").exists(), "nothing written");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -264,5 +259,4 @@ fn the_results_sweep_file_expands() {
         jobs.lines().all(|l| l.contains("--model lenet5 ")),
         "{jobs}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

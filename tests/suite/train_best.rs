@@ -9,6 +9,7 @@ use sparsegrad::run::{EpochMetrics, Summary};
 
 use crate::cli_support::run;
 use crate::fuzz_formats::write_idx_dir;
+use crate::scratch::Scratch;
 
 fn epoch(epoch: usize, val: Option<f64>, test: f64, sparsity: f64) -> EpochMetrics {
     EpochMetrics {
@@ -86,8 +87,7 @@ fn summaries_written_before_the_rule_still_load() {
 /// how it was selected.
 #[test]
 fn a_gmp_run_reports_best_at_final_sparsity_everywhere() {
-    let dir = std::env::temp_dir().join(format!("sparsegrad-best-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = Scratch::new("best");
     let data = dir.join("data");
     write_idx_dir(&data, 64, 16, 4, 4);
     let out = dir.join("run");
