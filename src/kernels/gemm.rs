@@ -26,8 +26,9 @@
 //! weight-gradient shapes and would add ~1.5 min of CI build and blocking heuristics of its own
 //! (its rounding could change with the sub-problem sizes our thread split produces). Ours add no
 //! dependency, keep every element's rounding a function of K alone, read a small operand in
-//! place instead of packing it (the weight gradient, an im2col tile), and are the place to pack
-//! straight from an image later (implicit GEMM).
+//! place instead of packing it (the weight gradient, an im2col tile), and read an operand's rows
+//! through an offset table: the shifted rows of a zero-padded image, with which `shift_conv` runs
+//! stride-1 convolutions without an im2col matrix.
 //!
 //! **Against MKL** (`torch.mm` from the PyTorch peer, one quiet sitting on the same CPU,
 //! 2026-11-30, medians; this VM drifts about +-20% between minutes): square 1024 19.5 / 20.7 ms
@@ -38,7 +39,8 @@
 //! gradient 0.63x / 0.57x / 0.40x. The weight gradient is where MKL pulls ahead: its B operand is
 //! the whole im2col matrix (8192 x 576 for 64 channels), used by only M = 64 rows, so packing it
 //! costs a quarter of the product (measured with `perf`). Reading it in place instead measured
-//! slower (strided rows); the fix is to pack straight from the image (implicit GEMM).
+//! slower (strided rows). For stride-1 convolutions `shift_conv` now reads the padded image
+//! itself instead of an im2col matrix (no column matrix, no packing of it).
 //!
 //! **Threads and determinism.** Large products are split over their longer side (rows or
 //! columns) with `rayon::join`. Splitting M or N never changes the order in which any output

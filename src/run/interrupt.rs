@@ -6,7 +6,9 @@
 //! a watcher thread, polling every 20 ms, builds the message with ordinary code and exits. No
 //! state needs saving at that point: every checkpoint is written atomically (temporary file, then
 //! rename) at the end of an epoch, so the one on disk is always complete and resuming from it
-//! repeats the interrupted epoch bit for bit. Hand-written rather than the `ctrlc` crate: two
+//! repeats the interrupted epoch bit for bit. The watcher holds `io::atomic`'s write lock from
+//! reading the checkpoint to the exit, so a checkpoint being written as the signal arrives is
+//! finished first and none is written after the message names one. Hand-written rather than the `ctrlc` crate: two
 //! `signal(2)` calls and a thread are all it takes, and no dependency is added for them. SIGPIPE
 //! is put back to its default here too ([`restore_default_sigpipe`]).
 
@@ -14,6 +16,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
+use crate::io::atomic;
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::run::dir::CHECKPOINT_FILE;
 use crate::run::meta::CheckpointMeta;
@@ -55,6 +58,9 @@ pub fn on_interrupt(message: impl Fn(&str) -> String + Send + 'static) {
                     } else {
                         "SIGTERM"
                     };
+                    // Hold off checkpoint writes from here to the exit, so the checkpoint the
+                    // message names is the one left on disk.
+                    let _no_more_writes = atomic::hold_writes();
                     eprintln!("\nerror: {}", message(name));
                     std::process::exit(128 + signal);
                 }
