@@ -9,9 +9,9 @@
 //! - weight gradient: `dW_g = sum over images of G X^T`
 //! - bias gradient:   `db[o] = sum over images and positions of G[o, :]`
 //!
-//! In f32 on the packed GEMM kernels, stride-1 convolutions (ResNet-20's 3 x 3 ones) run the
-//! forward pass and the input gradient on `shift_conv` instead, a GEMM over shifted rows of a
-//! zero-padded image with no column matrix; the weight gradient stays here.
+//! In f32 on the packed GEMM kernels, stride-1 convolutions (ResNet-20's 3 x 3 ones) run on
+//! `shift_conv` instead: GEMMs over shifted rows of a zero-padded image, with no column matrix
+//! (the same chunks, so the same determinism; the bias gradient is summed here either way).
 //!
 //! **Work split.** The batch is cut into chunks of [`ConvProblem::chunk_len`] consecutive images,
 //! which rayon processes in parallel; each chunk allocates its scratch (column tile, gathered
