@@ -18,7 +18,8 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// `sparsegrad COMMAND_LINE --out TEMP` fails with exactly `error: {message}` and exit code 1.
+/// `sparsegrad COMMAND_LINE --out TEMP` fails with exactly `error: {message}` and exit code 1,
+/// and leaves nothing at `TEMP`.
 /// The temporary `--out` keeps a run that is wrongly accepted from writing into the repository.
 pub fn assert_refused(command_line: &str, message: &str) {
     let scratch = Scratch::new("refused");
@@ -26,6 +27,12 @@ pub fn assert_refused(command_line: &str, message: &str) {
     let mut args: Vec<&str> = command_line.split_whitespace().collect();
     args.extend(["--out", out.to_str().unwrap()]);
     assert_error(&args, message);
+    // Flags are checked before the run directory is touched.
+    assert!(
+        !out.exists(),
+        "{command_line}: a refused run wrote {}",
+        out.display()
+    );
 }
 
 /// `sparsegrad args...` fails with exactly `error: {message}` on stderr and exit code 1.
