@@ -279,4 +279,4 @@ pub unsafe fn sgemm_operands(
 
 #[cfg(test)]
 #[path = "packed_gemm_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -3,7 +3,7 @@
 use super::*;
 
 /// A deterministic irregular fill in (-1, 1).
-fn filled(len: usize, salt: f32) -> Vec<f32> {
+pub(crate) fn filled(len: usize, salt: f32) -> Vec<f32> {
     (0..len)
         .map(|i| ((i as f32) * 0.618 + salt).sin())
         .collect()

@@ -10,6 +10,7 @@ use crate::kernels::conv_gemm::{conv2d_backward, im2col_forward};
 use crate::kernels::direct_conv::{
     conv2d_direct, conv2d_direct_input_grad, conv2d_direct_weight_grad,
 };
+use crate::kernels::packed_gemm::tests::filled;
 
 /// A convolution's shapes: batch, in and out channels, input size, kernel, padding.
 #[derive(Clone, Debug)]
@@ -57,13 +58,6 @@ fn shapes() -> impl Strategy<Value = Shape> {
             })
         },
     )
-}
-
-/// A deterministic irregular fill in (-1, 1).
-fn filled(len: usize, salt: f32) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((i as f32) * 0.618 + salt).sin())
-        .collect()
 }
 
 fn array4(shape: [usize; 4], v: &[f32]) -> Array4<f64> {
