@@ -26,8 +26,14 @@ impl<F: Float> ConvBnPair<F> {
 
     /// `bn2(conv2(relu(bn1(conv1(x)))))`.
     pub fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
-        let y = self.bn1.forward(self.conv1.forward(x)).relu();
+        let y = self.bn1.forward_relu(self.conv1.forward(x));
         self.bn2.forward(self.conv2.forward(y))
+    }
+
+    /// `relu(self.forward(x))`, with the last relu fused into `bn2`.
+    pub fn forward_relu<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
+        let y = self.bn1.forward_relu(self.conv1.forward(x));
+        self.bn2.forward_relu(self.conv2.forward(y))
     }
 
     /// The four layers in forward order, named as in the reference blocks.

@@ -127,7 +127,7 @@ impl<F: Float> SeparableBlock<F> {
 
 impl<F: Float> Module<F> for SeparableBlock<F> {
     fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
-        self.body.forward(x).relu()
+        self.body.forward_relu(x)
     }
 
     delegate_to_children!();
@@ -198,7 +198,7 @@ impl<F: Float> MobileNet<F> {
 impl<F: Float> Module<F> for MobileNet<F> {
     /// x: [N, C, H, W] -> logits [N, classes].
     fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
-        let mut x = self.bn1.forward(self.conv1.forward(x)).relu();
+        let mut x = self.bn1.forward_relu(self.conv1.forward(x));
         for block in &mut self.layers {
             x = block.forward(x);
         }

@@ -163,7 +163,7 @@ impl<F: Float> BasicBlock<F> {
 impl<F: Float> Module<F> for BasicBlock<F> {
     /// [N, in, H, W] -> [N, out, ceil(H / stride), ceil(W / stride)].
     fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
-        (self.body.forward(x) + self.shortcut.apply(x)).relu()
+        self.body.forward(x).add_relu(self.shortcut.apply(x))
     }
 
     delegate_to_children!();
@@ -254,7 +254,7 @@ impl<F: Float> ResNet<F> {
 impl<F: Float> Module<F> for ResNet<F> {
     /// x: [N, C, H, W] -> logits [N, classes].
     fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
-        let mut x = self.bn1.forward(self.conv1.forward(x)).relu();
+        let mut x = self.bn1.forward_relu(self.conv1.forward(x));
         for block in self.stages.iter_mut().flatten() {
             x = block.forward(x);
         }

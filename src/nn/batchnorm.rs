@@ -107,6 +107,38 @@ impl<F: Float> BatchNorm<F> {
         );
     }
 
+    /// `relu(self.forward(x))`, fused into one op in training mode
+    /// ([`Var::batch_norm_train_relu`]: the same bits, one pass over memory less each way).
+    pub fn forward_relu<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
+        self.normalise(x, true)
+    }
+
+    /// The layer's forward, followed by a relu when `then_relu`.
+    fn normalise<'t>(&mut self, x: Var<'t, F>, then_relu: bool) -> Var<'t, F> {
+        self.check_input(&x.shape());
+        let tape = x.tape();
+        let weight = self.weight.as_ref().map(|w| tape.param(w));
+        let bias = self.bias.as_ref().map(|b| tape.param(b));
+        if self.training {
+            let (y, stats) = if then_relu {
+                x.batch_norm_train_relu(weight, bias, self.eps)
+            } else {
+                x.batch_norm_train(weight, bias, self.eps)
+            };
+            self.update_running_stats(&stats.mean, &stats.var_unbiased);
+            y
+        } else {
+            let y = x.batch_norm_eval(
+                self.running_mean.value(),
+                self.running_var.value(),
+                weight,
+                bias,
+                self.eps,
+            );
+            if then_relu { y.relu() } else { y }
+        }
+    }
+
     /// `running = (1 - m) running + m batch` for mean and (unbiased) variance; counts the step.
     fn update_running_stats(&mut self, mean: &Tensor<F>, var_unbiased: &Tensor<F>) {
         let count = self.num_batches_tracked.value_mut();
@@ -129,23 +161,7 @@ impl<F: Float> Module<F> for BatchNorm<F> {
     /// `[N, C, ...]` -> same shape. Training mode also updates the running statistics (even
     /// under `no_grad`, as PyTorch).
     fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
-        self.check_input(&x.shape());
-        let tape = x.tape();
-        let weight = self.weight.as_ref().map(|w| tape.param(w));
-        let bias = self.bias.as_ref().map(|b| tape.param(b));
-        if self.training {
-            let (y, stats) = x.batch_norm_train(weight, bias, self.eps);
-            self.update_running_stats(&stats.mean, &stats.var_unbiased);
-            y
-        } else {
-            x.batch_norm_eval(
-                self.running_mean.value(),
-                self.running_var.value(),
-                weight,
-                bias,
-                self.eps,
-            )
-        }
+        self.normalise(x, false)
     }
 
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {

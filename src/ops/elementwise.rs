@@ -196,6 +196,32 @@ impl<'t, F: Float> Var<'t, F> {
         )
     }
 
+    /// `relu(self + b)` (numpy broadcasting) in one op, as a residual block ends: the same values
+    /// and gradients as `(self + b).relu()` bit for bit (relu'(0) = 0), without storing the sum.
+    /// The gated gradient `g 1[y > 0]` (`y > 0` exactly when the sum is) is computed once and
+    /// given to both inputs; the engine reduces it to a broadcast input's shape.
+    pub fn add_relu(self, b: Self) -> Self {
+        const OP: &str = "add_relu";
+        let (av, bv) = (self.value(), b.value());
+        let shape = IxDyn(&broadcast_shape(OP, av.shape(), bv.shape()));
+        let (ab, bb) = (
+            av.broadcast(shape.clone()).unwrap(),
+            bv.broadcast(shape).unwrap(),
+        );
+        let y = Arc::new(map_collect!(|&a, &b| (a + b).max(F::zero()); &ab, &bb));
+        let y_saved = y.clone();
+        self.tape().record(OP, y, &[self, b], move |g, needs| {
+            // Times one or zero, as relu's backward, so that the bits are the composition's.
+            let gate = |y: F| if y > F::zero() { F::one() } else { F::zero() };
+            let gated = map_collect!(|&g, &y| g * gate(y); g, &*y_saved);
+            match (needs[0], needs[1]) {
+                (true, true) => vec![Some(gated.clone()), Some(gated)],
+                (true, false) => vec![Some(gated), None],
+                (false, b_needs) => vec![None, b_needs.then_some(gated)],
+            }
+        })
+    }
+
     /// x for x > 0, slope * x otherwise (derivative `slope` at 0, as PyTorch).
     pub fn leaky_relu(self, slope: f64) -> Self {
         let s = F::c(slope);

@@ -4,6 +4,7 @@
 
 pub mod conv;
 pub mod density;
+pub mod dropout;
 pub mod elementwise;
 pub mod hard_concrete;
 pub mod loss;

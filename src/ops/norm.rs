@@ -1,4 +1,4 @@
-//! Batch normalisation (Ioffe & Szegedy 2015) and inverted dropout (Srivastava et al. 2014).
+//! Batch normalisation (Ioffe & Szegedy 2015), alone or followed by a relu in one op.
 //!
 //! Batch norm normalises over every axis except the channel axis 1, so one op serves `[N, C]`,
 //! `[N, C, L]` and `[N, C, H, W]`. With M the number of elements per channel:
@@ -12,6 +12,11 @@
 //!   arrays: PyTorch updates `running_var` with the unbiased one.
 //! - evaluation: the affine map `(x - running_mean) / sqrt(running_var + eps) * gamma + beta`,
 //!   composed from elementwise ops.
+//! - training, then relu (`batch_norm_train_relu`, the `conv -> bn -> relu` of ResNet and
+//!   MobileNet): the same values and gradients as the composition, bit for bit, with one pass over
+//!   memory less each way and no stored pre-activation. The backward recomputes the relu's input
+//!   `(x - mean) * scale + shift` from x with the forward's `F` constants, and gates g with it
+//!   before the sums above.
 //!
 //! Statistics and gradient sums are accumulated in f64 (as PyTorch does on CPU) by one thread
 //! per channel in a fixed order, so results are bit-identical for every thread count. (In
@@ -20,14 +25,12 @@
 
 use std::mem::MaybeUninit;
 
-use ndarray::{Array3, ArrayView3, ArrayViewMut2, Axis, CowArray, IxDyn, Zip};
-use num_traits::{Float as _, One};
-use rand::RngCore;
+use ndarray::{Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray, IxDyn, Zip};
+use num_traits::Float as _;
 use rayon::prelude::*;
 
 use crate::float::{Accumulator, Float};
 use crate::ops::norm_sums::{Terms, channel_sums};
-use crate::rng::Rng;
 use crate::tape::{Tensor, Var};
 
 /// Below this many elements the per-channel work runs on the calling thread.
@@ -95,6 +98,109 @@ fn channel_param<F: Float>(
     }
 }
 
+/// `y = (x - mean) * scale + shift`, one channel's normalisation as the forward applies it (in
+/// `F`, so that the backward recomputes the relu's input bit for bit).
+#[derive(Clone, Copy)]
+struct Affine<F> {
+    mean: F,
+    scale: F,
+    shift: F,
+}
+
+impl<F: Float> Affine<F> {
+    #[inline(always)]
+    fn of(self, x: F) -> F {
+        (x - self.mean) * self.scale + self.shift
+    }
+}
+
+/// What the forward keeps of one channel: the batch mean and biased variance, and its map.
+struct Channel<F: Float> {
+    mean: F::Acc,
+    var: F::Acc,
+    affine: Affine<F>,
+}
+
+/// The backward of one channel (constants shared by every channel).
+struct ChannelBackward<A> {
+    /// Elements per channel.
+    m: A,
+    eps: A,
+    then_relu: bool,
+}
+
+impl<A: Accumulator> ChannelBackward<A> {
+    /// Writes `dx` (when asked) and returns `[sum(g), sum(g * xhat)]` (dbeta, dgamma) for one
+    /// channel's `x` and upstream `g`, both `[N, L]`. With a fused relu, the gradient reaching
+    /// the normalisation is `g * 1[pre > 0]`, computed as relu's backward computes it (times one
+    /// or zero) so that the bits are the composition's; it is written into `dx` and read back
+    /// from there while the channel is in cache.
+    fn run<F: Float<Acc = A>>(
+        &self,
+        channel: &Channel<F>,
+        gamma: A,
+        xc: ArrayView2<'_, F>,
+        gc: ArrayView2<'_, F>,
+        dxc: Option<ArrayViewMut2<'_, MaybeUninit<F>>>,
+    ) -> [A; 2] {
+        let mu = channel.mean;
+        let inv_std = A::one() / (channel.var + self.eps).sqrt();
+        let sums = |g: &ArrayView2<'_, F>| {
+            // sum(g) and sum(g * xhat), xhat = (x - mean) * inv_std.
+            let [sum_g, sum_g_centred] = channel_sums(&xc, g, Terms::Gradient(mu));
+            [sum_g, sum_g_centred * inv_std]
+        };
+        // dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat)), written as
+        // k g + (x - mean) k2 + k3 with per-channel constants.
+        let dx_terms = |[sum_g, sum_g_xhat]: [A; 2]| {
+            let k = gamma * inv_std;
+            let k2 = F::from_acc(-k * inv_std * sum_g_xhat / self.m);
+            let k3 = F::from_acc(-k * sum_g / self.m);
+            (F::from_acc(k), F::from_acc(mu), k2, k3)
+        };
+        let affine = channel.affine;
+        let relu_gate = |x: F| {
+            if affine.of(x) > F::zero() {
+                F::one()
+            } else {
+                F::zero()
+            }
+        };
+        match (self.then_relu, dxc) {
+            (false, None) => sums(&gc),
+            (false, Some(mut dxc)) => {
+                let s = sums(&gc);
+                let (k, mu, k2, k3) = dx_terms(s);
+                Zip::from(&mut dxc)
+                    .and(&xc)
+                    .and(&gc)
+                    .for_each(|d, &x, &g| _ = d.write(k * g + (x - mu) * k2 + k3));
+                s
+            }
+            (true, None) => sums(
+                &Zip::from(&xc)
+                    .and(&gc)
+                    .map_collect(|&x, &g| g * relu_gate(x))
+                    .view(),
+            ),
+            (true, Some(mut dxc)) => {
+                Zip::from(&mut dxc)
+                    .and(&xc)
+                    .and(&gc)
+                    .for_each(|d, &x, &g| _ = d.write(g * relu_gate(x)));
+                // SAFETY: every element of the channel was written just above.
+                let mut gated = unsafe { dxc.assume_init() };
+                let s = sums(&gated.view());
+                let (k, mu, k2, k3) = dx_terms(s);
+                Zip::from(&mut gated)
+                    .and(&xc)
+                    .for_each(|d, &x| *d = k * *d + (x - mu) * k2 + k3);
+                s
+            }
+        }
+    }
+}
+
 impl<'t, F: Float> Var<'t, F> {
     /// Training-mode batch normalisation over all axes but 1 (see the module documentation),
     /// with optional affine `weight` (gamma) and `bias` (beta) of shape `[C]`. Returns the
@@ -105,28 +211,55 @@ impl<'t, F: Float> Var<'t, F> {
         bias: Option<Self>,
         eps: f64,
     ) -> (Self, BatchStats<F>) {
-        const OP: &str = "batch_norm_train";
+        self.batch_norm_train_op(weight, bias, eps, false)
+    }
+
+    /// `batch_norm_train(weight, bias, eps)` followed by `relu`, in one op: the same values and
+    /// gradients bit for bit (relu'(0) = 0), without storing or re-reading the normalised value.
+    /// The backward recomputes the relu's input from x with the forward's per-channel constants.
+    pub fn batch_norm_train_relu(
+        self,
+        weight: Option<Self>,
+        bias: Option<Self>,
+        eps: f64,
+    ) -> (Self, BatchStats<F>) {
+        self.batch_norm_train_op(weight, bias, eps, true)
+    }
+
+    fn batch_norm_train_op(
+        self,
+        weight: Option<Self>,
+        bias: Option<Self>,
+        eps: f64,
+        then_relu: bool,
+    ) -> (Self, BatchStats<F>) {
+        let op = if then_relu {
+            "batch_norm_train_relu"
+        } else {
+            "batch_norm_train"
+        };
         let x = self.value();
-        let ncl = ncl_shape(OP, x.shape());
+        let ncl = ncl_shape(op, x.shape());
         let (n, c, l) = ncl;
         let m = n * l;
         // PyTorch: "Expected more than 1 value per channel when training".
         assert!(
             m > 1,
-            "op `{OP}`: expected more than 1 value per channel when training, got shape {:?}",
+            "op `{op}`: expected more than 1 value per channel when training, got shape {:?}",
             x.shape()
         );
-        let gamma = channel_param(OP, "weight", weight, c, 1.0);
-        let beta = channel_param(OP, "bias", bias, c, 0.0);
+        let gamma = channel_param(op, "weight", weight, c, 1.0);
+        let beta = channel_param(op, "bias", bias, c, 0.0);
 
         let xs = x.as_standard_layout();
         let x3 = as_ncl(&xs, ncl);
         // Uninitialised (a zeroing pass on the calling thread would cost as much as a channel
         // loop): the loop below writes every element once.
         let mut y = Array3::<F>::uninit(ncl);
-        // Per channel: mean, biased variance (two passes, f64), then y = (x - mean) * a + beta.
+        // Per channel: mean, biased variance (two passes, f64), then y = (x - mean) * a + beta
+        // (and its relu).
         let (m_acc, eps_acc) = (F::Acc::c(m as f64), F::Acc::c(eps));
-        let moments: Vec<(F::Acc, F::Acc)> = x3
+        let per_channel: Vec<Channel<F>> = x3
             .axis_iter(Axis(1))
             .into_par_iter()
             .zip(y.axis_iter_mut(Axis(1)))
@@ -135,28 +268,29 @@ impl<'t, F: Float> Var<'t, F> {
             .map(|(ch, (xc, mut yc))| {
                 let mean = channel_sums(&xc, &xc, Terms::Value)[0] / m_acc;
                 let var = channel_sums(&xc, &xc, Terms::SquaredDeviation(mean))[0] / m_acc;
-                let a = F::from_acc(gamma[ch] / (var + eps_acc).sqrt());
-                let (mean_f, beta_f) = (F::from_acc(mean), F::from_acc(beta[ch]));
-                Zip::from(&mut yc)
-                    .and(&xc)
-                    .for_each(|y, &x| _ = y.write((x - mean_f) * a + beta_f));
-                (mean, var)
+                let affine = Affine {
+                    mean: F::from_acc(mean),
+                    scale: F::from_acc(gamma[ch] / (var + eps_acc).sqrt()),
+                    shift: F::from_acc(beta[ch]),
+                };
+                let zip = Zip::from(&mut yc).and(&xc);
+                if then_relu {
+                    zip.for_each(|y, &x| _ = y.write(affine.of(x).max(F::zero())));
+                } else {
+                    zip.for_each(|y, &x| _ = y.write(affine.of(x)));
+                }
+                Channel { mean, var, affine }
             })
             .collect();
         // SAFETY: every channel of `y` was visited once and all its elements written.
         let y = unsafe { y.assume_init() };
         let y = y.into_shape_with_order(x.raw_dim()).expect("same size");
         let stats = BatchStats {
-            mean: Tensor::from_shape_fn(IxDyn(&[c]), |i| F::from_acc(moments[i[0]].0)),
+            mean: Tensor::from_shape_fn(IxDyn(&[c]), |i| F::from_acc(per_channel[i[0]].mean)),
             var_unbiased: Tensor::from_shape_fn(IxDyn(&[c]), |i| {
-                F::from_acc(moments[i[0]].1 * m_acc / F::Acc::c((m - 1) as f64))
+                F::from_acc(per_channel[i[0]].var * m_acc / F::Acc::c((m - 1) as f64))
             }),
         };
-        let mean: Vec<F::Acc> = moments.iter().map(|mv| mv.0).collect();
-        let inv_std: Vec<F::Acc> = moments
-            .iter()
-            .map(|mv| F::Acc::one() / (mv.1 + eps_acc).sqrt())
-            .collect();
 
         let mut inputs = vec![self];
         let weight_at = weight.map(|w| {
@@ -168,7 +302,7 @@ impl<'t, F: Float> Var<'t, F> {
             inputs.len() - 1
         });
         let n_inputs = inputs.len();
-        let y = self.tape().record(OP, y, &inputs, move |g, needs| {
+        let y = self.tape().record(op, y, &inputs, move |g, needs| {
             let xs = x.as_standard_layout();
             let x3 = as_ncl(&xs, ncl);
             let gs = g.as_standard_layout();
@@ -179,8 +313,11 @@ impl<'t, F: Float> Var<'t, F> {
                 Some(dx3) => dx3.axis_iter_mut(Axis(1)).map(Some).collect(),
                 None => (0..c).map(|_| None).collect(),
             };
-            // One task per channel reads its x and g twice while they are still in cache:
-            // the sums, then dx.
+            let backward = ChannelBackward {
+                m: m_acc,
+                eps: eps_acc,
+                then_relu,
+            };
             let sums: Vec<[F::Acc; 2]> = x3
                 .axis_iter(Axis(1))
                 .into_par_iter()
@@ -188,25 +325,7 @@ impl<'t, F: Float> Var<'t, F> {
                 .zip(dx_channels)
                 .enumerate()
                 .with_min_len(min_channels_per_task(ncl))
-                .map(|(ch, ((xc, gc), dxc))| {
-                    let (mu, s) = (mean[ch], inv_std[ch]);
-                    // sum(g) and sum(g * xhat), xhat = (x - mean) * inv_std.
-                    let [sum_g, sum_g_centred] = channel_sums(&xc, &gc, Terms::Gradient(mu));
-                    let sum_g_xhat = sum_g_centred * s;
-                    if let Some(mut dxc) = dxc {
-                        // dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat)), written
-                        // as k g + (x - mean) k2 + k3 with per-channel constants.
-                        let k = gamma[ch] * s;
-                        let k2 = F::from_acc(-k * s * sum_g_xhat / m_acc);
-                        let k3 = F::from_acc(-k * sum_g / m_acc);
-                        let (k, mu) = (F::from_acc(k), F::from_acc(mu));
-                        Zip::from(&mut dxc)
-                            .and(&xc)
-                            .and(&gc)
-                            .for_each(|d, &x, &g| _ = d.write(k * g + (x - mu) * k2 + k3));
-                    }
-                    [sum_g, sum_g_xhat]
-                })
+                .map(|(ch, ((xc, gc), dxc))| backward.run(&per_channel[ch], gamma[ch], xc, gc, dxc))
                 .collect();
             let mut grads: Vec<Option<Tensor<F>>> = vec![None; n_inputs];
             grads[0] = dx.map(|dx| {
@@ -267,37 +386,5 @@ impl<'t, F: Float> Var<'t, F> {
             y = y + b.reshape(&per_channel);
         }
         y
-    }
-
-    /// Inverted dropout: each element is kept with probability `1 - p` and scaled by
-    /// `1 / (1 - p)`, else zeroed; the mask is drawn from `rng` in row-major order, one `u32` per
-    /// element. Gradient `mask * scale`. `p = 0` returns `self` unchanged (drawing nothing);
-    /// `p = 1` zeroes everything.
-    pub fn dropout(self, p: f64, rng: &mut Rng) -> Self {
-        assert!(
-            (0.0..=1.0).contains(&p),
-            "op `dropout`: probability {p} is not in [0, 1]"
-        );
-        if p == 0.0 {
-            return self;
-        }
-        let x = self.value();
-        let scale = if p < 1.0 {
-            F::c(1.0 / (1.0 - p))
-        } else {
-            F::zero()
-        };
-        // Keep iff a uniform u32 >= p * 2^32: probability 1 - p up to 2^-32.
-        let threshold = (p * 4_294_967_296.0).round() as u64;
-        let mask = Tensor::<F>::from_shape_simple_fn(x.raw_dim(), || {
-            if u64::from(rng.next_u32()) >= threshold {
-                scale
-            } else {
-                F::zero()
-            }
-        });
-        let y = &*x * &mask;
-        self.tape()
-            .record("dropout", y, &[self], move |g, _| vec![Some(g * &mask)])
     }
 }

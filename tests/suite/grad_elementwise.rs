@@ -42,7 +42,7 @@ fn away(lo: f64, hi: f64, kinks: Vec<f64>, margin: f64) -> impl Strategy<Value =
 
 /// Values `0.1 k + offset + noise` (k integer in [-20, 20), noise in [0, 0.01)): two tensors
 /// built with offsets 0 and 0.05 are at least 0.04 apart everywhere, whatever broadcasts with what.
-fn grid_tensor(shape: Vec<usize>, offset: f64) -> impl Strategy<Value = Tensor<f64>> {
+pub(crate) fn grid_tensor(shape: Vec<usize>, offset: f64) -> impl Strategy<Value = Tensor<f64>> {
     let n: usize = shape.iter().product();
     proptest::collection::vec((-20i32..20, 0.0..0.01), n).prop_map(move |v| {
         let values = v

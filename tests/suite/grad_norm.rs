@@ -41,7 +41,7 @@ fn normal(shape: &[usize], seed: u64) -> Tensor<f64> {
 }
 
 /// Per-channel (mean, biased variance, unbiased variance) by a plain loop over every element.
-fn reference_moments(x: &Tensor<f64>) -> Vec<(f64, f64, f64)> {
+pub(crate) fn reference_moments(x: &Tensor<f64>) -> Vec<(f64, f64, f64)> {
     let c = x.shape()[1];
     (0..c)
         .map(|ch| {
@@ -59,7 +59,7 @@ fn reference_moments(x: &Tensor<f64>) -> Vec<(f64, f64, f64)> {
 }
 
 /// `(x - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c]` element by element.
-fn reference_affine(
+pub(crate) fn reference_affine(
     x: &Tensor<f64>,
     mean: &[f64],
     var: &[f64],
@@ -77,7 +77,7 @@ fn reference_affine(
 
 /// A batch norm input of rank 2, 3 or 4 with at least two values per channel, plus gamma and
 /// beta of shape [C].
-fn norm_inputs() -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>, Tensor<f64>)> {
+pub(crate) fn norm_inputs() -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>, Tensor<f64>)> {
     (2usize..=4, 1usize..=3, 1usize..=3, 1usize..=3, 1usize..=3)
         .prop_map(|(rank, n, c, a, b)| {
             let mut shape = vec![n, c, a, b];
@@ -100,7 +100,7 @@ fn norm_inputs() -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>, Tensor<f64>
 
 const EPS: f64 = 1e-5;
 
-fn column(t: &Tensor<f64>) -> Vec<f64> {
+pub(crate) fn column(t: &Tensor<f64>) -> Vec<f64> {
     t.iter().copied().collect()
 }
 

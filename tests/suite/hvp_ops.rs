@@ -131,6 +131,24 @@ fn distinct(shape: &[usize], rng: &mut Rng) -> Tensor<f64> {
     ArrayD::from_shape_vec(IxDyn(shape), values.collect()).expect("size")
 }
 
+/// `[x, gamma, beta]` with each beta moved by the first multiple of 0.1 that keeps every
+/// normalised value of its channel 0.05 from zero (the relu's kink).
+fn beta_away_from_kink(bn: &[Tensor<f64>; 3]) -> [Tensor<f64>; 3] {
+    let tape = Tape::<f64>::new();
+    let (x, gamma) = (tape.leaf(bn[0].clone()), tape.leaf(bn[1].clone()));
+    let (normalised, _) = x.batch_norm_train(Some(gamma), None, 1e-5);
+    let normalised = normalised.value();
+    let mut beta = bn[2].clone();
+    for (c, b) in beta.iter_mut().enumerate() {
+        let channel = normalised.index_axis(ndarray::Axis(1), c);
+        *b += (0..)
+            .map(|k| 0.1 * f64::from(k))
+            .find(|shift| channel.iter().all(|&v| (v + *b + shift).abs() >= 0.05))
+            .expect("a finite channel has a shift that avoids it");
+    }
+    [bn[0].clone(), bn[1].clone(), beta]
+}
+
 proptest! {
     #![proptest_config(proptest_config())]
 
@@ -158,6 +176,8 @@ proptest! {
         // Binary ops, the second operand broadcast along rows.
         let ab = [smooth(&[r, c], rng), draw(&[c], 0.3, 2.0, rng)];
         op!(rng, "add", &ab, |x| x[0] + x[1]);
+        // relu(1.5 x): at least 0.075 from its kink.
+        op!(rng, "add_relu", &[x[0].clone(), x[0].mapv(|v| 0.5 * v)], |x| x[0].add_relu(x[1]));
         op!(rng, "sub", &ab, |x| x[0] - x[1]);
         op!(rng, "mul", &ab, |x| x[0] * x[1]);
         op!(rng, "div", &ab, |x| x[0] / x[1]);
@@ -220,6 +240,7 @@ proptest! {
         op!(rng, "global_avg_pool2d", &image, |x| x[0].global_avg_pool2d().tanh());
         let bn = [draw(&[m + 1, 3, 2, 2], -1.0, 1.0, rng), draw(&[3], 0.5, 1.5, rng), draw(&[3], -1.0, 1.0, rng)];
         op!(rng, "batch_norm_train", &bn, |x| x[0].batch_norm_train(Some(x[1]), Some(x[2]), 1e-5).0.tanh());
+        op!(rng, "batch_norm_train_relu", &beta_away_from_kink(&bn), |x| x[0].batch_norm_train_relu(Some(x[1]), Some(x[2]), 1e-5).0 * x[0]);
         op!(rng, "batch_norm_train 2-D", &[draw(&[m + 3, 3], -1.0, 1.0, rng)], |x| x[0].batch_norm_train(None, None, 1e-5).0.sigmoid());
         let (mean, var) = (draw(&[3], -0.5, 0.5, rng), draw(&[3], 0.5, 2.0, rng));
         op!(rng, "batch_norm_eval", &bn, |x| x[0].batch_norm_eval(&arr(x[0], &mean), &arr(x[0], &var), Some(x[1]), Some(x[2]), 1e-5).tanh());

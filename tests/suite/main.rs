@@ -22,6 +22,7 @@ mod fuzz_support;
 mod fuzz_sweep;
 mod grad_conv;
 mod grad_elementwise;
+mod grad_fused;
 mod grad_loss;
 mod grad_norm;
 mod grad_pool;
