@@ -151,13 +151,35 @@ impl ShiftConv {
     }
 
     /// Copies a `channels x H x W` image into the interior of the padded buffer.
+    ///
+    /// Row by row; for the common widths with a row copy of fixed length, which compiles to a
+    /// few vector moves: `copy_from_slice` of a run-time length calls `memmove` once per row,
+    /// and at ResNet-20's 8- to 32-float rows that call cost about as much as the copy (this
+    /// function was 4.3% of the 2-thread ResNet-20 step, AMD EPYC Zen 4, before the change).
     fn pad_image(&self, x: &[f32], padded: &mut [f32]) {
+        match self.in_hw[1] {
+            8 => self.pad_rows::<8>(x, padded),
+            16 => self.pad_rows::<16>(x, padded),
+            32 => self.pad_rows::<32>(x, padded),
+            _ => self.pad_rows::<0>(x, padded),
+        }
+    }
+
+    /// [`Self::pad_image`] with rows of `W` floats (`W = 0`: any width, `copy_from_slice`).
+    #[inline(always)]
+    fn pad_rows<const W: usize>(&self, x: &[f32], padded: &mut [f32]) {
         let [h, w] = self.in_hw;
         let (ph, pw) = (self.pad[0], self.pad[1]);
         for (c, plane) in x.chunks_exact(h * w).enumerate() {
             for (r, row) in plane.chunks_exact(w).enumerate() {
                 let at = c * self.padded_plane + (r + ph) * self.padded_w + pw;
-                padded[at..at + w].copy_from_slice(row);
+                let dst = &mut padded[at..at + w];
+                if W == 0 {
+                    dst.copy_from_slice(row);
+                } else {
+                    let dst: &mut [f32; W] = dst.try_into().expect("W is the row width");
+                    *dst = *<&[f32; W]>::try_from(row).expect("W is the row width");
+                }
             }
         }
     }
