@@ -11,7 +11,7 @@ use sparsegrad::tape::{Tape, Tensor, Var};
 
 use crate::common::{assert_grad, broadcast_tensors, proptest_config};
 use crate::grad_elementwise::grid_tensor;
-use crate::grad_norm::{column, norm_inputs, reference_affine, reference_moments};
+use crate::grad_norm::{norm_inputs, reference_train};
 
 const EPS: f64 = 1e-5;
 
@@ -86,12 +86,7 @@ proptest! {
     /// 1e-3 of the kink (there the difference quotient straddles it).
     #[test]
     fn grad_batch_norm_train_relu((x, gamma, beta) in norm_inputs(), affine in any::<bool>()) {
-        let c = x.shape()[1];
-        let moments = reference_moments(&x);
-        let mean: Vec<f64> = moments.iter().map(|m| m.0).collect();
-        let var: Vec<f64> = moments.iter().map(|m| m.1).collect();
-        let (g, b) = if affine { (column(&gamma), column(&beta)) } else { (vec![1.0; c], vec![0.0; c]) };
-        let pre = reference_affine(&x, &mean, &var, &g, &b, EPS);
+        let pre = reference_train(&x, &gamma, &beta, affine);
         prop_assume!(pre.iter().all(|p| p.abs() > 1e-3));
         let inputs = if affine { vec![x, gamma, beta] } else { vec![x] };
         let tape = Tape::<f64>::new();

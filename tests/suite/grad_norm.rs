@@ -41,7 +41,7 @@ fn normal(shape: &[usize], seed: u64) -> Tensor<f64> {
 }
 
 /// Per-channel (mean, biased variance, unbiased variance) by a plain loop over every element.
-pub(crate) fn reference_moments(x: &Tensor<f64>) -> Vec<(f64, f64, f64)> {
+fn reference_moments(x: &Tensor<f64>) -> Vec<(f64, f64, f64)> {
     let c = x.shape()[1];
     (0..c)
         .map(|ch| {
@@ -59,7 +59,7 @@ pub(crate) fn reference_moments(x: &Tensor<f64>) -> Vec<(f64, f64, f64)> {
 }
 
 /// `(x - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c]` element by element.
-pub(crate) fn reference_affine(
+fn reference_affine(
     x: &Tensor<f64>,
     mean: &[f64],
     var: &[f64],
@@ -73,6 +73,26 @@ pub(crate) fn reference_affine(
         *v = (*v - mean[c]) / (var[c] + eps).sqrt() * gamma[c] + beta[c];
     }
     y
+}
+
+/// The training-mode output by plain loops: `reference_affine` with the batch mean and biased
+/// variance, and gamma, beta (1 and 0 without affine).
+pub(crate) fn reference_train(
+    x: &Tensor<f64>,
+    gamma: &Tensor<f64>,
+    beta: &Tensor<f64>,
+    affine: bool,
+) -> Tensor<f64> {
+    let c = x.shape()[1];
+    let moments = reference_moments(x);
+    let mean: Vec<f64> = moments.iter().map(|m| m.0).collect();
+    let var: Vec<f64> = moments.iter().map(|m| m.1).collect();
+    let (g, b) = if affine {
+        (column(gamma), column(beta))
+    } else {
+        (vec![1.0; c], vec![0.0; c])
+    };
+    reference_affine(x, &mean, &var, &g, &b, EPS)
 }
 
 /// A batch norm input of rank 2, 3 or 4 with at least two values per channel, plus gamma and
@@ -100,7 +120,7 @@ pub(crate) fn norm_inputs() -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>, 
 
 const EPS: f64 = 1e-5;
 
-pub(crate) fn column(t: &Tensor<f64>) -> Vec<f64> {
+fn column(t: &Tensor<f64>) -> Vec<f64> {
     t.iter().copied().collect()
 }
 
@@ -111,10 +131,8 @@ proptest! {
     /// also the forward value and the returned mean / unbiased variance.
     #[test]
     fn grad_batch_norm_train((x, gamma, beta) in norm_inputs(), affine in any::<bool>()) {
-        let c = x.shape()[1];
         let moments = reference_moments(&x);
         let mean: Vec<f64> = moments.iter().map(|m| m.0).collect();
-        let var: Vec<f64> = moments.iter().map(|m| m.1).collect();
         let unbiased: Vec<f64> = moments.iter().map(|m| m.2).collect();
         let tape = Tape::<f64>::new();
         let (y, stats) = if affine {
@@ -123,13 +141,7 @@ proptest! {
         } else {
             tape.leaf(x.clone()).batch_norm_train(None, None, EPS)
         };
-        let (ones, zeros) = (vec![1.0; c], vec![0.0; c]);
-        let expected = if affine {
-            reference_affine(&x, &mean, &var, &column(&gamma), &column(&beta), EPS)
-        } else {
-            reference_affine(&x, &mean, &var, &ones, &zeros, EPS)
-        };
-        assert_close(&y.value(), &expected, 1e-10);
+        assert_close(&y.value(), &reference_train(&x, &gamma, &beta, affine), 1e-10);
         assert_close(&stats.mean, &ndarray::Array1::from_vec(mean).into_dyn(), 1e-12);
         assert_close(&stats.var_unbiased, &ndarray::Array1::from_vec(unbiased).into_dyn(), 1e-12);
 
