@@ -28,9 +28,15 @@
 //! batch-innermost version in the bench shares the same inner loop, `gather_accumulate`).
 //!
 //! **Work split and determinism.** The forward and the input gradient are per image (images in
-//! parallel, each element computed by one task). The weight gradient is summed per fixed chunk of
-//! images ([`BATCH_CHUNKS`], from the batch size only) in image order, and the chunk sums are added
-//! in chunk order: bit-identical for every thread count.
+//! parallel, each element computed by one task). The weight and bias gradients are summed per
+//! fixed chunk of images ([`BATCH_CHUNKS`], from the batch size only) in image order, and the
+//! chunk sums are added in chunk order: bit-identical for every thread count. One task per chunk
+//! computes all three gradients of its images, so each image's output gradient is copied onto its
+//! planes once and read from cache by the three. (The bias gradient used to be a serial scalar
+//! pass over the whole output gradient after the parallel part: 1.5 ms of the 4.4 ms 98%-sparse
+//! 16@32 forward+backward on 2 threads of a Zen 4 EPYC.)
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -179,60 +185,72 @@ pub fn sparse_conv2d_backward<F: Float>(
     let offsets = geo.forward_offsets(pattern);
     let adjoint = need[0].then(|| Adjoint::new(&geo, pattern, values));
     let chunk_len = shape.batch.div_ceil(BATCH_CHUNKS).max(1);
-    let mut dx = need[0].then(|| vec![F::zero(); x.len()]);
-    let dx_chunks: Vec<Option<&mut [F]>> = match dx.as_mut() {
-        Some(dx) => dx
+    // Uninitialised: `read_planes` writes every element of every image (zero-filling the 8 MB
+    // input gradient of ResNet-20's 16@32 layer first was a serial pass on the calling thread).
+    let mut dx: Option<Vec<F>> = need[0].then(|| Vec::with_capacity(x.len()));
+    let dx_chunks: Vec<Option<&mut [MaybeUninit<F>]>> = match dx.as_mut() {
+        Some(dx) => dx.spare_capacity_mut()[..x.len()]
             .chunks_mut(chunk_len * in_image.max(1))
             .map(Some)
             .collect(),
         None => (0..shape.batch.div_ceil(chunk_len)).map(|_| None).collect(),
     };
-    let chunk_dw: Vec<Vec<F>> = dx_chunks
+    let need_sums = [need[1], need[2]];
+    let chunk_sums: Vec<ChunkSums<F>> = dx_chunks
         .into_par_iter()
         .enumerate()
-        .map(|(chunk, mut dx)| {
-            let images = chunk * chunk_len..((chunk + 1) * chunk_len).min(shape.batch);
-            let mut planes = vec![F::zero(); geo.image];
-            let mut g_planes = vec![F::zero(); shape.out_channels * geo.g_plane];
-            let mut d_planes = vec![F::zero(); geo.planes * geo.plane];
-            let mut partials = vec![[F::zero(); LANES]; if need[1] { pattern.nnz() } else { 0 }];
-            for (t, n) in images.enumerate() {
-                geo.fill_planes(&x[n * in_image..(n + 1) * in_image], &mut planes);
-                let g = &g[n * out_image..(n + 1) * out_image];
-                fill_gradient_planes(&geo, g, &mut g_planes);
-                if need[1] {
+        .map_init(
+            || Scratch::new(&geo),
+            |scratch, (chunk, mut dx)| {
+                let images = chunk * chunk_len..((chunk + 1) * chunk_len).min(shape.batch);
+                let mut sums = LaneSums::new(pattern.nnz(), shape.out_channels, need_sums);
+                let Scratch {
+                    planes,
+                    g_planes,
+                    d_planes,
+                } = scratch;
+                for (t, n) in images.enumerate() {
+                    let g = &g[n * out_image..(n + 1) * out_image];
+                    fill_gradient_planes(&geo, g, g_planes);
+                    if need[1] {
+                        geo.fill_planes(&x[n * in_image..(n + 1) * in_image], planes);
+                    }
                     for o in 0..shape.out_channels {
-                        let k = pattern.row_range(o);
                         let g_row = &g_planes[o * geo.g_plane + geo.front..][..geo.grid];
-                        dot_accumulate(g_row, &offsets[k.clone()], 1, &planes, 0, &mut partials[k]);
+                        if need[1] {
+                            let k = pattern.row_range(o);
+                            let partials = &mut sums.weight[k.clone()];
+                            dot_accumulate(g_row, &offsets[k], 1, planes, 0, partials);
+                        }
+                        if need[2] {
+                            add_lanes(g_row, &mut sums.bias[o]);
+                        }
+                    }
+                    if let (Some(adj), Some(dx)) = (&adjoint, dx.as_deref_mut()) {
+                        adj.input_gradient(&geo, g_planes, d_planes);
+                        geo.read_planes(d_planes, &mut dx[t * in_image..(t + 1) * in_image]);
                     }
                 }
-                if let (Some(adj), Some(dx)) = (&adjoint, dx.as_deref_mut()) {
-                    adj.input_gradient(&geo, &g_planes, &mut d_planes);
-                    geo.read_planes(&d_planes, &mut dx[t * in_image..(t + 1) * in_image]);
-                }
-            }
-            partials.iter().map(reduce_lanes).collect()
-        })
+                sums.reduce()
+            },
+        )
         .collect();
-    let weight_values = need[1].then(|| {
-        let mut dw = vec![F::zero(); pattern.nnz()];
-        for part in &chunk_dw {
-            for (d, &v) in dw.iter_mut().zip(part) {
+    if let Some(dx) = dx.as_mut() {
+        // SAFETY: the chunks cover `0..x.len()` and `read_planes` wrote every element of each.
+        unsafe { dx.set_len(x.len()) };
+    }
+    // Chunk sums added in chunk order: the same bits for every thread count.
+    let total = |pick: fn(&ChunkSums<F>) -> &[F], len: usize| {
+        let mut out = vec![F::zero(); len];
+        for sums in &chunk_sums {
+            for (d, &v) in out.iter_mut().zip(pick(sums)) {
                 *d += v;
             }
         }
-        dw
-    });
-    let bias = need[2].then(|| {
-        let mut db = vec![F::zero(); shape.out_channels];
-        for image in g.chunks_exact(out_image.max(1)) {
-            for (d, plane) in db.iter_mut().zip(image.chunks_exact((oh * ow).max(1))) {
-                *d += plane.iter().fold(F::zero(), |s, &v| s + v);
-            }
-        }
-        db
-    });
+        out
+    };
+    let weight_values = need[1].then(|| total(|s| &s.0, pattern.nnz()));
+    let bias = need[2].then(|| total(|s| &s.1, shape.out_channels));
     ConvGrads {
         input: dx,
         weight_values,
@@ -251,6 +269,64 @@ fn fill_gradient_planes<F: Float>(geo: &Geometry, g: &[F], out: &mut [F]) {
             out[base + r * wq..][..ow].copy_from_slice(row);
         }
     }
+}
+
+/// One task's reusable buffers, sized by the geometry. Reused across chunks without zeroing:
+/// `fill_planes` and `fill_gradient_planes` write the same elements every time (the padding,
+/// margins and junk columns stay zero), and the input-gradient gather overwrites every plane.
+struct Scratch<F> {
+    planes: Vec<F>,
+    g_planes: Vec<F>,
+    d_planes: Vec<F>,
+}
+
+impl<F: Float> Scratch<F> {
+    fn new(geo: &Geometry) -> Self {
+        Scratch {
+            planes: vec![F::zero(); geo.image],
+            g_planes: vec![F::zero(); geo.shape.out_channels * geo.g_plane],
+            d_planes: vec![F::zero(); geo.planes * geo.plane],
+        }
+    }
+}
+
+/// A chunk's weight-gradient (CSR order) and bias-gradient sums.
+type ChunkSums<F> = (Vec<F>, Vec<F>);
+
+/// A chunk's sums as `LANES` lane partials, empty where not needed.
+struct LaneSums<F> {
+    weight: Vec<[F; LANES]>,
+    bias: Vec<[F; LANES]>,
+}
+
+impl<F: Float> LaneSums<F> {
+    fn new(nnz: usize, out_channels: usize, need: [bool; 2]) -> Self {
+        let zeros = |n: usize, needed: bool| vec![[F::zero(); LANES]; if needed { n } else { 0 }];
+        LaneSums {
+            weight: zeros(nnz, need[0]),
+            bias: zeros(out_channels, need[1]),
+        }
+    }
+
+    fn reduce(&self) -> ChunkSums<F> {
+        let reduce = |p: &[[F; LANES]]| p.iter().map(reduce_lanes).collect();
+        (reduce(&self.weight), reduce(&self.bias))
+    }
+}
+
+/// `partial[l] += sum_c row[c*LANES + l]`: the bias gradient of one output plane (the `Wq`-wide
+/// grid's junk columns are zero). The partial is held in a local array so that it stays in vector
+/// registers (adding through `partial` directly compiled to 16 scalar adds per block, 8% of the
+/// 98%-sparse 16@32 forward+backward on 1 thread).
+fn add_lanes<F: Float>(row: &[F], partial: &mut [F; LANES]) {
+    let mut p = *partial;
+    for block in row.chunks_exact(LANES) {
+        let block: &[F; LANES] = block.try_into().expect("LANES elements");
+        for l in 0..LANES {
+            p[l] += block[l];
+        }
+    }
+    *partial = p;
 }
 
 /// The entries grouped by the phase plane they read, for the input gradient.

@@ -2,6 +2,8 @@
 //! documentation): plane sizes, the run offset of each nonzero, and the copies between NCHW and
 //! phase planes.
 
+use std::mem::MaybeUninit;
+
 use crate::float::Float;
 use crate::kernels::sparse_conv::SparseConvShape;
 use crate::kernels::sparse_micro::round_up_lanes;
@@ -119,16 +121,20 @@ impl Geometry {
 
 impl Geometry {
     /// The inverse of [`Geometry::fill_planes`]: image `x` (`[C, H, W]`) read from phase planes.
-    pub(crate) fn read_planes<F: Float>(&self, p: &[F], x: &mut [F]) {
+    /// `x` may be uninitialised: every element is written (so the input gradient needs no zero
+    /// fill first).
+    pub(crate) fn read_planes<F: Float>(&self, p: &[F], x: &mut [MaybeUninit<F>]) {
         let [h, w] = self.shape.in_hw;
         for (c, channel) in x.chunks_exact_mut(h * w).enumerate() {
             for (r, row) in channel.chunks_exact_mut(w).enumerate() {
                 if self.shape.stride[1] == 1 {
                     let at = self.phase_index(c, r, 0);
-                    row.copy_from_slice(&p[at..at + w]);
+                    for (d, &s) in row.iter_mut().zip(&p[at..at + w]) {
+                        d.write(s);
+                    }
                 } else {
                     for (col, v) in row.iter_mut().enumerate() {
-                        *v = p[self.phase_index(c, r, col)];
+                        v.write(p[self.phase_index(c, r, col)]);
                     }
                 }
             }

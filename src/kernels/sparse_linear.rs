@@ -25,6 +25,7 @@
 use rayon::prelude::*;
 
 use crate::float::Float;
+use crate::kernels::parallel::par_chunks_zeroed;
 use crate::kernels::sparse_micro::{dot_reduce, gather_accumulate, round_up_lanes};
 use crate::kernels::sparse_pattern::SparsePattern;
 use crate::kernels::transpose::{transpose_back, transpose_padded};
@@ -54,19 +55,23 @@ impl<F: Float> BatchInner<F> {
     }
 }
 
-/// `rows` results of `ld` lanes each: row `r` of `out` from `row_fn(r, out_row)`, in parallel
-/// blocks of [`ROW_BLOCK`] rows.
-fn for_each_row<F: Float>(out: &mut [F], ld: usize, row_fn: impl Fn(usize, &mut [F]) + Sync) {
+/// `rows` results of `ld` lanes each: row `r` from `row_fn(r, out_row)`, in parallel blocks of
+/// [`ROW_BLOCK`] rows, each block zeroed by the task that fills it (a serial zero fill first was
+/// 2-3% of fc1's 98%-sparse forward+backward on 2 threads).
+fn rows_of<F: Float>(
+    rows: usize,
+    ld: usize,
+    row_fn: impl Fn(usize, &mut [F]) + Sync + Send,
+) -> Vec<F> {
     if ld == 0 {
-        return;
+        return Vec::new();
     }
-    out.par_chunks_mut(ROW_BLOCK * ld)
-        .enumerate()
-        .for_each(|(b, block)| {
-            for (i, row) in block.chunks_exact_mut(ld).enumerate() {
-                row_fn(b * ROW_BLOCK + i, row);
-            }
-        });
+    par_chunks_zeroed(rows * ld, ROW_BLOCK * ld, |b, block| {
+        for (i, row) in block.chunks_exact_mut(ld).enumerate() {
+            row_fn(b * ROW_BLOCK + i, row);
+        }
+    })
+    .0
 }
 
 /// `y = x (W ⊙ M)^T + b`, `[N, out]` row-major, from `X^T` and the kept weights `values` (CSR
@@ -80,9 +85,8 @@ pub fn sparse_linear_forward<F: Float>(
     let (out_f, in_f, ld) = (pattern.rows(), pattern.cols(), xt.ld);
     assert_eq!(values.len(), pattern.nnz(), "sparse_linear: values");
     assert_eq!(xt.data.len(), in_f * ld, "sparse_linear: input length");
-    let mut yt = vec![F::zero(); out_f * ld];
     let cols = pattern.col_indices();
-    for_each_row(&mut yt, ld, |o, row| {
+    let yt = rows_of(out_f, ld, |o, row| {
         let k = pattern.row_range(o);
         gather_accumulate(&values[k.clone()], &cols[k], ld, &xt.data, 0, row);
     });
@@ -128,8 +132,7 @@ pub fn sparse_linear_backward<F: Float>(
         let gt = gt.as_deref().expect("computed above");
         let tvalues = pattern.transposed_values(values);
         let rows = pattern.row_indices();
-        let mut dxt = vec![F::zero(); in_f * ld];
-        for_each_row(&mut dxt, ld, |c, row| {
+        let dxt = rows_of(in_f, ld, |c, row| {
             let k = pattern.col_range(c);
             gather_accumulate(&tvalues[k.clone()], &rows[k], ld, gt, 0, row);
         });

@@ -25,6 +25,8 @@
 //! (training) and f64 (gradient checks). The portable path multiplies and adds separately, since a
 //! software `fma` call would be an order of magnitude slower.
 
+use std::mem::MaybeUninit;
+
 use crate::float::Float;
 
 /// Width of a lane block: every vector axis is padded to a multiple of it. Sixteen f32 are one
@@ -288,9 +290,17 @@ pub fn dot_reduce<F: Float>(
     out: &mut [F],
 ) {
     assert_eq!(offsets.len(), out.len(), "dot_reduce: entries");
+    let mut block = [const { MaybeUninit::<[F; LANES]>::uninit() }; DOT_BLOCK];
     for (offsets, out) in offsets.chunks(DOT_BLOCK).zip(out.chunks_mut(DOT_BLOCK)) {
-        let mut block = [[F::zero(); LANES]; DOT_BLOCK];
-        let partials = &mut block[..offsets.len()];
+        // Only the partials used are zeroed: a 98%-sparse fc1 row has about 16 entries, and
+        // zeroing all 4 KiB per call was 2% of its forward+backward on 2 threads.
+        let used = &mut block[..offsets.len()];
+        for p in used.iter_mut() {
+            p.write([F::zero(); LANES]);
+        }
+        // SAFETY: every element of `used` was just written; `MaybeUninit<T>` has the layout of `T`.
+        let partials =
+            unsafe { &mut *(used as *mut [MaybeUninit<[F; LANES]>] as *mut [[F; LANES]]) };
         dot_accumulate(g, offsets, stride, src, base, partials);
         for (o, partial) in out.iter_mut().zip(partials.iter()) {
             *o = reduce_lanes(partial);

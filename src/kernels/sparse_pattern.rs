@@ -19,6 +19,7 @@
 //! `u32::MAX` entries or columns.
 
 use crate::float::Float;
+use crate::kernels::parallel::{PARALLEL_CHUNK, par_chunks_zeroed, worth_splitting};
 
 /// The kept entries of a `[rows, cols]` matrix. See the module documentation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,13 +164,26 @@ impl SparsePattern {
     /// +0.0 elsewhere.
     pub fn scatter<F: Float>(&self, values: &[F]) -> Vec<F> {
         assert_eq!(values.len(), self.nnz(), "SparsePattern::scatter");
-        let mut dense = vec![F::zero(); self.rows * self.cols];
-        for r in 0..self.rows {
-            for k in self.row_range(r) {
-                dense[r * self.cols + self.col_idx[k] as usize] = values[k];
+        let len = self.rows * self.cols;
+        let scatter_rows = |first: usize, part: &mut [F]| {
+            for (i, row) in part.chunks_exact_mut(self.cols).enumerate() {
+                for k in self.row_range(first + i) {
+                    row[self.col_idx[k] as usize] = values[k];
+                }
             }
+        };
+        if self.cols == 0 || !worth_splitting(len) {
+            let mut dense = vec![F::zero(); len];
+            scatter_rows(0, &mut dense);
+            return dense;
         }
-        dense
+        // Large (fc1's 940 KB gradient): blocks of rows zeroed and filled in parallel; zeroing it
+        // on the calling thread was 4% of fc1's 98%-sparse forward+backward on 2 threads.
+        let block = (PARALLEL_CHUNK / self.cols).max(1);
+        par_chunks_zeroed(len, block * self.cols, |b, part| {
+            scatter_rows(b * block, part)
+        })
+        .0
     }
 
     /// `values` (CSR order) reordered to CSC order.

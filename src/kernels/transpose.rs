@@ -9,9 +9,8 @@
 
 use std::any::TypeId;
 
-use rayon::prelude::*;
-
 use crate::float::Float;
+use crate::kernels::parallel::par_chunks_zeroed;
 
 /// Rows of the output handled by one parallel task.
 const BAND: usize = 64;
@@ -20,36 +19,32 @@ const BAND: usize = 64;
 pub fn transpose_padded<F: Float>(x: &[F], rows: usize, cols: usize, ld: usize) -> Vec<F> {
     assert_eq!(x.len(), rows * cols, "transpose_padded: input length");
     assert!(ld >= rows, "transpose_padded: ld {ld} < rows {rows}");
-    let mut out = vec![F::zero(); cols * ld];
     if rows == 0 || cols == 0 {
-        return out;
+        return vec![F::zero(); cols * ld];
     }
-    // Output band `b` holds output rows (input columns) b*BAND.. of every input row.
-    out.par_chunks_mut(BAND * ld)
-        .enumerate()
-        .for_each(|(b, band)| {
-            let c0 = b * BAND;
-            let c_len = band.len() / ld;
-            transpose_block(x, cols, c0, c_len, 0, rows, band, ld);
-        });
-    out
+    // Output band `b` holds output rows (input columns) b*BAND.. of every input row. Each band is
+    // zeroed by the task that fills it (the padding columns must be zero): a serial zero fill of
+    // the whole output was 5-7% of fc1's 98%-sparse forward+backward on 2 threads.
+    par_chunks_zeroed(cols * ld, BAND * ld, |b, band| {
+        let c0 = b * BAND;
+        let c_len = band.len() / ld;
+        transpose_block(x, cols, c0, c_len, 0, rows, band, ld);
+    })
+    .0
 }
 
 /// The first `rows` columns of `xt` (`cols x ld`), transposed back to `rows x cols` row-major.
 pub fn transpose_back<F: Float>(xt: &[F], rows: usize, cols: usize, ld: usize) -> Vec<F> {
     assert_eq!(xt.len(), cols * ld, "transpose_back: input length");
-    let mut out = vec![F::zero(); rows * cols];
     if rows == 0 || cols == 0 {
-        return out;
+        return vec![F::zero(); rows * cols];
     }
-    out.par_chunks_mut(BAND * cols)
-        .enumerate()
-        .for_each(|(b, band)| {
-            let r0 = b * BAND;
-            let r_len = band.len() / cols;
-            transpose_block(xt, ld, r0, r_len, 0, cols, band, cols);
-        });
-    out
+    par_chunks_zeroed(rows * cols, BAND * cols, |b, band| {
+        let r0 = b * BAND;
+        let r_len = band.len() / cols;
+        transpose_block(xt, ld, r0, r_len, 0, cols, band, cols);
+    })
+    .0
 }
 
 /// `dst[c * ld_dst + r] = src[r * ld_src + c0 + c]` for `c < c_len`, `r` in `r0..r1`.
