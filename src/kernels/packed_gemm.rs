@@ -32,6 +32,17 @@ const NC: usize = 1536;
 const DIRECT_MAX_REUSE: usize = 64;
 /// B is read in place only when its rows span at most this many elements (1 MiB).
 const DIRECT_MAX_B: usize = 1 << 18;
+/// ...or, for a product with at most `SMALL_OUTPUT` elements of C (a weight gradient's K chunk:
+/// `gemm` splits K exactly when the output is this small), at most this many (4 MiB). Reading
+/// B in place there skips a packing pass that streams the whole column matrix from memory:
+/// ResNet-20's weight-gradient shapes, AMD EPYC Zen 4, alternated runs, 1 / 2 threads: 32@16
+/// (B spans 1024 x 288) 11.3-11.8 -> 9.6-10.3 ms and 5.8-6.2 -> 4.9-5.6 ms; 64@8 (1024 x 576)
+/// 8.5-9.1 -> 7.6-8.6 ms and 4.3-4.5 -> 3.7-4.2 ms. Raising `DIRECT_MAX_B` itself instead made
+/// the ResNet-20 step slower (its stride-2 im2col forwards, with large outputs, then read B in
+/// place).
+const SMALL_OUTPUT_MAX_B: usize = 1 << 20;
+/// See `SMALL_OUTPUT_MAX_B`: `gemm`'s `K_SPLIT_MAX_OUTPUT`.
+const SMALL_OUTPUT: usize = 64 * 1024;
 
 /// The instruction set the packed kernels use on this CPU, detected once (`None`: no SIMD
 /// kernel, callers fall back to `matrixmultiply`).
@@ -168,7 +179,10 @@ pub unsafe fn sgemm_operands(
     // B in place only while it is cache-sized (an im2col tile): a large B read in place costs
     // TLB misses and cache-set conflicts at every row (measured 0.6x on 16x144x8192).
     let direct_b = strided_b.is_none_or(|b| {
-        b.cs == 1 && m <= DIRECT_MAX_REUSE && k * b.rs.unsigned_abs() <= DIRECT_MAX_B
+        let span = k * b.rs.unsigned_abs();
+        b.cs == 1
+            && m <= DIRECT_MAX_REUSE
+            && (span <= DIRECT_MAX_B || (m * n <= SMALL_OUTPUT && span <= SMALL_OUTPUT_MAX_B))
     });
     PACKED_B.with_borrow_mut(|pb| {
         PACKED_A.with_borrow_mut(|pa| {
