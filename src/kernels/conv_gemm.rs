@@ -36,7 +36,7 @@ use crate::kernels::conv_problem::Tile;
 pub use crate::kernels::conv_problem::{BATCH_CHUNKS, ConvProblem, MIN_TILE_COLS, TILE_ELEMS};
 use crate::kernels::gemm::gemm_serial;
 use crate::kernels::im2col::col2im;
-use crate::kernels::parallel::par_chunks_zeroed;
+use crate::kernels::parallel::{par_chunks_zeroed, sum_in_order};
 use crate::kernels::shift_conv::{ShiftPlan, flipped_weight};
 
 /// `y = conv(x, w) + bias` for NCHW `x`, OIHW `w`; returns NCHW `y` (contiguous slices).
@@ -205,38 +205,28 @@ pub fn conv2d_backward<F: Float>(
     };
     ConvGrads {
         input: dx,
-        weight: need[1].then(|| sum_in_order(&partials, p.weight_len(), |c| &c.weight)),
-        bias: need[2].then(|| sum_in_order(&partials, p.out_channels, |c| &c.bias)),
+        weight: need[1].then(|| chunk_sum(&partials, p.weight_len(), |c| &c.weight)),
+        bias: need[2].then(|| chunk_sum(&partials, p.out_channels, |c| &c.bias)),
     }
+}
+
+/// The sum of the chunks' partial gradients, in chunk order.
+fn chunk_sum<F: Float>(
+    partials: &[ChunkPartial<F>],
+    len: usize,
+    part: impl Fn(&ChunkPartial<F>) -> &Option<Vec<F>>,
+) -> Vec<F> {
+    let parts: Vec<&[F]> = partials
+        .iter()
+        .map(|c| part(c).as_deref().expect("computed in every chunk"))
+        .collect();
+    sum_in_order(&parts, len)
 }
 
 /// One batch chunk's share of the weight and bias gradients.
 struct ChunkPartial<F> {
     weight: Option<Vec<F>>,
     bias: Option<Vec<F>>,
-}
-
-/// The sum of the chunks' partial gradients. Every element is summed in chunk order (fixed,
-/// thread-count independent); only the split over elements is parallel.
-fn sum_in_order<F: Float>(
-    partials: &[ChunkPartial<F>],
-    len: usize,
-    part: impl Fn(&ChunkPartial<F>) -> &Option<Vec<F>> + Sync,
-) -> Vec<F> {
-    const BLOCK: usize = 4096;
-    let mut total = vec![F::zero(); len];
-    total
-        .par_chunks_mut(BLOCK)
-        .enumerate()
-        .for_each(|(block, total)| {
-            for partial in partials {
-                let partial = part(partial).as_deref().expect("computed in every chunk");
-                for (t, &v) in total.iter_mut().zip(&partial[block * BLOCK..]) {
-                    *t += v;
-                }
-            }
-        });
-    total
 }
 
 /// `db[o] = sum over the chunk's images (in order) and positions of g[n, o, :]`.

@@ -103,7 +103,7 @@ pub fn gemm<F: Float>(
 /// positions): at least this many multiply-adds per output element...
 const K_SPLIT_MIN_DEPTH: usize = 4096;
 /// ...and an output of at most this many elements (so the partial sums stay in cache).
-const K_SPLIT_MAX_OUTPUT: usize = 64 * 1024;
+const K_SPLIT_MAX_OUTPUT: usize = packed_gemm::SMALL_OUTPUT;
 /// The length of one K chunk: a multiple of the packed kernel's `KC`, so chunking does not add
 /// a block boundary inside a chunk.
 const K_SPLIT_CHUNK: usize = 4 * packed_gemm::KC;

@@ -41,8 +41,8 @@ const DIRECT_MAX_B: usize = 1 << 18;
 /// the ResNet-20 step slower (its stride-2 im2col forwards, with large outputs, then read B in
 /// place).
 const SMALL_OUTPUT_MAX_B: usize = 1 << 20;
-/// See `SMALL_OUTPUT_MAX_B`: `gemm`'s `K_SPLIT_MAX_OUTPUT`.
-const SMALL_OUTPUT: usize = 64 * 1024;
+/// See `SMALL_OUTPUT_MAX_B`; also `gemm`'s bound for splitting K (so every K chunk qualifies).
+pub(crate) const SMALL_OUTPUT: usize = 64 * 1024;
 
 /// The instruction set the packed kernels use on this CPU, detected once (`None`: no SIMD
 /// kernel, callers fall back to `matrixmultiply`).

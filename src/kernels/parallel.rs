@@ -58,6 +58,25 @@ pub fn add_assign<F: Float>(acc: &mut Tensor<F>, g: &Tensor<F>) {
     }
 }
 
+/// The elementwise sum of `partials` (each at least `len` long), every element added up in the
+/// order the partials are given (a fixed chunk order, so the bits do not depend on the thread
+/// count); only the split over output elements is parallel.
+pub fn sum_in_order<F: Float>(partials: &[&[F]], len: usize) -> Vec<F> {
+    const BLOCK: usize = 4096;
+    let mut total = vec![F::zero(); len];
+    total
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(block, total)| {
+            for partial in partials {
+                for (t, &v) in total.iter_mut().zip(&partial[block * BLOCK..]) {
+                    *t += v;
+                }
+            }
+        });
+    total
+}
+
 /// A vector of `len` elements built in consecutive chunks of `chunk` elements (the last may be
 /// shorter), in parallel: each chunk is zeroed and then passed to `fill(chunk index, chunk)` on
 /// the same thread, while it is still in cache. Returns the vector and `fill`'s results in

@@ -41,6 +41,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use crate::float::Float;
+use crate::kernels::parallel::sum_in_order;
 use crate::kernels::sparse_conv_geometry::{Geometry, offset_u32};
 use crate::kernels::sparse_micro::{LANES, dot_accumulate, gather_accumulate, reduce_lanes};
 use crate::kernels::sparse_pattern::SparsePattern;
@@ -241,13 +242,7 @@ pub fn sparse_conv2d_backward<F: Float>(
     }
     // Chunk sums added in chunk order: the same bits for every thread count.
     let total = |pick: fn(&ChunkSums<F>) -> &[F], len: usize| {
-        let mut out = vec![F::zero(); len];
-        for sums in &chunk_sums {
-            for (d, &v) in out.iter_mut().zip(pick(sums)) {
-                *d += v;
-            }
-        }
-        out
+        sum_in_order(&chunk_sums.iter().map(pick).collect::<Vec<_>>(), len)
     };
     let weight_values = need[1].then(|| total(|s| &s.0, pattern.nnz()));
     let bias = need[2].then(|| total(|s| &s.1, shape.out_channels));

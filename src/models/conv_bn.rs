@@ -26,14 +26,17 @@ impl<F: Float> ConvBnPair<F> {
 
     /// `bn2(conv2(relu(bn1(conv1(x)))))`.
     pub fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
-        let y = self.bn1.forward_relu(self.conv1.forward(x));
-        self.bn2.forward(self.conv2.forward(y))
+        self.run(x, false)
     }
 
     /// `relu(self.forward(x))`, with the last relu fused into `bn2`.
     pub fn forward_relu<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
+        self.run(x, true)
+    }
+
+    fn run<'t>(&mut self, x: Var<'t, F>, then_relu: bool) -> Var<'t, F> {
         let y = self.bn1.forward_relu(self.conv1.forward(x));
-        self.bn2.forward_relu(self.conv2.forward(y))
+        self.bn2.normalise(self.conv2.forward(y), then_relu)
     }
 
     /// The four layers in forward order, named as in the reference blocks.

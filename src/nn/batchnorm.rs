@@ -114,7 +114,7 @@ impl<F: Float> BatchNorm<F> {
     }
 
     /// The layer's forward, followed by a relu when `then_relu`.
-    fn normalise<'t>(&mut self, x: Var<'t, F>, then_relu: bool) -> Var<'t, F> {
+    pub(crate) fn normalise<'t>(&mut self, x: Var<'t, F>, then_relu: bool) -> Var<'t, F> {
         self.check_input(&x.shape());
         let tape = x.tape();
         let weight = self.weight.as_ref().map(|w| tape.param(w));
