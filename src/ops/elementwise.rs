@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ndarray::IxDyn;
 
 use crate::float::{Float, sigmoid};
-use crate::kernels::parallel::map_collect;
+use crate::kernels::parallel::{map_collect, product};
 use crate::tape::{Tensor, Var, broadcast_shape};
 
 /// Records `y = f(x)` elementwise with derivative `dy/dx = df(x, y)`.
@@ -97,8 +97,28 @@ impl<'t, F: Float> Var<'t, F> {
         )
     }
 
+    /// a * b. Operands of one shape, both contiguous (a masked weight `raw * mask`, a gated
+    /// weight): [`product`] loops, and a backward that reads only g and the other operand, where
+    /// the broadcasting path zips g, a, b and y (a 15% slower masked LeNet-300 step). Same bits.
     pub fn mul(self, b: Self) -> Self {
-        binary("mul", self, b, |a, b| a * b, |_, b, _| b, |a, _, _| a)
+        let (av, bv) = (self.value(), b.value());
+        if av.shape() != bv.shape() || av.as_slice().is_none() || bv.as_slice().is_none() {
+            return binary("mul", self, b, |a, b| a * b, |_, b, _| b, |a, _, _| a);
+        }
+        let shape = av.raw_dim();
+        let times = move |g: &Tensor<F>, other: &Tensor<F>| match (g.as_slice(), other.as_slice()) {
+            (Some(g), Some(o)) => {
+                Tensor::from_shape_vec(shape.clone(), product(g, o)).expect("the operands' size")
+            }
+            _ => map_collect!(|&g, &o| g * o; g, other),
+        };
+        let y = times(&av, &bv);
+        self.tape().record("mul", y, &[self, b], move |g, needs| {
+            vec![
+                needs[0].then(|| times(g, &bv)),
+                needs[1].then(|| times(g, &av)),
+            ]
+        })
     }
 
     /// a / b; d/db = -a / b^2 = -y / b.

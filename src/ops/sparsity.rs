@@ -18,7 +18,9 @@ use ndarray::Zip;
 use crate::float::Float;
 pub use crate::ops::density::{Bandwidth, Density, DensityEstimate};
 use crate::ops::elementwise::sign_scalar;
-use crate::ops::soft_threshold_loops::{alive_signed_sum, one_threshold, shrink};
+use crate::ops::soft_threshold_loops::{
+    alive_signed_sum, one_threshold, one_threshold_backward, shrink,
+};
 use crate::tape::{Tensor, Var, broadcast_shape};
 
 pub use crate::ops::hard_concrete::HardConcrete;
@@ -102,7 +104,7 @@ impl<'t, F: Float> Var<'t, F> {
         let y = match (thr.as_slice(), w.as_slice()) {
             // One threshold over a contiguous weight: a slice loop compiled for the CPU's widest
             // vectors (several times faster than a zip with a broadcast operand).
-            (Some(&[t]), Some(ws)) => one_threshold(&w, ws, None, t),
+            (Some(&[t]), Some(ws)) => one_threshold(&w, ws, t),
             (Some(&[t]), None) => w.mapv(|w| shrink(w, t)),
             _ => Zip::from(&*w)
                 .and(&thr.broadcast(w.raw_dim()).expect("checked above"))
@@ -120,10 +122,21 @@ impl<'t, F: Float> Var<'t, F> {
                         F::zero()
                     }
                 };
+                let dg = sv.mapv(|s| F::c(g.derivative(s.f64())));
+                // One threshold over contiguous operands (STR's per-layer s): both gradients in
+                // one pass; the threshold's is reduced here, in f64, rather than built as a
+                // weight-sized gradient for the engine to sum.
+                if let (Some(&[t]), Some(&[dg]), Some(ws), Some(gs)) =
+                    (thr.as_slice(), dg.as_slice(), w.as_slice(), grad.as_slice())
+                {
+                    let (dw, sum) = one_threshold_backward(&w, ws, gs, t, needs[0], needs[1]);
+                    let ds =
+                        needs[1].then(|| Tensor::from_elem(sv.raw_dim(), F::c(-dg.f64() * sum)));
+                    return vec![dw, ds];
+                }
                 let thr_b = thr.broadcast(w.raw_dim()).expect("checked in forward");
-                let dw = needs[0].then(|| match (thr.as_slice(), w.as_slice(), grad.as_slice()) {
-                    (Some(&[t]), Some(ws), Some(gs)) => one_threshold(&w, ws, Some(gs), t),
-                    (Some(&[t]), _, _) => Zip::from(grad)
+                let dw = needs[0].then(|| match thr.as_slice() {
+                    Some(&[t]) => Zip::from(grad)
                         .and(&*w)
                         .map_collect(|&g, &w| if alive(w, t) { g } else { F::zero() }),
                     _ => Zip::from(grad)
@@ -132,12 +145,9 @@ impl<'t, F: Float> Var<'t, F> {
                         .map_collect(|&g, &w, &t| if alive(w, t) { g } else { F::zero() }),
                 });
                 let ds = needs[1].then(|| {
-                    let dg = sv.mapv(|s| F::c(g.derivative(s.f64())));
                     if let ([t], [dg]) =
                         (thr.as_slice().unwrap_or(&[]), dg.as_slice().unwrap_or(&[]))
                     {
-                        // One threshold for the layer: reduce here, in f64, rather than build
-                        // a weight-sized gradient for the engine to sum.
                         let sum = -dg.f64() * alive_signed_sum(grad, &w, *t);
                         return Tensor::from_elem(sv.raw_dim(), F::c(sum));
                     }

@@ -68,3 +68,4 @@ mod survey_support;
 mod sweep;
 mod train_best;
 mod train_run;
+mod wide_loops;
