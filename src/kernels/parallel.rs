@@ -140,6 +140,26 @@ pub fn par_chunks_zeroed<F: Float, R: Send>(
     (out, results)
 }
 
+/// [`par_chunks_zeroed`] when [`worth_splitting`] `len` elements, else the same chunks in order
+/// on the calling thread (no rayon call for a small loop, nor from outside a pool of one).
+pub fn chunks_zeroed<F: Float, R: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [F]) -> R + Sync + Send,
+) -> (Vec<F>, Vec<R>) {
+    if worth_splitting(len) {
+        return par_chunks_zeroed(len, chunk, fill);
+    }
+    assert!(chunk > 0, "chunks_zeroed: chunk length 0");
+    let mut out = vec![F::zero(); len];
+    let results = out
+        .chunks_mut(chunk)
+        .enumerate()
+        .map(|(index, part)| fill(index, part))
+        .collect();
+    (out, results)
+}
+
 /// Writes zero into every element and returns the now-initialised slice.
 fn zero<F: Float>(part: &mut [MaybeUninit<F>]) -> &mut [F] {
     for v in part.iter_mut() {
@@ -156,12 +176,20 @@ mod tests {
 
     #[test]
     fn chunks_are_zeroed_filled_in_order_and_cover_the_vector() {
-        for len in [0, 1, 7, 100, 3 * PARALLEL_MIN_ELEMENTS + 5] {
-            let (v, firsts) = par_chunks_zeroed::<f32, _>(len, 33, |i, part| {
-                assert!(part.iter().all(|&x| x == 0.0), "chunk {i} arrives zeroed");
-                part[0] = i as f32;
-                part.len()
-            });
+        let fill = |i: usize, part: &mut [f32]| {
+            assert!(part.iter().all(|&x| x == 0.0), "chunk {i} arrives zeroed");
+            part[0] = i as f32;
+            part.len()
+        };
+        let lens = [0, 1, 7, 100, 3 * PARALLEL_MIN_ELEMENTS + 5];
+        let runs = lens.iter().flat_map(|&len| {
+            [
+                par_chunks_zeroed(len, 33, fill),
+                chunks_zeroed(len, 33, fill),
+            ]
+            .map(|r| (len, r))
+        });
+        for (len, (v, firsts)) in runs {
             assert_eq!(v.len(), len);
             assert_eq!(firsts.iter().sum::<usize>(), len);
             for (i, &n) in firsts.iter().enumerate() {

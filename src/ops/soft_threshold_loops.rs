@@ -5,7 +5,7 @@
 use ndarray::Zip;
 
 use crate::float::Float;
-use crate::kernels::parallel::par_chunks_zeroed;
+use crate::kernels::parallel::chunks_zeroed;
 use crate::ops::elementwise::sign_scalar;
 use crate::simd::{Kernel, widest};
 use crate::tape::Tensor;
@@ -47,7 +47,7 @@ const CHUNK: usize = 4096;
 /// The soft threshold `sign(w) relu(|w| - t)` with one threshold `t` over a contiguous weight
 /// `ws` (of `w`'s shape), in chunks over threads.
 pub(super) fn one_threshold<F: Float>(w: &Tensor<F>, ws: &[F], t: F) -> Tensor<F> {
-    let (out, _) = par_chunks_zeroed(ws.len(), CHUNK, |i, out| {
+    let (out, _) = chunks_zeroed(ws.len(), CHUNK, |i, out| {
         widest(Shrink {
             ws: &ws[i * CHUNK..i * CHUNK + out.len()],
             t,
@@ -105,7 +105,7 @@ pub(super) fn one_threshold_backward<F: Float>(
         }
     };
     let (dw, sums) = if want_dw {
-        let (out, sums) = par_chunks_zeroed(ws.len(), CHUNK, chunk);
+        let (out, sums) = chunks_zeroed(ws.len(), CHUNK, chunk);
         let dw = Tensor::from_shape_vec(w.raw_dim(), out).expect("the weight's size");
         (Some(dw), sums)
     } else if want_sum {
