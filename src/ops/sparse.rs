@@ -13,7 +13,9 @@ use ndarray::{CowArray, IxDyn};
 
 use crate::float::Float;
 use crate::kernels::sparse_conv::{SparseConvShape, sparse_conv2d_backward, sparse_conv2d_forward};
-use crate::kernels::sparse_linear::{BatchInner, sparse_linear_backward, sparse_linear_forward};
+use crate::kernels::sparse_linear::{
+    BatchInner, sparse_linear_backward, sparse_linear_forward, sparse_linear_inference,
+};
 use crate::kernels::sparse_pattern::SparsePattern;
 use crate::ops::conv::Conv2dConfig;
 use crate::tape::{Tensor, Var};
@@ -49,7 +51,29 @@ impl<'t, F: Float> Var<'t, F> {
             pattern.rows(),
             pattern.cols()
         );
-        let values = pattern.gather(standard(&wv).as_slice().expect("standard layout"));
+        // Without a backward pass (inference) no `X^T` needs keeping: the batch-split kernel.
+        let grad_flows = self.tape().grad_enabled()
+            && (self.requires_grad()
+                || weight.requires_grad()
+                || bias.is_some_and(|b| b.requires_grad()));
+        if !grad_flows {
+            let (x, w) = (standard(&xv), standard(&wv));
+            let b = bv.as_ref().map(|b| standard(b));
+            let y = sparse_linear_inference(
+                pattern,
+                w.as_slice().expect("standard layout"),
+                x.as_slice().expect("standard layout"),
+                b.as_ref().map(|b| b.as_slice().expect("standard layout")),
+            );
+            let mut inputs = vec![self, weight];
+            inputs.extend(bias);
+            return self.tape().record(
+                "sparse_linear",
+                shaped(y, &[xs[0], ws[0]]),
+                &inputs,
+                |_, _| unreachable!("sparse_linear: no gradient flows (checked above)"),
+            );
+        }
         let xt = BatchInner::from_rows(
             standard(&xv).as_slice().expect("standard layout"),
             xs[0],
@@ -58,7 +82,8 @@ impl<'t, F: Float> Var<'t, F> {
         let y = {
             let b = bv.as_ref().map(|b| standard(b));
             let b = b.as_ref().map(|b| b.as_slice().expect("standard layout"));
-            sparse_linear_forward(pattern, &values, &xt, b)
+            let w = standard(&wv);
+            sparse_linear_forward(pattern, w.as_slice().expect("standard layout"), &xt, b)
         };
         let y = shaped(y, &[xs[0], ws[0]]);
         let mut inputs = vec![self, weight];
@@ -68,6 +93,9 @@ impl<'t, F: Float> Var<'t, F> {
             .record("sparse_linear", y, &inputs, move |g, needs| {
                 let g = standard(g);
                 let need_bias = needs.get(2).copied().unwrap_or(false);
+                // Gathered here rather than kept from the forward, which reads the dense
+                // weight in place (no serial gather before inference's parallel kernel).
+                let values = pattern.gather(standard(&wv).as_slice().expect("standard layout"));
                 let grads = sparse_linear_backward(
                     &pattern,
                     &values,
