@@ -78,21 +78,20 @@ fn rows_of<F: Float>(
     .0
 }
 
-/// `y = x (W ⊙ M)^T + b`, `[N, out]` row-major, from `X^T` and the dense row-major weight
-/// `weight` (`[out, in]`, the pattern's shape), read only at the kept entries.
+/// `y = x (W ⊙ M)^T + b`, `[N, out]` row-major, from `X^T` and the kept weights `values` (CSR
+/// order of `pattern`, which is `[out, in]`).
 ///
 /// One task per block of [`ROW_BLOCK`] output rows computes its `Y^T` rows in a small buffer
-/// (L1) and writes them transposed into its columns of `y`: no serial gather of the kept
-/// weights, no `Y^T` matrix and no separate transpose pass (the serial gather and bias loop left
-/// the second thread idle).
+/// (L1), adds the bias and writes them transposed into its columns of `y`: no `Y^T` matrix and
+/// no separate transpose and bias passes (serial passes leave the second thread idle).
 pub fn sparse_linear_forward<F: Float>(
     pattern: &SparsePattern,
-    weight: &[F],
+    values: &[F],
     xt: &BatchInner<F>,
     bias: Option<&[F]>,
 ) -> Vec<F> {
     let (out_f, in_f, ld, batch) = (pattern.rows(), pattern.cols(), xt.ld, xt.batch);
-    check(pattern, weight, bias);
+    check(pattern, values, bias);
     assert_eq!(xt.data.len(), in_f * ld, "sparse_linear: input length");
     if batch == 0 || out_f == 0 {
         return vec![F::zero(); batch * out_f];
@@ -100,24 +99,24 @@ pub fn sparse_linear_forward<F: Float>(
     let len = batch * out_f;
     let mut y: Vec<F> = Vec::with_capacity(len);
     let y_ptr = SharedOut(y.as_mut_ptr());
-    let block = |(yt, kept): &mut (Vec<F>, Vec<F>), b: usize| {
+    let block = |yt: &mut Vec<F>, b: usize| {
         let rows = b * ROW_BLOCK..((b + 1) * ROW_BLOCK).min(out_f);
         let kernel = RowKernel {
             pattern,
-            weight,
+            values,
             bias,
             src: &xt.data,
             ld,
             batch,
         };
-        kernel.rows(rows.clone(), yt, kept);
+        kernel.rows(rows.clone(), yt);
         // SAFETY: this task is the only writer of columns `rows` of `y` (`batch x out_f`,
         // allocated above), and every element of those columns is written here.
         unsafe { transpose_to_ptr(yt, ld, rows.len(), batch, y_ptr.at(rows.start), out_f) };
     };
     (0..out_f.div_ceil(ROW_BLOCK))
         .into_par_iter()
-        .for_each_init(|| (Vec::new(), Vec::new()), block);
+        .for_each_init(Vec::new, block);
     // SAFETY: the blocks cover the columns `0..out_f` of every row of `y`, each written in full.
     unsafe { y.set_len(len) };
     y
@@ -138,12 +137,12 @@ pub const BATCH_CHUNK: usize = 64;
 /// backward pass.
 pub fn sparse_linear_inference<F: Float>(
     pattern: &SparsePattern,
-    weight: &[F],
+    values: &[F],
     x: &[F],
     bias: Option<&[F]>,
 ) -> Vec<F> {
     let (out_f, in_f) = (pattern.rows(), pattern.cols());
-    check(pattern, weight, bias);
+    check(pattern, values, bias);
     assert!(
         in_f > 0 && x.len().is_multiple_of(in_f),
         "sparse_linear: input length"
@@ -154,15 +153,14 @@ pub fn sparse_linear_inference<F: Float>(
     }
     let len = batch * out_f;
     let mut y: Vec<F> = Vec::with_capacity(len);
-    let chunk = |(xt, yt, kept): &mut (Vec<F>, Vec<F>, Vec<F>),
-                 (y, x): (&mut [MaybeUninit<F>], &[F])| {
+    let chunk = |(xt, yt): &mut (Vec<F>, Vec<F>), (y, x): (&mut [MaybeUninit<F>], &[F])| {
         let nb = x.len() / in_f;
         let ld = round_up_lanes(nb);
         xt.resize(in_f * ld, F::zero());
         transpose_into(x, nb, in_f, xt, ld);
         let kernel = RowKernel {
             pattern,
-            weight,
+            values,
             bias,
             src: xt,
             ld,
@@ -170,7 +168,7 @@ pub fn sparse_linear_inference<F: Float>(
         };
         for start in (0..out_f).step_by(ROW_BLOCK) {
             let rows = start..(start + ROW_BLOCK).min(out_f);
-            kernel.rows(rows.clone(), yt, kept);
+            kernel.rows(rows.clone(), yt);
             // SAFETY: `y` is this task's `nb x out_f` rows; columns `rows` of each are written.
             unsafe {
                 transpose_to_ptr(
@@ -187,17 +185,16 @@ pub fn sparse_linear_inference<F: Float>(
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(BATCH_CHUNK * out_f)
         .zip(x.par_chunks(BATCH_CHUNK * in_f))
-        .for_each_init(|| (Vec::new(), Vec::new(), Vec::new()), chunk);
+        .for_each_init(|| (Vec::new(), Vec::new()), chunk);
     // SAFETY: the chunks cover every row of `y`, and each chunk's row blocks cover its columns.
     unsafe { y.set_len(len) };
     y
 }
 
-fn check<F: Float>(pattern: &SparsePattern, weight: &[F], bias: Option<&[F]>) {
-    let (out_f, in_f) = (pattern.rows(), pattern.cols());
-    assert_eq!(weight.len(), out_f * in_f, "sparse_linear: weight length");
+fn check<F: Float>(pattern: &SparsePattern, values: &[F], bias: Option<&[F]>) {
+    assert_eq!(values.len(), pattern.nnz(), "sparse_linear: values");
     assert!(
-        bias.is_none_or(|b| b.len() == out_f),
+        bias.is_none_or(|b| b.len() == pattern.rows()),
         "sparse_linear: bias length"
     );
 }
@@ -206,7 +203,7 @@ fn check<F: Float>(pattern: &SparsePattern, weight: &[F], bias: Option<&[F]>) {
 /// `batch` real lanes).
 struct RowKernel<'a, F> {
     pattern: &'a SparsePattern,
-    weight: &'a [F],
+    values: &'a [F],
     bias: Option<&'a [F]>,
     src: &'a [F],
     ld: usize,
@@ -214,17 +211,13 @@ struct RowKernel<'a, F> {
 }
 
 impl<F: Float> RowKernel<'_, F> {
-    /// `Y^T` rows `rows` into `yt` (`rows.len() x ld`), bias added; `kept` is scratch for a
-    /// row's kept weights, gathered from the dense weight as they are needed.
-    fn rows(&self, rows: std::ops::Range<usize>, yt: &mut Vec<F>, kept: &mut Vec<F>) {
-        let (in_f, ld, cols) = (self.pattern.cols(), self.ld, self.pattern.col_indices());
+    /// `Y^T` rows `rows` into `yt` (`rows.len() x ld`), bias added.
+    fn rows(&self, rows: std::ops::Range<usize>, yt: &mut Vec<F>) {
+        let (ld, cols) = (self.ld, self.pattern.col_indices());
         yt.resize(rows.len() * ld, F::zero());
         for (o, row) in rows.zip(yt.chunks_exact_mut(ld)) {
             let k = self.pattern.row_range(o);
-            let w_row = &self.weight[o * in_f..][..in_f];
-            kept.clear();
-            kept.extend(cols[k.clone()].iter().map(|&c| w_row[c as usize]));
-            gather_accumulate(kept, &cols[k], ld, self.src, 0, row);
+            gather_accumulate(&self.values[k.clone()], &cols[k], ld, self.src, 0, row);
             if let Some(b) = self.bias {
                 // The bias after the sum, as the dense path adds it: the same bits.
                 for v in &mut row[..self.batch] {

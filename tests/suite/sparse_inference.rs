@@ -115,3 +115,58 @@ fn sparse_inference_bit_identical_across_thread_counts() {
         "linear"
     );
 }
+
+/// A layer's kept weights are gathered once per weight value (`Weight::sparse_kept`): after an
+/// in-place update (`Param::value_mut`) or a new value (`Param::set_value`), the next forward
+/// pass sees the new weights. Doubling weight and bias doubles every output exactly.
+#[test]
+fn kept_weights_follow_every_change_of_the_weight() {
+    use sparsegrad::nn::{Linear, Module, SparseKernels, set_sparse_kernels};
+    use sparsegrad::sparsity::mask::Mask;
+
+    let mut rng = seeded(3);
+    let mut layer = Linear::<f32>::new(20, 30, true, &mut rng);
+    let mask = Tensor::from_shape_simple_fn(IxDyn(&[30, 20]), || {
+        if uniform(&mut rng, 0.0, 1.0) < 0.3 {
+            1.0
+        } else {
+            0.0
+        }
+    });
+    layer.weight.transform = Some(Box::new(Mask::from_tensor(mask).unwrap()));
+    layer.weight.reapply_mask();
+    set_sparse_kernels(&mut layer, SparseKernels::On);
+    let x = random_tensor::<f32>(&[70, 20], 4);
+    let mut forward = |layer: &mut Linear<f32>| {
+        let tape = Tape::<f32>::new();
+        let _guard = tape.no_grad();
+        let y = (*layer.forward(tape.constant(x.clone())).value()).clone();
+        assert!(layer.weight.ran_sparse());
+        y
+    };
+    let double = |layer: &mut Linear<f32>, in_place: bool| {
+        let bias = layer.bias.as_mut().unwrap();
+        bias.value_mut().mapv_inplace(|v| v * 2.0);
+        if in_place {
+            layer.weight.raw.value_mut().mapv_inplace(|v| v * 2.0);
+        } else {
+            let doubled = layer.weight.raw.value().mapv(|v| v * 2.0);
+            layer.weight.raw.set_value(doubled);
+        }
+    };
+    let y1 = forward(&mut layer);
+    assert_eq!(
+        bits(&forward(&mut layer)),
+        bits(&y1),
+        "the cache gives the same bits"
+    );
+    double(&mut layer, true);
+    let y2 = forward(&mut layer);
+    assert_eq!(bits(&y2), bits(&y1.mapv(|v| v * 2.0)), "after value_mut");
+    double(&mut layer, false);
+    assert_eq!(
+        bits(&forward(&mut layer)),
+        bits(&y1.mapv(|v| v * 4.0)),
+        "after set_value"
+    );
+}
