@@ -25,6 +25,9 @@ impl ParamId {
 pub struct Param<F: Float> {
     id: ParamId,
     value: Arc<Tensor<F>>,
+    /// Bumped by every mutable access to the value, so a cache of something computed from the
+    /// value (the sparse kernels' kept weights, `nn::sparse`) knows when it is stale.
+    version: u64,
     buffer: bool,
     frozen: bool,
 }
@@ -35,6 +38,7 @@ impl<F: Float> Clone for Param<F> {
         Param {
             id: ParamId::fresh(),
             value: Arc::new((*self.value).clone()),
+            version: 0,
             buffer: self.buffer,
             frozen: self.frozen,
         }
@@ -59,6 +63,7 @@ impl<F: Float> Param<F> {
         Param {
             id: ParamId::fresh(),
             value: Arc::new(value),
+            version: 0,
             buffer: false,
             frozen: false,
         }
@@ -82,11 +87,13 @@ impl<F: Float> Param<F> {
 
     /// Mutable access for in-place updates; copies first only if a tape still shares the buffer.
     pub fn value_mut(&mut self) -> &mut Tensor<F> {
+        self.version += 1;
         Arc::make_mut(&mut self.value)
     }
 
     /// Replaces the value (the shape may change only when loading or reparameterising).
     pub fn set_value(&mut self, value: Tensor<F>) {
+        self.version += 1;
         self.value = Arc::new(value);
     }
 
@@ -98,6 +105,7 @@ impl<F: Float> Param<F> {
         Param {
             id: self.id,
             value: self.value.clone(),
+            version: self.version,
             buffer: self.buffer,
             frozen: self.frozen,
         }
@@ -105,6 +113,12 @@ impl<F: Float> Param<F> {
 
     pub(crate) fn shared(&self) -> Arc<Tensor<F>> {
         self.value.clone()
+    }
+
+    /// Changes whenever the value may have changed ([`Param::value_mut`], [`Param::set_value`]);
+    /// with [`Param::id`] it names one value.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     pub fn shape(&self) -> &[usize] {

@@ -160,6 +160,28 @@ pub fn chunks_zeroed<F: Float, R: Send>(
     (out, results)
 }
 
+/// [`par_chunks_zeroed`] without the zero fill, for a `fill` that writes every element of its
+/// chunk anyway (a transpose, a sparse kernel's output rows).
+///
+/// # Safety
+/// `fill` must initialise every element of the chunk it is given.
+pub unsafe fn par_chunks_written<F: Float, R: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<F>]) -> R + Sync + Send,
+) -> (Vec<F>, Vec<R>) {
+    assert!(chunk > 0, "par_chunks_written: chunk length 0");
+    let mut out: Vec<F> = Vec::with_capacity(len);
+    let results = out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .map(|(index, part)| fill(index, part))
+        .collect();
+    // SAFETY: the chunks cover `0..len` and the caller's `fill` initialised each.
+    unsafe { out.set_len(len) };
+    (out, results)
+}
+
 /// Writes zero into every element and returns the now-initialised slice.
 fn zero<F: Float>(part: &mut [MaybeUninit<F>]) -> &mut [F] {
     for v in part.iter_mut() {

@@ -8,9 +8,10 @@
 //! so the result never depends on the path.
 
 use std::any::TypeId;
+use std::mem::MaybeUninit;
 
 use crate::float::Float;
-use crate::kernels::parallel::par_chunks_zeroed;
+use crate::kernels::parallel::par_chunks_written;
 
 /// Rows of the output handled by one parallel task.
 const BAND: usize = 64;
@@ -22,15 +23,47 @@ pub fn transpose_padded<F: Float>(x: &[F], rows: usize, cols: usize, ld: usize) 
     if rows == 0 || cols == 0 {
         return vec![F::zero(); cols * ld];
     }
-    // Output band `b` holds output rows (input columns) b*BAND.. of every input row. Each band is
-    // zeroed by the task that fills it (the padding columns must be zero): a serial zero fill of
-    // the whole output was 5-7% of fc1's 98%-sparse forward+backward on 2 threads.
-    par_chunks_zeroed(cols * ld, BAND * ld, |b, band| {
-        let c0 = b * BAND;
+    // Output band `b` holds output rows (input columns) b*BAND.. of every input row. Only the
+    // padding columns are zeroed: zeroing the whole band before overwriting it was a tenth of
+    // LeNet-300's 95%-sparse forward on 2 threads.
+    let fill = |b: usize, band: &mut [MaybeUninit<F>]| {
         let c_len = band.len() / ld;
-        transpose_block(x, cols, c0, c_len, 0, rows, band, ld);
-    })
-    .0
+        // SAFETY: `band` holds `c_len` rows of `ld`; the block writes columns `0..rows` of each.
+        unsafe {
+            transpose_to_ptr(
+                &x[b * BAND..],
+                cols,
+                rows,
+                c_len,
+                band.as_mut_ptr().cast(),
+                ld,
+            )
+        };
+        for row in band.chunks_exact_mut(ld) {
+            for v in &mut row[rows..] {
+                v.write(F::zero());
+            }
+        }
+    };
+    // SAFETY: `fill` writes every element of its band (columns `0..rows` above, the rest zero).
+    unsafe { par_chunks_written(cols * ld, BAND * ld, fill).0 }
+}
+
+/// [`transpose_padded`] into an existing buffer, on the calling thread: `dst` (`cols x ld`)
+/// gets `x` (`rows x cols`) transposed, zero beyond `rows`.
+pub fn transpose_into<F: Float>(x: &[F], rows: usize, cols: usize, dst: &mut [F], ld: usize) {
+    assert_eq!(x.len(), rows * cols, "transpose_into: input length");
+    assert!(ld >= rows, "transpose_into: ld {ld} < rows {rows}");
+    assert_eq!(dst.len(), cols * ld, "transpose_into: output length");
+    if rows == 0 || cols == 0 {
+        dst.fill(F::zero());
+        return;
+    }
+    // SAFETY: `dst` holds `cols` rows of `ld >= rows` (asserted above) and is borrowed mutably.
+    unsafe { transpose_to_ptr(x, cols, rows, cols, dst.as_mut_ptr(), ld) };
+    for row in dst.chunks_exact_mut(ld) {
+        row[rows..].fill(F::zero());
+    }
 }
 
 /// The first `rows` columns of `xt` (`cols x ld`), transposed back to `rows x cols` row-major.
@@ -39,54 +72,65 @@ pub fn transpose_back<F: Float>(xt: &[F], rows: usize, cols: usize, ld: usize) -
     if rows == 0 || cols == 0 {
         return vec![F::zero(); rows * cols];
     }
-    par_chunks_zeroed(rows * cols, BAND * cols, |b, band| {
-        let r0 = b * BAND;
+    let fill = |b: usize, band: &mut [MaybeUninit<F>]| {
         let r_len = band.len() / cols;
-        transpose_block(xt, ld, r0, r_len, 0, cols, band, cols);
-    })
-    .0
+        // SAFETY: `band` holds rows `b*BAND..b*BAND + r_len` of the output, `cols` each, and
+        // `xt` has those columns in each of its `cols` rows.
+        unsafe {
+            transpose_to_ptr(
+                &xt[b * BAND..],
+                ld,
+                cols,
+                r_len,
+                band.as_mut_ptr().cast(),
+                cols,
+            )
+        };
+    };
+    // SAFETY: `fill` writes every element of its band.
+    unsafe { par_chunks_written(rows * cols, BAND * cols, fill).0 }
 }
 
-/// `dst[c * ld_dst + r] = src[r * ld_src + c0 + c]` for `c < c_len`, `r` in `r0..r1`.
-#[allow(clippy::too_many_arguments)]
-fn transpose_block<F: Float>(
+/// `dst[c * ld_dst + r] = src[r * ld_src + c]` for `r < rows`, `c < cols`, for any float type
+/// (the f32 path is [`transpose_raw`], the others element by element). Exact copies.
+///
+/// # Safety
+/// `src` must hold every `src[r * ld_src + c]` (checked), every `dst[c * ld_dst + r]` must be
+/// writable, and no other thread may access those elements meanwhile.
+pub(crate) unsafe fn transpose_to_ptr<F: Float>(
     src: &[F],
     ld_src: usize,
-    c0: usize,
-    c_len: usize,
-    r0: usize,
-    r1: usize,
-    dst: &mut [F],
+    rows: usize,
+    cols: usize,
+    dst: *mut F,
     ld_dst: usize,
 ) {
-    if c_len == 0 || r1 <= r0 {
+    if rows == 0 || cols == 0 {
         return;
     }
+    assert!((rows - 1) * ld_src + cols <= src.len(), "transpose: source");
     if TypeId::of::<F>() == TypeId::of::<f32>() {
-        // The whole block on both sides, checked once before the unchecked copies.
-        assert!(
-            (r1 - 1) * ld_src + c0 + c_len <= src.len(),
-            "transpose: source"
-        );
-        assert!(
-            (c_len - 1) * ld_dst + r1 <= dst.len(),
-            "transpose: destination"
-        );
-        // SAFETY: F is f32 (checked above); the block is in bounds (asserted above) and `src`
-        // and `dst` are distinct borrows.
+        // SAFETY: F is f32 (checked above); the source is in bounds (asserted above), the
+        // destination is the caller's.
         unsafe {
             transpose_raw(
-                src.as_ptr().cast::<f32>().add(r0 * ld_src + c0),
+                src.as_ptr().cast::<f32>(),
                 ld_src,
-                r1 - r0,
-                c_len,
-                dst.as_mut_ptr().cast::<f32>().add(r0),
+                rows,
+                cols,
+                dst.cast(),
                 ld_dst,
             )
         };
         return;
     }
-    scalar(src, ld_src, c0, 0..c_len, r0..r1, dst, ld_dst);
+    for r in 0..rows {
+        let row = &src[r * ld_src..][..cols];
+        for (c, &v) in row.iter().enumerate() {
+            // SAFETY: the caller's.
+            unsafe { dst.add(c * ld_dst + r).write(v) };
+        }
+    }
 }
 
 /// `dst[c * ld_dst + r] = src[r * ld_src + c]` for `r < rows`, `c < cols`: a strided f32 block
@@ -132,23 +176,6 @@ pub(crate) unsafe fn transpose_raw(
         for c in first..cols {
             // SAFETY: inside the caller's ranges.
             unsafe { *dst.add(c * ld_dst + r) = *src.add(r * ld_src + c) };
-        }
-    }
-}
-
-fn scalar<F: Float>(
-    src: &[F],
-    ld_src: usize,
-    c0: usize,
-    cols: std::ops::Range<usize>,
-    rows: std::ops::Range<usize>,
-    dst: &mut [F],
-    ld_dst: usize,
-) {
-    for r in rows {
-        let row = &src[r * ld_src + c0..];
-        for c in cols.clone() {
-            dst[c * ld_dst + r] = row[c];
         }
     }
 }

@@ -99,9 +99,9 @@ impl<F: Float> Module<F> for Conv2d<F> {
                 dilation: self.cfg.dilation,
             })
         });
-        let y = match layer.and_then(|l| self.weight.sparse_pattern(&l)) {
-            Some(pattern) => {
-                x.sparse_conv2d(tape.param(&self.weight.raw), bias, &self.cfg, &pattern)
+        let y = match layer.and_then(|l| self.weight.sparse_kept(&l)) {
+            Some(kept) => {
+                x.sparse_conv2d_kept(tape.param(&self.weight.raw), bias, &self.cfg, &kept)
             }
             None => x.conv2d(self.weight.on(tape), bias, &self.cfg),
         };

@@ -46,9 +46,9 @@ impl<F: Float> Module<F> for Linear<F> {
             inputs: self.in_features(),
             outputs: self.out_features(),
         };
-        if let Some(pattern) = self.weight.sparse_pattern(&layer) {
+        if let Some(kept) = self.weight.sparse_kept(&layer) {
             let bias = self.bias.as_ref().map(|b| tape.param(b));
-            return x.sparse_linear(tape.param(&self.weight.raw), bias, &pattern);
+            return x.sparse_linear_kept(tape.param(&self.weight.raw), bias, &kept);
         }
         let weight = self.weight.on(tape);
         x.linear(weight, self.bias.as_ref().map(|b| tape.param(b)))

@@ -18,6 +18,8 @@ use crate::float::Float;
 use crate::kernels::sparse_pattern::SparsePattern;
 use crate::kernels::sparse_select::{SparseLayer, prefer_sparse};
 use crate::nn::{Module, Weight};
+use crate::ops::sparse::KeptWeight;
+use crate::param::ParamId;
 use crate::tape::Tensor;
 
 /// Whether masked layers use the sparse kernels (`--sparse-kernels`).
@@ -61,6 +63,8 @@ pub struct SparseState<F: Float> {
     mode: SparseKernels,
     /// The mask buffer the pattern was built from, and the pattern.
     cache: Option<(Arc<Tensor<F>>, Arc<SparsePattern>)>,
+    /// The raw weight's values at the pattern, and the raw value (id, version) they came from.
+    kept: Option<(ParamId, u64, KeptWeight<F>)>,
     ran_sparse: bool,
     builds: usize,
 }
@@ -71,6 +75,7 @@ impl<F: Float> Weight<F> {
         self.sparse.mode = mode;
         if mode == SparseKernels::Off {
             self.sparse.cache = None;
+            self.sparse.kept = None;
         }
     }
 
@@ -95,6 +100,27 @@ impl<F: Float> Weight<F> {
         let chosen = self.choose_pattern(layer);
         self.sparse.ran_sparse = chosen.is_some();
         chosen
+    }
+
+    /// [`Weight::sparse_pattern`] with the raw weight's values at the pattern, for
+    /// `Var::sparse_linear_kept` and `Var::sparse_conv2d_kept`. They are gathered again only
+    /// when the raw value (its `Param` id and version) or the pattern changes: once per step in
+    /// training, once in all for inference.
+    pub fn sparse_kept(&mut self, layer: &SparseLayer) -> Option<KeptWeight<F>> {
+        let pattern = self.sparse_pattern(layer)?;
+        let (id, version) = (self.raw.id(), self.raw.version());
+        match &self.sparse.kept {
+            Some((i, v, kept))
+                if *i == id && *v == version && Arc::ptr_eq(&kept.pattern, &pattern) =>
+            {
+                Some(kept.clone())
+            }
+            _ => {
+                let kept = KeptWeight::gather(&pattern, self.raw.value());
+                self.sparse.kept = Some((id, version, kept.clone()));
+                Some(kept)
+            }
+        }
     }
 
     fn choose_pattern(&mut self, layer: &SparseLayer) -> Option<Arc<SparsePattern>> {

@@ -59,6 +59,7 @@ mod posttrain_wanda;
 mod schedule;
 mod scratch;
 mod sparse_export;
+mod sparse_inference;
 mod sparse_nn;
 mod sparse_ops;
 mod sparse_run;

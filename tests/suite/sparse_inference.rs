@@ -1,0 +1,172 @@
+//! The sparse ops without a backward pass (inference under `no_grad`, where they take their
+//! batch-split kernels): the same bits as the same op when a gradient flows, and so equal to the
+//! dense masked path to rounding; bit-identical across thread counts.
+
+use std::sync::Arc;
+
+use ndarray::{ArrayD, IxDyn};
+use proptest::prelude::*;
+use sparsegrad::kernels::sparse_pattern::SparsePattern;
+use sparsegrad::prelude::*;
+use sparsegrad::rng::{seeded, uniform};
+
+fn random_tensor<F: Float>(shape: &[usize], seed: u64) -> ArrayD<F> {
+    let mut rng = seeded(seed);
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || F::c(uniform(&mut rng, -1.0, 1.0)))
+}
+
+/// A random `[rows, cols]` pattern keeping each entry with probability `density`.
+fn random_pattern(rows: usize, cols: usize, density: f64, seed: u64) -> SparsePattern {
+    let mut rng = seeded(seed);
+    let mask: Vec<f64> = (0..rows * cols)
+        .map(|_| f64::from(u8::from(uniform(&mut rng, 0.0, 1.0) < density)))
+        .collect();
+    SparsePattern::from_mask(rows, cols, &mask)
+}
+
+fn bits<F: Float>(a: &ArrayD<F>) -> Vec<u64> {
+    a.iter().map(|v| v.f64().to_bits()).collect()
+}
+
+#[derive(Clone, Debug)]
+struct LinearCase {
+    batch: usize,
+    inputs: usize,
+    outputs: usize,
+    density: f64,
+    bias: bool,
+    seed: u64,
+}
+
+fn linear_case() -> impl Strategy<Value = LinearCase> {
+    // Batches past two 64-example chunks, with ragged last chunks.
+    (
+        1..=150usize,
+        1..=40usize,
+        1..=40usize,
+        0.0..=1.0f64,
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(batch, inputs, outputs, density, bias, seed)| LinearCase {
+            batch,
+            inputs,
+            outputs,
+            density,
+            bias,
+            seed,
+        })
+}
+
+impl LinearCase {
+    /// The op's output with `grad` (a gradient flows from the weight) or under `no_grad`.
+    fn output<F: Float>(&self, grad: bool) -> ArrayD<F> {
+        let pattern = Arc::new(random_pattern(
+            self.outputs,
+            self.inputs,
+            self.density,
+            self.seed,
+        ));
+        let tape = Tape::<F>::new();
+        let _guard = (!grad).then(|| tape.no_grad());
+        let x = tape.constant(random_tensor(&[self.batch, self.inputs], self.seed ^ 1));
+        let w = tape.leaf(random_tensor(&[self.outputs, self.inputs], self.seed ^ 2));
+        let b = self
+            .bias
+            .then(|| tape.constant(random_tensor(&[self.outputs], self.seed ^ 3)));
+        let y = x.sparse_linear(w, b, &pattern);
+        assert_eq!(y.requires_grad(), grad);
+        (*y.value()).clone()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sparse_linear_inference_has_the_bits_of_the_training_forward(case in linear_case()) {
+        prop_assert_eq!(bits(&case.output::<f32>(false)), bits(&case.output::<f32>(true)));
+        prop_assert_eq!(bits(&case.output::<f64>(false)), bits(&case.output::<f64>(true)));
+    }
+}
+
+fn in_pool<R: Send>(threads: usize, f: impl Fn() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+#[test]
+fn sparse_inference_bit_identical_across_thread_counts() {
+    let linear = LinearCase {
+        batch: 150,
+        inputs: 70,
+        outputs: 45,
+        density: 0.1,
+        bias: true,
+        seed: 5,
+    };
+    let one = in_pool(1, || bits(&linear.output::<f32>(false)));
+    assert_eq!(
+        one,
+        in_pool(3, || bits(&linear.output::<f32>(false))),
+        "linear"
+    );
+}
+
+/// A layer's kept weights are gathered once per weight value (`Weight::sparse_kept`): after an
+/// in-place update (`Param::value_mut`) or a new value (`Param::set_value`), the next forward
+/// pass sees the new weights. Doubling weight and bias doubles every output exactly.
+#[test]
+fn kept_weights_follow_every_change_of_the_weight() {
+    use sparsegrad::nn::{Linear, Module, SparseKernels, set_sparse_kernels};
+    use sparsegrad::sparsity::mask::Mask;
+
+    let mut rng = seeded(3);
+    let mut layer = Linear::<f32>::new(20, 30, true, &mut rng);
+    let mask = Tensor::from_shape_simple_fn(IxDyn(&[30, 20]), || {
+        if uniform(&mut rng, 0.0, 1.0) < 0.3 {
+            1.0
+        } else {
+            0.0
+        }
+    });
+    layer.weight.transform = Some(Box::new(Mask::from_tensor(mask).unwrap()));
+    layer.weight.reapply_mask();
+    set_sparse_kernels(&mut layer, SparseKernels::On);
+    let x = random_tensor::<f32>(&[70, 20], 4);
+    let mut forward = |layer: &mut Linear<f32>| {
+        let tape = Tape::<f32>::new();
+        let _guard = tape.no_grad();
+        let y = (*layer.forward(tape.constant(x.clone())).value()).clone();
+        assert!(layer.weight.ran_sparse());
+        y
+    };
+    let double = |layer: &mut Linear<f32>, in_place: bool| {
+        let bias = layer.bias.as_mut().unwrap();
+        bias.value_mut().mapv_inplace(|v| v * 2.0);
+        if in_place {
+            layer.weight.raw.value_mut().mapv_inplace(|v| v * 2.0);
+        } else {
+            let doubled = layer.weight.raw.value().mapv(|v| v * 2.0);
+            layer.weight.raw.set_value(doubled);
+        }
+    };
+    let y1 = forward(&mut layer);
+    assert_eq!(
+        bits(&forward(&mut layer)),
+        bits(&y1),
+        "the cache gives the same bits"
+    );
+    double(&mut layer, true);
+    let y2 = forward(&mut layer);
+    assert_eq!(bits(&y2), bits(&y1.mapv(|v| v * 2.0)), "after value_mut");
+    double(&mut layer, false);
+    assert_eq!(
+        bits(&forward(&mut layer)),
+        bits(&y1.mapv(|v| v * 4.0)),
+        "after set_value"
+    );
+}
