@@ -128,16 +128,8 @@ pub fn par_chunks_zeroed<F: Float, R: Send>(
     chunk: usize,
     fill: impl Fn(usize, &mut [F]) -> R + Sync + Send,
 ) -> (Vec<F>, Vec<R>) {
-    assert!(chunk > 0, "par_chunks_zeroed: chunk length 0");
-    let mut out: Vec<F> = Vec::with_capacity(len);
-    let results = out.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .map(|(index, part)| fill(index, zero(part)))
-        .collect();
-    // SAFETY: the chunks cover `0..len` and `zero` initialised every element of each.
-    unsafe { out.set_len(len) };
-    (out, results)
+    // SAFETY: `zero` initialises every element of each chunk before `fill` sees it.
+    unsafe { par_chunks_written(len, chunk, |index, part| fill(index, zero(part))) }
 }
 
 /// [`par_chunks_zeroed`] when [`worth_splitting`] `len` elements, else the same chunks in order

@@ -81,7 +81,7 @@ fn rows_of<F: Float>(
 /// `y = x (W ⊙ M)^T + b`, `[N, out]` row-major, from `X^T` and the kept weights `values` (CSR
 /// order of `pattern`, which is `[out, in]`).
 ///
-/// One task per block of [`ROW_BLOCK`] output rows computes its `Y^T` rows in a small buffer
+/// One task per block of `ROW_BLOCK` output rows computes its `Y^T` rows in a small buffer
 /// (L1), adds the bias and writes them transposed into its columns of `y`: no `Y^T` matrix and
 /// no separate transpose and bias passes (serial passes leave the second thread idle).
 pub fn sparse_linear_forward<F: Float>(
