@@ -112,14 +112,10 @@ pub fn sparse_conv2d_forward<F: Float>(
     })
 }
 
-/// The forward convolution with each output plane handed to `emit(o, full, scratch, out)`
-/// instead of written out as it is: `full` is output channel `o` of one image on the `OH x Wq`
-/// grid (no bias; the last `Wq - OW` columns of each row junk; `emit` may overwrite it), `out`
-/// the image's `out_plane`
-/// elements for channel `o`, all of which `emit` must write, and `scratch` a buffer kept by the
-/// task. Inference fuses the max pooling that follows a convolution this way (`ops::sparse`),
-/// pooling each plane while it is in cache instead of writing the full-size output to memory
-/// and reading it back.
+/// The forward convolution with output channel `o` of each image handed to `emit(o, full,
+/// scratch, out)`: `full` on the `OH x Wq` grid (no bias, junk past `OW` in each row; `emit` may
+/// overwrite it), `out` the `out_plane` elements `emit` must all write, `scratch` the task's.
+/// Inference pools each plane this way while it is in cache (`ops::sparse_pool`).
 pub fn sparse_conv2d_forward_planes<F: Float>(
     shape: &SparseConvShape,
     pattern: &SparsePattern,

@@ -188,7 +188,7 @@ impl<'t, F: Float> Var<'t, F> {
             sparse_conv2d_forward(
                 &shape,
                 pattern,
-                &values,
+                values,
                 x.as_slice().expect("standard layout"),
                 b,
             )

@@ -140,7 +140,7 @@ fn kept_weights_follow_every_change_of_the_weight() {
     layer.weight.reapply_mask();
     set_sparse_kernels(&mut layer, SparseKernels::On);
     let x = random_tensor::<f32>(&[70, 20], 4);
-    let mut forward = |layer: &mut Linear<f32>| {
+    let forward = |layer: &mut Linear<f32>| {
         let tape = Tape::<f32>::new();
         let _guard = tape.no_grad();
         let y = (*layer.forward(tape.constant(x.clone())).value()).clone();
