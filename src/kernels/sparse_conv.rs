@@ -101,11 +101,33 @@ pub fn sparse_conv2d_forward<F: Float>(
     bias: Option<&[F]>,
 ) -> Vec<F> {
     let geo = Geometry::new(shape);
+    let ([oh, ow], wq) = (geo.out_hw, geo.q_hw[1]);
+    sparse_conv2d_forward_planes(shape, pattern, values, x, oh * ow, |o, full, _, y| {
+        let b = bias.map_or(F::zero(), |b| b[o]);
+        for (dst, src) in y.chunks_exact_mut(ow).zip(full.chunks(wq)) {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                d.write(s + b);
+            }
+        }
+    })
+}
+
+/// The forward convolution with output channel `o` of each image handed to `emit(o, full,
+/// scratch, out)`: `full` on the `OH x Wq` grid (no bias, junk past `OW` in each row; `emit` may
+/// overwrite it), `out` the `out_plane` elements `emit` must all write, `scratch` the task's.
+/// Inference pools each plane this way while it is in cache (`ops::sparse_pool`).
+pub fn sparse_conv2d_forward_planes<F: Float>(
+    shape: &SparseConvShape,
+    pattern: &SparsePattern,
+    values: &[F],
+    x: &[F],
+    out_plane: usize,
+    emit: impl Fn(usize, &mut [F], &mut Vec<F>, &mut [MaybeUninit<F>]) + Sync,
+) -> Vec<F> {
+    let geo = Geometry::new(shape);
     check(&geo, pattern, values, x);
-    let [oh, ow] = geo.out_hw;
-    let wq = geo.q_hw[1];
     let in_image = shape.in_channels * shape.in_hw[0] * shape.in_hw[1];
-    let out_image = shape.out_channels * oh * ow;
+    let out_image = shape.out_channels * out_plane;
     let offsets = geo.forward_offsets(pattern);
     if out_image == 0 {
         return Vec::new();
@@ -118,22 +140,23 @@ pub fn sparse_conv2d_forward<F: Float>(
         .par_chunks_mut(out_image)
         .zip(x.par_chunks(in_image.max(1)))
         .for_each_init(
-            || (vec![F::zero(); geo.image], vec![F::zero(); geo.grid]),
-            |(planes, full), (y, x)| {
+            || {
+                (
+                    vec![F::zero(); geo.image],
+                    vec![F::zero(); geo.grid],
+                    Vec::new(),
+                )
+            },
+            |(planes, full, scratch), (y, x)| {
                 geo.fill_planes(x, planes);
-                for (o, y) in y.chunks_exact_mut(oh * ow).enumerate() {
+                for (o, y) in y.chunks_exact_mut(out_plane).enumerate() {
                     let k = pattern.row_range(o);
                     gather_accumulate(&values[k.clone()], &offsets[k], 1, planes, 0, full);
-                    let b = bias.map_or(F::zero(), |b| b[o]);
-                    for (dst, src) in y.chunks_exact_mut(ow).zip(full.chunks(wq)) {
-                        for (d, &s) in dst.iter_mut().zip(src) {
-                            d.write(s + b);
-                        }
-                    }
+                    emit(o, full, scratch, y);
                 }
             },
         );
-    // SAFETY: the loop above wrote all `len` elements (every row of every output plane).
+    // SAFETY: `emit` wrote every element of every output plane.
     unsafe { y.set_len(len) };
     y
 }

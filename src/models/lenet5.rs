@@ -110,10 +110,9 @@ impl<F: Float> LeNet5<F> {
 }
 
 /// Convolution, the optional relu, then 2x2 max-pooling.
+/// (One pass on the sparse kernels in inference: `Conv2d::forward_pool`.)
 fn conv_relu_pool<'t, F: Float>(conv: &mut Conv2d<F>, relu: bool, x: Var<'t, F>) -> Var<'t, F> {
-    let y = conv.forward(x);
-    let y = if relu { y.relu() } else { y };
-    y.max_pool2d([2, 2], [2, 2], [0, 0])
+    conv.forward_pool(x, relu)
 }
 
 impl<F: Float> Module<F> for LeNet5<F> {

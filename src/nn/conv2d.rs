@@ -76,9 +76,16 @@ impl<F: Float> Conv2d<F> {
     }
 }
 
-impl<F: Float> Module<F> for Conv2d<F> {
-    /// x: [N, C_in, H, W] -> [N, C_out, OH, OW].
-    fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
+impl<F: Float> Conv2d<F> {
+    /// `forward(x)`, then a relu if `relu`, then 2x2 max pooling with stride 2: one pass on the
+    /// sparse kernels when no gradient flows (`Var::sparse_conv2d_pool_kept`), the same values
+    /// as the three steps.
+    pub fn forward_pool<'t>(&mut self, x: Var<'t, F>, relu: bool) -> Var<'t, F> {
+        self.run(x, Some(relu))
+    }
+
+    /// The convolution, or with `pool = Some(relu)` the convolution, optional relu and pooling.
+    fn run<'t>(&mut self, x: Var<'t, F>, pool: Option<bool>) -> Var<'t, F> {
         let tape = x.tape();
         let bias = self.bias.as_ref().map(|b| tape.param(b));
         let xs = x.shape();
@@ -99,16 +106,40 @@ impl<F: Float> Module<F> for Conv2d<F> {
                 dilation: self.cfg.dilation,
             })
         });
-        let y = match layer.and_then(|l| self.weight.sparse_kept(&l)) {
-            Some(kept) => {
-                x.sparse_conv2d_kept(tape.param(&self.weight.raw), bias, &self.cfg, &kept)
+        let kept = layer.and_then(|l| self.weight.sparse_kept(&l));
+        let w = match &kept {
+            Some(_) => tape.param(&self.weight.raw),
+            None => self.weight.on(tape),
+        };
+        let y = match (kept, pool) {
+            (Some(kept), Some(relu)) => {
+                // Uses per entry count the convolution's output positions, before pooling.
+                if let Some(SparseLayer::Conv2d(s)) = layer {
+                    let [oh, ow] = s.out_hw().unwrap_or([0, 0]);
+                    self.weight.record_uses(oh * ow);
+                }
+                return x.sparse_conv2d_pool_kept(w, bias, &self.cfg, &kept, relu);
             }
-            None => x.conv2d(self.weight.on(tape), bias, &self.cfg),
+            (Some(kept), None) => x.sparse_conv2d_kept(w, bias, &self.cfg, &kept),
+            (None, _) => x.conv2d(w, bias, &self.cfg),
         };
         // Each weight entry is applied once per output position (per group) of every image.
         let shape = y.shape();
         self.weight.record_uses(shape[2] * shape[3]);
-        y
+        match pool {
+            Some(relu) => {
+                let y = if relu { y.relu() } else { y };
+                y.max_pool2d([2, 2], [2, 2], [0, 0])
+            }
+            None => y,
+        }
+    }
+}
+
+impl<F: Float> Module<F> for Conv2d<F> {
+    /// x: [N, C_in, H, W] -> [N, C_out, OH, OW].
+    fn forward<'t>(&mut self, x: Var<'t, F>) -> Var<'t, F> {
+        self.run(x, None)
     }
 
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Param<F>)) {

@@ -17,5 +17,6 @@ pub mod reduce;
 pub mod shape;
 mod soft_threshold_loops;
 pub mod sparse;
+pub mod sparse_pool;
 pub mod sparsity;
 pub mod threshold_fn;

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use crate::float::Float;
 use crate::tape::{Tensor, Var};
 
-mod max_2x2;
+pub(crate) mod max_2x2;
 
 /// Below this many input elements a pooling op runs on the calling thread.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;

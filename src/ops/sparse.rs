@@ -180,37 +180,7 @@ impl<'t, F: Float> Var<'t, F> {
         let (xv, wv) = (self.value(), weight.value());
         let bv = bias.map(|b| b.value());
         let (xs, ws) = (xv.shape().to_vec(), wv.shape().to_vec());
-        let fail = || -> ! {
-            panic!(
-                "op `sparse_conv2d`: input {xs:?}, weight {ws:?}, bias {:?}, {cfg:?}, pattern {}x{}",
-                bv.as_ref().map(|b| b.shape().to_vec()),
-                pattern.rows(),
-                pattern.cols()
-            )
-        };
-        if xs.len() != 4 || ws.len() != 4 || cfg.groups == 0 {
-            fail();
-        }
-        let shape = SparseConvShape {
-            batch: xs[0],
-            in_channels: xs[1],
-            out_channels: ws[0],
-            groups: cfg.groups,
-            in_hw: [xs[2], xs[3]],
-            kernel: [ws[2], ws[3]],
-            stride: cfg.stride,
-            padding: cfg.padding,
-            dilation: cfg.dilation,
-        };
-        let Some([oh, ow]) = shape.out_hw() else {
-            fail()
-        };
-        if ws[1] * cfg.groups != xs[1]
-            || shape.weight_matrix() != [pattern.rows(), pattern.cols()]
-            || bv.as_ref().is_some_and(|b| b.shape() != [ws[0]])
-        {
-            fail();
-        }
+        let (shape, [oh, ow]) = conv_shape(&xs, &ws, bv.as_deref(), cfg, pattern);
         let y = {
             let x = standard(&xv);
             let b = bv.as_ref().map(|b| standard(b));
@@ -251,4 +221,46 @@ impl<'t, F: Float> Var<'t, F> {
                 out
             })
     }
+}
+
+/// The convolution's shape from the input, weight and bias, checked against each other and the
+/// pattern, and its output size. Panics, naming the shapes, when they disagree or the kernel
+/// does not fit.
+pub(crate) fn conv_shape<F: Float>(
+    xs: &[usize],
+    ws: &[usize],
+    bias: Option<&Tensor<F>>,
+    cfg: &Conv2dConfig,
+    pattern: &SparsePattern,
+) -> (SparseConvShape, [usize; 2]) {
+    let fail = || -> ! {
+        panic!(
+            "op `sparse_conv2d`: input {xs:?}, weight {ws:?}, bias {:?}, {cfg:?}, pattern {}x{}",
+            bias.map(|b| b.shape().to_vec()),
+            pattern.rows(),
+            pattern.cols()
+        )
+    };
+    if xs.len() != 4 || ws.len() != 4 || cfg.groups == 0 {
+        fail();
+    }
+    let shape = SparseConvShape {
+        batch: xs[0],
+        in_channels: xs[1],
+        out_channels: ws[0],
+        groups: cfg.groups,
+        in_hw: [xs[2], xs[3]],
+        kernel: [ws[2], ws[3]],
+        stride: cfg.stride,
+        padding: cfg.padding,
+        dilation: cfg.dilation,
+    };
+    let Some(out_hw) = shape.out_hw() else { fail() };
+    if ws[1] * cfg.groups != xs[1]
+        || shape.weight_matrix() != [pattern.rows(), pattern.cols()]
+        || bias.is_some_and(|b| b.shape() != [ws[0]])
+    {
+        fail();
+    }
+    (shape, out_hw)
 }

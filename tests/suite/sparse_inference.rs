@@ -1,12 +1,15 @@
 //! The sparse ops without a backward pass (inference under `no_grad`, where they take their
-//! batch-split kernels): the same bits as the same op when a gradient flows, and so equal to the
-//! dense masked path to rounding; bit-identical across thread counts.
+//! batch-split and fused kernels): the same bits as the same ops when a gradient flows (so equal
+//! to the dense masked path to rounding), the kept weights following every change of a weight,
+//! bit-identical across thread counts.
 
 use std::sync::Arc;
 
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use sparsegrad::kernels::sparse_pattern::SparsePattern;
+use sparsegrad::ops::conv::Conv2dConfig;
+use sparsegrad::ops::sparse::KeptWeight;
 use sparsegrad::prelude::*;
 use sparsegrad::rng::{seeded, uniform};
 
@@ -169,4 +172,114 @@ fn kept_weights_follow_every_change_of_the_weight() {
         bits(&y1.mapv(|v| v * 4.0)),
         "after set_value"
     );
+}
+
+#[derive(Clone, Debug)]
+struct ConvPoolCase {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    hw: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    density: f64,
+    relu: bool,
+    seed: u64,
+}
+
+fn conv_pool_case() -> impl Strategy<Value = ConvPoolCase> {
+    (
+        (1..=3usize, 1..=3usize, 1..=4usize),
+        (2..=13usize, 2..=13usize, 1..=3usize, 1..=2usize, 0..=1usize),
+        (0.0..=1.0f64, any::<bool>(), any::<u64>()),
+    )
+        .prop_map(
+            |((batch, c_in, c_out), (h, w, kernel, stride, padding), (density, relu, seed))| {
+                ConvPoolCase {
+                    batch,
+                    c_in,
+                    c_out,
+                    // At least the kernel, so the convolution's output is never empty.
+                    hw: [h.max(kernel), w.max(kernel)],
+                    kernel,
+                    stride,
+                    padding,
+                    density,
+                    relu,
+                    seed,
+                }
+            },
+        )
+}
+
+impl ConvPoolCase {
+    /// The fused op (`fused`) or the three ops, under `no_grad`.
+    fn output<F: Float>(&self, fused: bool) -> ArrayD<F> {
+        let k = self.kernel;
+        let pattern = Arc::new(random_pattern(
+            self.c_out,
+            self.c_in * k * k,
+            self.density,
+            self.seed,
+        ));
+        let cfg = Conv2dConfig {
+            stride: [self.stride; 2],
+            padding: [self.padding; 2],
+            ..Conv2dConfig::default()
+        };
+        let tape = Tape::<F>::new();
+        let _guard = tape.no_grad();
+        let x = tape.constant(random_tensor(
+            &[self.batch, self.c_in, self.hw[0], self.hw[1]],
+            self.seed ^ 1,
+        ));
+        let wv = random_tensor(&[self.c_out, self.c_in, k, k], self.seed ^ 2);
+        let kept = KeptWeight::gather(&pattern, &wv);
+        let w = tape.constant(wv);
+        let b = Some(tape.constant(random_tensor(&[self.c_out], self.seed ^ 3)));
+        let y = if fused {
+            x.sparse_conv2d_pool_kept(w, b, &cfg, &kept, self.relu)
+        } else {
+            let y = x.sparse_conv2d_kept(w, b, &cfg, &kept);
+            let y = if self.relu { y.relu() } else { y };
+            let [h, w] = [y.shape()[2], y.shape()[3]];
+            if h < 2 || w < 2 {
+                return ArrayD::zeros(IxDyn(&[0]));
+            }
+            y.max_pool2d([2, 2], [2, 2], [0, 0])
+        };
+        (*y.value()).clone()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The fused convolution, relu and 2x2 pooling gives the bits of the three ops.
+    #[test]
+    fn sparse_conv2d_pool_has_the_bits_of_the_three_ops(case in conv_pool_case()) {
+        let unfused = case.output::<f32>(false);
+        prop_assume!(!unfused.is_empty());
+        prop_assert_eq!(bits(&case.output::<f32>(true)), bits(&unfused));
+        prop_assert_eq!(bits(&case.output::<f64>(true)), bits(&case.output::<f64>(false)));
+    }
+}
+
+#[test]
+fn sparse_conv2d_pool_bit_identical_across_thread_counts() {
+    let case = ConvPoolCase {
+        batch: 5,
+        c_in: 3,
+        c_out: 4,
+        hw: [13, 12],
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        density: 0.3,
+        relu: true,
+        seed: 7,
+    };
+    let one = in_pool(1, || bits(&case.output::<f32>(true)));
+    assert_eq!(one, in_pool(3, || bits(&case.output::<f32>(true))));
 }
