@@ -59,43 +59,65 @@ pub fn add_assign<F: Float>(acc: &mut Tensor<F>, g: &Tensor<F>) {
     }
 }
 
-/// `a[i] * b[i]` for two slices of one length, as a new vector: a loop compiled for the CPU's
-/// widest vectors (`simd`: the same bits as the scalar loop), split over threads in fixed chunks
-/// when [`worth_splitting`]. A masked weight and its gradient are such products (`Var::mul`).
+/// `a[i] * b[i]` for two slices of one length, as a new vector ([`map_slices`]). A masked
+/// weight and its gradient are such products (`Var::mul`).
 pub fn product<F: Float>(a: &[F], b: &[F]) -> Vec<F> {
-    assert_eq!(a.len(), b.len(), "product: operands of different lengths");
-    let len = a.len();
+    map_slices([a, b], |[a, b]| a * b)
+}
+
+/// `op([s[0][i], s[1][i], ...])` for slices of one length, as a new vector: one loop compiled
+/// for the CPU's widest vectors (`simd`: the same bits as the scalar loop, for ops made of
+/// elementwise IEEE arithmetic and selects), split over threads in fixed chunks when
+/// [`worth_splitting`]. The contiguous path of elementwise ops (`ops::elementwise`), where
+/// ndarray's `Zip` calls the closure per element through its generic iteration.
+pub fn map_slices<F: Float, const N: usize>(
+    slices: [&[F]; N],
+    op: impl Fn([F; N]) -> F + Copy + Sync,
+) -> Vec<F> {
+    let len = slices.first().map_or(0, |s| s.len());
+    assert!(
+        slices.iter().all(|s| s.len() == len),
+        "map_slices: operands of different lengths"
+    );
     let mut out: Vec<F> = Vec::with_capacity(len);
     let spare = &mut out.spare_capacity_mut()[..len];
+    let at = |start: usize| slices.map(|s| &s[start..]);
     if worth_splitting(len) {
         spare
             .par_chunks_mut(PARALLEL_CHUNK)
-            .zip(a.par_chunks(PARALLEL_CHUNK))
-            .zip(b.par_chunks(PARALLEL_CHUNK))
-            .for_each(|((out, a), b)| widest(Product { a, b, out }));
+            .enumerate()
+            .for_each(|(i, out)| {
+                let inputs = at(i * PARALLEL_CHUNK);
+                widest(MapSlices { inputs, out, op })
+            });
     } else {
-        widest(Product { a, b, out: spare });
+        widest(MapSlices {
+            inputs: slices,
+            out: spare,
+            op,
+        });
     }
     // SAFETY: the kernel wrote every element of `0..len`.
     unsafe { out.set_len(len) };
     out
 }
 
-struct Product<'a, F> {
-    a: &'a [F],
-    b: &'a [F],
+/// The loop of [`map_slices`] over one chunk (`out`'s length; the inputs may be longer).
+struct MapSlices<'a, F, O, const N: usize> {
+    inputs: [&'a [F]; N],
     out: &'a mut [MaybeUninit<F>],
+    op: O,
 }
 
-impl<F: Float> Kernel for Product<'_, F> {
+impl<F: Float, O: Fn([F; N]) -> F, const N: usize> Kernel for MapSlices<'_, F, O, N> {
     type Output = ();
 
     #[inline(always)]
     fn run(self) {
         let n = self.out.len();
-        let (a, b) = (&self.a[..n], &self.b[..n]);
+        let inputs = self.inputs.map(|s| &s[..n]);
         for (i, out) in self.out.iter_mut().enumerate() {
-            out.write(a[i] * b[i]);
+            out.write((self.op)(std::array::from_fn(|k| inputs[k][i])));
         }
     }
 }

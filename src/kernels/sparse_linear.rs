@@ -156,7 +156,6 @@ pub fn sparse_linear_inference<F: Float>(
     let chunk = |(xt, yt): &mut (Vec<F>, Vec<F>), (y, x): (&mut [MaybeUninit<F>], &[F])| {
         let nb = x.len() / in_f;
         let ld = round_up_lanes(nb);
-        xt.resize(in_f * ld, F::zero());
         transpose_into(x, nb, in_f, xt, ld);
         let kernel = RowKernel {
             pattern,

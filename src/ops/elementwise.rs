@@ -11,24 +11,38 @@ use std::sync::Arc;
 use ndarray::IxDyn;
 
 use crate::float::{Float, sigmoid};
-use crate::kernels::parallel::{map_collect, product};
+use crate::kernels::parallel::{map_collect, map_slices, product};
 use crate::tape::{Tensor, Var, broadcast_shape};
 
 /// Records `y = f(x)` elementwise with derivative `dy/dx = df(x, y)`.
+/// Contiguous operands take [`map_slices`] (one vectorised loop), others ndarray's `Zip`: the
+/// same expression per element, so the same bits either way.
 pub fn unary<'t, F: Float>(
     op: &'static str,
     a: Var<'t, F>,
-    f: impl Fn(F) -> F + Sync + Send,
-    df: impl Fn(F, F) -> F + Sync + Send + 'static,
+    f: impl Fn(F) -> F + Copy + Sync + Send,
+    df: impl Fn(F, F) -> F + Copy + Sync + Send + 'static,
 ) -> Var<'t, F> {
     let x = a.value();
-    let y = Arc::new(map_collect!(|&x| f(x); &*x));
+    let y = Arc::new(match x.as_slice() {
+        Some(xs) => shaped(&x, map_slices([xs], |[x]| f(x))),
+        None => map_collect!(|&x| f(x); &*x),
+    });
     let y_saved = y.clone();
     a.tape().record(op, y, &[a], move |g, _| {
+        let gradient = |[g, x, y]: [F; 3]| g * df(x, y);
         vec![Some(
-            map_collect!(|&g, &x, &y| g * df(x, y); g, &*x, &*y_saved),
+            match (g.as_slice(), x.as_slice(), y_saved.as_slice()) {
+                (Some(gs), Some(xs), Some(ys)) => shaped(g, map_slices([gs, xs, ys], gradient)),
+                _ => map_collect!(|&g, &x, &y| gradient([g, x, y]); g, &*x, &*y_saved),
+            },
         )]
     })
+}
+
+/// `values` in `like`'s shape.
+fn shaped<F: Float>(like: &Tensor<F>, values: Vec<F>) -> Tensor<F> {
+    Tensor::from_shape_vec(like.raw_dim(), values).expect("one value per element")
 }
 
 /// Records `y = f(a, b)` elementwise with numpy broadcasting and partial derivatives

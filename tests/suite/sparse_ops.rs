@@ -9,7 +9,7 @@ use ndarray::{ArrayD, Dimension, IxDyn};
 use proptest::prelude::*;
 use sparsegrad::check::{CheckOptions, gradcheck};
 use sparsegrad::kernels::sparse_pattern::SparsePattern;
-use sparsegrad::kernels::transpose::{transpose_back, transpose_padded};
+use sparsegrad::kernels::transpose::{transpose_back, transpose_into, transpose_padded};
 use sparsegrad::ops::conv::Conv2dConfig;
 use sparsegrad::prelude::*;
 use sparsegrad::rng::{seeded, uniform};
@@ -325,6 +325,12 @@ proptest! {
                 let want = if r < rows { x[r * cols + c] } else { 0.0 };
                 prop_assert_eq!(xt[c * ld + r], want);
             }
+        }
+        // Into a reused buffer holding other values (longer or shorter): the same matrix.
+        for stale in [vec![f32::NAN; cols * ld + 7], vec![-1.0; 3]] {
+            let mut reused = stale;
+            transpose_into(&x, rows, cols, &mut reused, ld);
+            prop_assert_eq!(&reused, &xt);
         }
         prop_assert_eq!(transpose_back(&xt, rows, cols, ld), x);
     }

@@ -1,8 +1,8 @@
 //! The slice loops of large elementwise ops (split over threads in fixed chunks, compiled for the
 //! widest vectors) against plain per-element references, over lengths that cross their chunk
 //! and lane boundaries and the parallel threshold: `mul` of two same-shape operands (a masked
-//! weight) and STR's soft threshold with one threshold per layer. Each must give the same bits
-//! on 1 and 3 threads.
+//! weight), the contiguous path of the unary elementwise ops (relu and the rest) and STR's soft
+//! threshold with one threshold per layer. Each must give the same bits on 1 and 3 threads.
 
 use ndarray::{ArrayD, IxDyn};
 use sparsegrad::ops::sparsity::ThresholdFn;
@@ -135,5 +135,103 @@ fn layer_soft_threshold_matches_the_per_element_formula_on_any_thread_count() {
             ds.to_bits(),
             "len {len}: frozen weight"
         );
+    }
+}
+
+/// `x` with the values that test a select or a max (signed zeros, NaN, infinities) at spread
+/// positions.
+fn with_special_values(mut x: ArrayD<f32>) -> ArrayD<f32> {
+    let special = [
+        -0.0,
+        0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -1e-30,
+        1e-30,
+    ];
+    let len = x.len();
+    for (k, v) in x.iter_mut().enumerate() {
+        if k % 97 < special.len() && len > 1 {
+            *v = special[k % 97];
+        }
+    }
+    x
+}
+
+/// `op(x)` and dL/dx for L = sum(op(x) * c), `x` stored with the layout it has.
+fn unary_run(
+    x: &ArrayD<f32>,
+    c: &ArrayD<f32>,
+    op: impl for<'t> Fn(Var<'t, f32>) -> Var<'t, f32>,
+) -> [ArrayD<f32>; 2] {
+    let tape = Tape::<f32>::new();
+    let xv = tape.leaf(x.clone());
+    let y = op(xv);
+    let value = (*y.value()).clone();
+    let grads = (y * tape.constant(c.clone())).sum().backward();
+    [value, grads.wrt(xv).unwrap().clone()]
+}
+
+#[test]
+fn relu_is_max_with_zero_and_passes_the_gradient_where_positive() {
+    for len in LENGTHS {
+        let (x, c) = (
+            with_special_values(normal(len, 1.0, 8)),
+            normal(len, 1.0, 9),
+        );
+        let y_expected = x.mapv(|x| x.max(0.0));
+        // g * 1[x > 0] as the op writes it: times one or zero (NaN x gives g * 0).
+        let dx_expected = ndarray::Zip::from(&c)
+            .and(&x)
+            .map_collect(|&g, &x| g * if x > 0.0 { 1.0 } else { 0.0 });
+        for threads in [1, 3] {
+            let [y, dx] = in_pool(threads, || unary_run(&x, &c, |v| v.relu()));
+            assert_eq!(bits(&y), bits(&y_expected), "len {len}, {threads} threads");
+            assert_eq!(
+                bits(&dx),
+                bits(&dx_expected),
+                "len {len}, {threads} threads"
+            );
+        }
+    }
+}
+
+/// Every unary op gives the same bits on a contiguous operand (the vectorised slice loop) as on
+/// the same values stored transposed (ndarray's `Zip`, element by element).
+#[test]
+fn unary_ops_give_the_same_bits_contiguous_or_strided() {
+    type Op = for<'t> fn(Var<'t, f32>) -> Var<'t, f32>;
+    let ops: [(&str, Op); 9] = [
+        ("relu", |v| v.relu()),
+        ("neg", |v| -v),
+        ("abs", |v| v.abs()),
+        ("exp", |v| v.exp()),
+        ("sqrt", |v| v.abs().sqrt()),
+        ("sigmoid", |v| v.sigmoid()),
+        ("tanh", |v| v.tanh()),
+        ("leaky_relu", |v| v.leaky_relu(0.01)),
+        ("mul_scalar", |v| v.mul_scalar(0.3)),
+    ];
+    let (rows, cols) = (300, 257);
+    let x = with_special_values(normal(rows * cols, 1.0, 10))
+        .into_shape_with_order(IxDyn(&[rows, cols]))
+        .unwrap();
+    let c = normal(rows * cols, 1.0, 11)
+        .into_shape_with_order(IxDyn(&[rows, cols]))
+        .unwrap();
+    // The same logical matrix stored column-major: its slice view is not in element order.
+    let mut strided = ArrayD::zeros(IxDyn(&[cols, rows])).reversed_axes();
+    strided.assign(&x);
+    assert!(strided.as_slice().is_none());
+    for (name, op) in ops {
+        for threads in [1, 3] {
+            let contiguous = in_pool(threads, || unary_run(&x, &c, op));
+            let zipped = in_pool(threads, || unary_run(&strided, &c, op));
+            for k in 0..2 {
+                let standard = zipped[k].as_standard_layout().into_owned();
+                assert_eq!(bits(&contiguous[k]), bits(&standard), "{name}, output {k}");
+            }
+        }
     }
 }
