@@ -154,23 +154,29 @@ pub fn par_chunks_zeroed<F: Float, R: Send>(
     unsafe { par_chunks_written(len, chunk, |index, part| fill(index, zero(part))) }
 }
 
-/// [`par_chunks_zeroed`] when [`worth_splitting`] `len` elements, else the same chunks in order
-/// on the calling thread (no rayon call for a small loop, nor from outside a pool of one).
-pub fn chunks_zeroed<F: Float, R: Send>(
+/// [`par_chunks_written`] when [`worth_splitting`] `len` elements, else the same chunks in
+/// order on the calling thread (no rayon call for a small loop, nor from outside a pool of one).
+///
+/// # Safety
+/// `fill` must initialise every element of the chunk it is given.
+pub unsafe fn chunks_written<F: Float, R: Send>(
     len: usize,
     chunk: usize,
-    fill: impl Fn(usize, &mut [F]) -> R + Sync + Send,
+    fill: impl Fn(usize, &mut [MaybeUninit<F>]) -> R + Sync + Send,
 ) -> (Vec<F>, Vec<R>) {
     if worth_splitting(len) {
-        return par_chunks_zeroed(len, chunk, fill);
+        // SAFETY: the caller's `fill` initialises its chunk.
+        return unsafe { par_chunks_written(len, chunk, fill) };
     }
-    assert!(chunk > 0, "chunks_zeroed: chunk length 0");
-    let mut out = vec![F::zero(); len];
-    let results = out
+    assert!(chunk > 0, "chunks_written: chunk length 0");
+    let mut out: Vec<F> = Vec::with_capacity(len);
+    let results = out.spare_capacity_mut()[..len]
         .chunks_mut(chunk)
         .enumerate()
         .map(|(index, part)| fill(index, part))
         .collect();
+    // SAFETY: the chunks cover `0..len` and the caller's `fill` initialised each.
+    unsafe { out.set_len(len) };
     (out, results)
 }
 
@@ -211,33 +217,36 @@ mod tests {
     use ndarray::{Array, IxDyn};
 
     #[test]
-    fn chunks_are_zeroed_filled_in_order_and_cover_the_vector() {
-        let fill = |i: usize, part: &mut [f32]| {
-            assert!(part.iter().all(|&x| x == 0.0), "chunk {i} arrives zeroed");
-            part[0] = i as f32;
+    fn chunks_are_filled_in_order_and_cover_the_vector() {
+        let check = |part: &[f32]| assert!(part.iter().all(|&x| x == 0.0), "chunk arrives zeroed");
+        let written = |i: usize, part: &mut [MaybeUninit<f32>]| {
+            for v in part.iter_mut() {
+                v.write(i as f32);
+            }
+            part.len()
+        };
+        let zeroed = |i: usize, part: &mut [f32]| {
+            check(part);
+            part.fill(i as f32);
             part.len()
         };
         let lens = [0, 1, 7, 100, 3 * PARALLEL_MIN_ELEMENTS + 5];
         let runs = lens.iter().flat_map(|&len| {
-            [
-                par_chunks_zeroed(len, 33, fill),
-                chunks_zeroed(len, 33, fill),
-            ]
-            .map(|r| (len, r))
+            // SAFETY: `written` writes every element of its chunk.
+            let (serial, parallel) = unsafe {
+                (
+                    chunks_written(len, 33, written),
+                    par_chunks_written(len, 33, written),
+                )
+            };
+            [par_chunks_zeroed(len, 33, zeroed), serial, parallel].map(|r| (len, r))
         });
-        for (len, (v, firsts)) in runs {
+        for (len, (v, sizes)) in runs {
             assert_eq!(v.len(), len);
-            assert_eq!(firsts.iter().sum::<usize>(), len);
-            for (i, &n) in firsts.iter().enumerate() {
-                assert_eq!(
-                    n,
-                    if (i + 1) * 33 <= len {
-                        33
-                    } else {
-                        len - i * 33
-                    }
-                );
-                assert_eq!(v[i * 33], i as f32);
+            assert_eq!(sizes.iter().sum::<usize>(), len);
+            for (i, &n) in sizes.iter().enumerate() {
+                assert_eq!(n, 33.min(len - i * 33));
+                assert!(v[i * 33..i * 33 + n].iter().all(|&x| x == i as f32));
             }
         }
     }

@@ -2,10 +2,12 @@
 //! threshold per layer over contiguous weights, compiled for the CPU's widest vectors
 //! (`simd`, the same bits as the scalar loop).
 
+use std::mem::MaybeUninit;
+
 use ndarray::Zip;
 
 use crate::float::Float;
-use crate::kernels::parallel::chunks_zeroed;
+use crate::kernels::parallel::{chunks_written, map_slices};
 use crate::ops::elementwise::sign_scalar;
 use crate::simd::{Kernel, widest};
 use crate::tape::Tensor;
@@ -39,39 +41,16 @@ fn alive_signed_term<F: Float>(g: F, w: F, t: F) -> f64 {
     (if w == F::zero() { F::zero() } else { signed }).f64()
 }
 
-/// Elements per task of the loops below: 16 KiB of each operand, so the backward's second loop
+/// Elements per task of the backward below: 16 KiB of each operand, so the backward's second loop
 /// over a chunk reads it from L1. Fixed, so the order of the threshold gradient's sum (chunk by
 /// chunk) never depends on the thread count.
 const CHUNK: usize = 4096;
 
 /// The soft threshold `sign(w) relu(|w| - t)` with one threshold `t` over a contiguous weight
-/// `ws` (of `w`'s shape), in chunks over threads.
+/// `ws` (of `w`'s shape), one vectorised loop in chunks over threads.
 pub(super) fn one_threshold<F: Float>(w: &Tensor<F>, ws: &[F], t: F) -> Tensor<F> {
-    let (out, _) = chunks_zeroed(ws.len(), CHUNK, |i, out| {
-        widest(Shrink {
-            ws: &ws[i * CHUNK..i * CHUNK + out.len()],
-            t,
-            out,
-        })
-    });
+    let out = map_slices([ws], |[w]| shrink(w, t));
     Tensor::from_shape_vec(w.raw_dim(), out).expect("the weight's size")
-}
-
-struct Shrink<'a, F> {
-    ws: &'a [F],
-    t: F,
-    out: &'a mut [F],
-}
-
-impl<F: Float> Kernel for Shrink<'_, F> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        for (out, &w) in self.out.iter_mut().zip(self.ws) {
-            *out = shrink(w, self.t);
-        }
-    }
 }
 
 /// The soft threshold's backward with one threshold `t` over contiguous `ws` and upstream `gs`,
@@ -88,7 +67,8 @@ pub(super) fn one_threshold_backward<F: Float>(
     want_sum: bool,
 ) -> (Option<Tensor<F>>, f64) {
     let gs = &gs[..ws.len()];
-    let chunk = |i: usize, out: &mut [F]| {
+    // Every chunk's kernel writes each element of its `out` (`PassAlive`).
+    let chunk = |i: usize, out: &mut [MaybeUninit<F>]| {
         let (ws, gs) = (&ws[i * CHUNK..], &gs[i * CHUNK..]);
         let len = out.len();
         match want_sum {
@@ -105,7 +85,8 @@ pub(super) fn one_threshold_backward<F: Float>(
         }
     };
     let (dw, sums) = if want_dw {
-        let (out, sums) = chunks_zeroed(ws.len(), CHUNK, chunk);
+        // SAFETY: `chunk` writes every element of its chunk (above).
+        let (out, sums) = unsafe { chunks_written(ws.len(), CHUNK, chunk) };
         let dw = Tensor::from_shape_vec(w.raw_dim(), out).expect("the weight's size");
         (Some(dw), sums)
     } else if want_sum {
@@ -128,12 +109,12 @@ pub(super) fn one_threshold_backward<F: Float>(
     (dw, sums.iter().sum())
 }
 
-/// `out = g 1[|w| > t]` over one chunk.
+/// `out = g 1[|w| > t]` over one chunk (every element of `out` written).
 struct PassAlive<'a, F> {
     ws: &'a [F],
     gs: &'a [F],
     t: F,
-    out: &'a mut [F],
+    out: &'a mut [MaybeUninit<F>],
 }
 
 impl<F: Float> Kernel for PassAlive<'_, F> {
@@ -143,7 +124,7 @@ impl<F: Float> Kernel for PassAlive<'_, F> {
     fn run(self) {
         let gs = &self.gs[..self.ws.len()];
         for (out, (&g, &w)) in self.out.iter_mut().zip(gs.iter().zip(self.ws)) {
-            *out = pass_alive(g, w, self.t);
+            out.write(pass_alive(g, w, self.t));
         }
     }
 }
@@ -155,7 +136,7 @@ struct ThresholdBackward<'a, F, const DW: bool> {
     ws: &'a [F],
     gs: &'a [F],
     t: F,
-    out: &'a mut [F],
+    out: &'a mut [MaybeUninit<F>],
 }
 
 impl<F: Float, const DW: bool> Kernel for ThresholdBackward<'_, F, DW> {
