@@ -1,5 +1,6 @@
-//! Helpers shared by the gradient tests: the gradcheck wrapper, the proptest budget, forward
-//! references and a few strategies built on `sparsegrad::check::strategies`.
+//! Helpers shared by the gradient tests: the gradcheck wrapper, the proptest budget, closeness
+//! checks, forward references, small numeric helpers (sigmoid, central differences) and a few
+//! strategies built on `sparsegrad::check::strategies`.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use ndarray::{ArrayD, IxDyn, Zip};
@@ -30,13 +31,44 @@ pub fn proptest_config() -> ProptestConfig {
 
 /// Asserts equal shapes and elementwise |actual - expected| <= 1e-12 (1 + |expected|).
 pub fn assert_close(actual: &Tensor<f64>, expected: &Tensor<f64>) {
+    assert_close_tol(actual, expected, 1e-12);
+}
+
+/// Asserts equal shapes and elementwise |actual - expected| <= tol (1 + |expected|).
+pub fn assert_close_tol(actual: &Tensor<f64>, expected: &Tensor<f64>, tol: f64) {
     assert_eq!(actual.shape(), expected.shape(), "shapes differ");
     Zip::from(actual).and(expected).for_each(|&a, &e| {
         assert!(
-            (a - e).abs() <= 1e-12 * (1.0 + e.abs()),
+            close(a, e, tol),
             "value {a} differs from expected {e}\nactual {actual}\nexpected {expected}"
         )
     });
+}
+
+/// |a - b| <= tol (1 + |b|).
+pub fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+/// A tensor of shape [] holding `x`.
+pub fn scalar(x: f64) -> Tensor<f64> {
+    ArrayD::from_elem(IxDyn(&[]), x)
+}
+
+/// A tensor of standard normal values drawn from `seeded(seed)`.
+pub fn normal(shape: &[usize], seed: u64) -> Tensor<f64> {
+    let mut rng = sparsegrad::rng::seeded(seed);
+    Tensor::from_shape_simple_fn(IxDyn(shape), || sparsegrad::rng::standard_normal(&mut rng))
+}
+
+/// The logistic sigmoid 1 / (1 + e^-x), computed independently of the engine.
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Central difference of a scalar function at `x` with step `eps`.
+pub fn derivative(f: impl Fn(f64) -> f64, x: f64, eps: f64) -> f64 {
+    (f(x + eps) - f(x - eps)) / (2.0 * eps)
 }
 
 /// Evaluates `f` on fresh leaves holding `inputs` (the forward value an op produces).

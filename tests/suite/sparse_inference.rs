@@ -13,6 +13,8 @@ use sparsegrad::ops::sparse::KeptWeight;
 use sparsegrad::prelude::*;
 use sparsegrad::rng::{seeded, uniform};
 
+use crate::sparse_ops::LinearCase;
+
 fn random_tensor<F: Float>(shape: &[usize], seed: u64) -> ArrayD<F> {
     let mut rng = seeded(seed);
     ArrayD::from_shape_simple_fn(IxDyn(shape), || F::c(uniform(&mut rng, -1.0, 1.0)))
@@ -31,18 +33,9 @@ fn bits<F: Float>(a: &ArrayD<F>) -> Vec<u64> {
     a.iter().map(|v| v.f64().to_bits()).collect()
 }
 
-#[derive(Clone, Debug)]
-struct LinearCase {
-    batch: usize,
-    inputs: usize,
-    outputs: usize,
-    density: f64,
-    bias: bool,
-    seed: u64,
-}
-
-fn linear_case() -> impl Strategy<Value = LinearCase> {
-    // Batches past two 64-example chunks, with ragged last chunks.
+/// A sparse linear case with random rows (`mixed` off) and whether the op gets a bias; batches
+/// past two 64-example chunks, with ragged last chunks.
+fn linear_case() -> impl Strategy<Value = (LinearCase, bool)> {
     (
         1..=150usize,
         1..=40usize,
@@ -51,45 +44,42 @@ fn linear_case() -> impl Strategy<Value = LinearCase> {
         any::<bool>(),
         any::<u64>(),
     )
-        .prop_map(|(batch, inputs, outputs, density, bias, seed)| LinearCase {
-            batch,
-            inputs,
-            outputs,
-            density,
-            bias,
-            seed,
+        .prop_map(|(batch, inputs, outputs, density, bias, seed)| {
+            let case = LinearCase {
+                batch,
+                inputs,
+                outputs,
+                density,
+                mixed: false,
+                seed,
+            };
+            (case, bias)
         })
 }
 
-impl LinearCase {
-    /// The op's output with `grad` (a gradient flows from the weight) or under `no_grad`.
-    fn output<F: Float>(&self, grad: bool) -> ArrayD<F> {
-        let pattern = Arc::new(random_pattern(
-            self.outputs,
-            self.inputs,
-            self.density,
-            self.seed,
-        ));
-        let tape = Tape::<F>::new();
-        let _guard = (!grad).then(|| tape.no_grad());
-        let x = tape.constant(random_tensor(&[self.batch, self.inputs], self.seed ^ 1));
-        let w = tape.leaf(random_tensor(&[self.outputs, self.inputs], self.seed ^ 2));
-        let b = self
-            .bias
-            .then(|| tape.constant(random_tensor(&[self.outputs], self.seed ^ 3)));
-        let y = x.sparse_linear(w, b, &pattern);
-        assert_eq!(y.requires_grad(), grad);
-        (*y.value()).clone()
-    }
+/// The op's output, with a bias if `bias`, with `grad` (a gradient flows from the weight) or
+/// under `no_grad`.
+fn linear_output<F: Float>(case: &LinearCase, bias: bool, grad: bool) -> ArrayD<F> {
+    let (pattern, _) = case.pattern();
+    let [x, w, b, _] = case.tensors::<F>();
+    let tape = Tape::<F>::new();
+    let _guard = (!grad).then(|| tape.no_grad());
+    let (x, w) = (tape.constant(x), tape.leaf(w));
+    let b = bias.then(|| tape.constant(b));
+    let y = x.sparse_linear(w, b, &pattern);
+    assert_eq!(y.requires_grad(), grad);
+    (*y.value()).clone()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn sparse_linear_inference_has_the_bits_of_the_training_forward(case in linear_case()) {
-        prop_assert_eq!(bits(&case.output::<f32>(false)), bits(&case.output::<f32>(true)));
-        prop_assert_eq!(bits(&case.output::<f64>(false)), bits(&case.output::<f64>(true)));
+    fn sparse_linear_inference_has_the_bits_of_the_training_forward((case, bias) in linear_case()) {
+        let output = |grad| linear_output::<f32>(&case, bias, grad);
+        prop_assert_eq!(bits(&output(false)), bits(&output(true)));
+        let output = |grad| linear_output::<f64>(&case, bias, grad);
+        prop_assert_eq!(bits(&output(false)), bits(&output(true)));
     }
 }
 
@@ -108,15 +98,11 @@ fn sparse_inference_bit_identical_across_thread_counts() {
         inputs: 70,
         outputs: 45,
         density: 0.1,
-        bias: true,
+        mixed: false,
         seed: 5,
     };
-    let one = in_pool(1, || bits(&linear.output::<f32>(false)));
-    assert_eq!(
-        one,
-        in_pool(3, || bits(&linear.output::<f32>(false))),
-        "linear"
-    );
+    let output = || bits(&linear_output::<f32>(&linear, true, false));
+    assert_eq!(in_pool(1, output), in_pool(3, output), "linear");
 }
 
 /// A layer's kept weights are gathered once per weight value (`Weight::sparse_kept`): after an

@@ -92,14 +92,17 @@ fn compare<F: Float>(sparse: &Run<F>, dense: &Run<F>, tol: f64) {
     }
 }
 
+/// A sparse linear layer: x `[batch, inputs]`, a weight `[outputs, inputs]` under a
+/// `random_mask` pattern, and bias and upstream gradient; every tensor drawn from `seed`.
+/// `sparse_inference.rs` runs the same cases without a gradient.
 #[derive(Clone, Debug)]
-struct LinearCase {
-    batch: usize,
-    inputs: usize,
-    outputs: usize,
-    density: f64,
-    mixed: bool,
-    seed: u64,
+pub(crate) struct LinearCase {
+    pub(crate) batch: usize,
+    pub(crate) inputs: usize,
+    pub(crate) outputs: usize,
+    pub(crate) density: f64,
+    pub(crate) mixed: bool,
+    pub(crate) seed: u64,
 }
 
 fn linear_case(max: usize) -> impl Strategy<Value = LinearCase> {
@@ -124,7 +127,8 @@ fn linear_case(max: usize) -> impl Strategy<Value = LinearCase> {
 }
 
 impl LinearCase {
-    fn pattern(&self) -> (Arc<SparsePattern>, Vec<f64>) {
+    /// The kept pattern and the 0/1 mask it was built from.
+    pub(crate) fn pattern(&self) -> (Arc<SparsePattern>, Vec<f64>) {
         let mask = random_mask(
             self.outputs,
             self.inputs,
@@ -136,7 +140,8 @@ impl LinearCase {
         (Arc::new(p), mask)
     }
 
-    fn tensors<F: Float>(&self) -> [ArrayD<F>; 4] {
+    /// Input, weight, bias and upstream gradient.
+    pub(crate) fn tensors<F: Float>(&self) -> [ArrayD<F>; 4] {
         [
             random_tensor(&[self.batch, self.inputs], self.seed ^ 1),
             random_tensor(&[self.outputs, self.inputs], self.seed ^ 2),
