@@ -102,6 +102,56 @@ pub fn map_slices<F: Float, const N: usize>(
     out
 }
 
+/// `target[i] = op(target[i], [s[0][i], ...])` in place: [`map_slices`] writing into an
+/// operand's own buffer (a gradient an elementwise backward owns; `Tape::record_owned`), the
+/// same loop, chunks and bits.
+pub fn update_slices<F: Float, const N: usize>(
+    target: &mut [F],
+    slices: [&[F]; N],
+    op: impl Fn(F, [F; N]) -> F + Copy + Sync,
+) {
+    let len = target.len();
+    assert!(
+        slices.iter().all(|s| s.len() == len),
+        "update_slices: operands of different lengths"
+    );
+    if worth_splitting(len) {
+        target
+            .par_chunks_mut(PARALLEL_CHUNK)
+            .enumerate()
+            .for_each(|(i, target)| {
+                let inputs = slices.map(|s| &s[i * PARALLEL_CHUNK..]);
+                widest(UpdateSlices { target, inputs, op })
+            });
+    } else {
+        widest(UpdateSlices {
+            target,
+            inputs: slices,
+            op,
+        });
+    }
+}
+
+/// The loop of [`update_slices`] over one chunk (`target`'s length; the inputs may be longer).
+struct UpdateSlices<'a, F, O, const N: usize> {
+    target: &'a mut [F],
+    inputs: [&'a [F]; N],
+    op: O,
+}
+
+impl<F: Float, O: Fn(F, [F; N]) -> F, const N: usize> Kernel for UpdateSlices<'_, F, O, N> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let n = self.target.len();
+        let inputs = self.inputs.map(|s| &s[..n]);
+        for (i, t) in self.target.iter_mut().enumerate() {
+            *t = (self.op)(*t, std::array::from_fn(|k| inputs[k][i]));
+        }
+    }
+}
+
 /// The loop of [`map_slices`] over one chunk (`out`'s length; the inputs may be longer).
 struct MapSlices<'a, F, O, const N: usize> {
     inputs: [&'a [F]; N],
@@ -152,32 +202,6 @@ pub fn par_chunks_zeroed<F: Float, R: Send>(
 ) -> (Vec<F>, Vec<R>) {
     // SAFETY: `zero` initialises every element of each chunk before `fill` sees it.
     unsafe { par_chunks_written(len, chunk, |index, part| fill(index, zero(part))) }
-}
-
-/// [`par_chunks_written`] when [`worth_splitting`] `len` elements, else the same chunks in
-/// order on the calling thread (no rayon call for a small loop, nor from outside a pool of one).
-///
-/// # Safety
-/// `fill` must initialise every element of the chunk it is given.
-pub unsafe fn chunks_written<F: Float, R: Send>(
-    len: usize,
-    chunk: usize,
-    fill: impl Fn(usize, &mut [MaybeUninit<F>]) -> R + Sync + Send,
-) -> (Vec<F>, Vec<R>) {
-    if worth_splitting(len) {
-        // SAFETY: the caller's `fill` initialises its chunk.
-        return unsafe { par_chunks_written(len, chunk, fill) };
-    }
-    assert!(chunk > 0, "chunks_written: chunk length 0");
-    let mut out: Vec<F> = Vec::with_capacity(len);
-    let results = out.spare_capacity_mut()[..len]
-        .chunks_mut(chunk)
-        .enumerate()
-        .map(|(index, part)| fill(index, part))
-        .collect();
-    // SAFETY: the chunks cover `0..len` and the caller's `fill` initialised each.
-    unsafe { out.set_len(len) };
-    (out, results)
 }
 
 /// [`par_chunks_zeroed`] without the zero fill, for a `fill` that writes every element of its
@@ -233,13 +257,8 @@ mod tests {
         let lens = [0, 1, 7, 100, 3 * PARALLEL_MIN_ELEMENTS + 5];
         let runs = lens.iter().flat_map(|&len| {
             // SAFETY: `written` writes every element of its chunk.
-            let (serial, parallel) = unsafe {
-                (
-                    chunks_written(len, 33, written),
-                    par_chunks_written(len, 33, written),
-                )
-            };
-            [par_chunks_zeroed(len, 33, zeroed), serial, parallel].map(|r| (len, r))
+            let written = unsafe { par_chunks_written(len, 33, written) };
+            [par_chunks_zeroed(len, 33, zeroed), written].map(|r| (len, r))
         });
         for (len, (v, sizes)) in runs {
             assert_eq!(v.len(), len);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ndarray::IxDyn;
 
 use crate::float::{Float, sigmoid};
-use crate::kernels::parallel::{map_collect, map_slices, product};
+use crate::kernels::parallel::{map_collect, map_slices, product, update_slices};
 use crate::tape::{Tensor, Var, broadcast_shape};
 
 /// Records `y = f(x)` elementwise with derivative `dy/dx = df(x, y)`.
@@ -29,13 +29,16 @@ pub fn unary<'t, F: Float>(
         None => map_collect!(|&x| f(x); &*x),
     });
     let y_saved = y.clone();
-    a.tape().record(op, y, &[a], move |g, _| {
-        let gradient = |[g, x, y]: [F; 3]| g * df(x, y);
+    a.tape().record_owned(op, y, &[a], move |mut g, _| {
+        let gradient = move |g: F, [x, y]: [F; 2]| g * df(x, y);
+        // Written over the upstream gradient, which this op owns.
+        if let (Some(gs), Some(xs), Some(ys)) = (g.as_slice_mut(), x.as_slice(), y_saved.as_slice())
+        {
+            update_slices(gs, [xs, ys], gradient);
+            return vec![Some(g)];
+        }
         vec![Some(
-            match (g.as_slice(), x.as_slice(), y_saved.as_slice()) {
-                (Some(gs), Some(xs), Some(ys)) => shaped(g, map_slices([gs, xs, ys], gradient)),
-                _ => map_collect!(|&g, &x, &y| gradient([g, x, y]); g, &*x, &*y_saved),
-            },
+            map_collect!(|&g, &x, &y| gradient(g, [x, y]); &g, &*x, &*y_saved),
         )]
     })
 }
@@ -119,20 +122,29 @@ impl<'t, F: Float> Var<'t, F> {
         if av.shape() != bv.shape() || av.as_slice().is_none() || bv.as_slice().is_none() {
             return binary("mul", self, b, |a, b| a * b, |_, b, _| b, |a, _, _| a);
         }
-        let shape = av.raw_dim();
-        let times = move |g: &Tensor<F>, other: &Tensor<F>| match (g.as_slice(), other.as_slice()) {
-            (Some(g), Some(o)) => {
-                Tensor::from_shape_vec(shape.clone(), product(g, o)).expect("the operands' size")
-            }
+        let times = |g: &Tensor<F>, other: &Tensor<F>| match (g.as_slice(), other.as_slice()) {
+            (Some(gs), Some(os)) => shaped(g, product(gs, os)),
             _ => map_collect!(|&g, &o| g * o; g, other),
         };
+        // g * other written over g (which the backward owns) when both are contiguous.
+        let times_into = move |mut g: Tensor<F>, other: &Tensor<F>| {
+            match (g.as_slice_mut(), other.as_slice()) {
+                (Some(gs), Some(os)) => update_slices(gs, [os], |g, [o]| g * o),
+                _ => return times(&g, other),
+            }
+            g
+        };
         let y = times(&av, &bv);
-        self.tape().record("mul", y, &[self, b], move |g, needs| {
-            vec![
-                needs[0].then(|| times(g, &bv)),
-                needs[1].then(|| times(g, &av)),
-            ]
-        })
+        self.tape()
+            .record_owned("mul", y, &[self, b], move |g, needs| match *needs {
+                [true, true] => {
+                    let db = times(&g, &av);
+                    vec![Some(times_into(g, &bv)), Some(db)]
+                }
+                [true, false] => vec![Some(times_into(g, &bv)), None],
+                [false, true] => vec![None, Some(times_into(g, &av))],
+                _ => vec![None, None],
+            })
     }
 
     /// a / b; d/db = -a / b^2 = -y / b.

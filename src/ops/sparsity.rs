@@ -112,7 +112,7 @@ impl<'t, F: Float> Var<'t, F> {
         };
         let g = g.clone();
         self.tape()
-            .record("soft_threshold", y, &[self, s], move |grad, needs| {
+            .record_owned("soft_threshold", y, &[self, s], move |mut grad, needs| {
                 let alive = |w: F, t: F| w.abs() > t;
                 // d/ds of one entry, given g'(s): -g'(s) g sign(w) where alive.
                 let ds_entry = |g: F, w: F, t: F, dg: F| {
@@ -126,20 +126,24 @@ impl<'t, F: Float> Var<'t, F> {
                 // One threshold over contiguous operands (STR's per-layer s): both gradients in
                 // one pass; the threshold's is reduced here, in f64, rather than built as a
                 // weight-sized gradient for the engine to sum.
-                if let (Some(&[t]), Some(&[dg]), Some(ws), Some(gs)) =
-                    (thr.as_slice(), dg.as_slice(), w.as_slice(), grad.as_slice())
-                {
-                    let (dw, sum) = one_threshold_backward(&w, ws, gs, t, needs[0], needs[1]);
+                // The weight's gradient is written over the upstream one.
+                if let (Some(&[t]), Some(&[dg]), Some(ws), Some(gs)) = (
+                    thr.as_slice(),
+                    dg.as_slice(),
+                    w.as_slice(),
+                    grad.as_slice_mut(),
+                ) {
+                    let sum = one_threshold_backward(ws, gs, t, needs[0], needs[1]);
                     let ds =
                         needs[1].then(|| Tensor::from_elem(sv.raw_dim(), F::c(-dg.f64() * sum)));
-                    return vec![dw, ds];
+                    return vec![needs[0].then_some(grad), ds];
                 }
                 let thr_b = thr.broadcast(w.raw_dim()).expect("checked in forward");
                 let dw = needs[0].then(|| match thr.as_slice() {
-                    Some(&[t]) => Zip::from(grad)
+                    Some(&[t]) => Zip::from(&grad)
                         .and(&*w)
                         .map_collect(|&g, &w| if alive(w, t) { g } else { F::zero() }),
-                    _ => Zip::from(grad)
+                    _ => Zip::from(&grad)
                         .and(&*w)
                         .and(&thr_b)
                         .map_collect(|&g, &w, &t| if alive(w, t) { g } else { F::zero() }),
@@ -148,11 +152,11 @@ impl<'t, F: Float> Var<'t, F> {
                     if let ([t], [dg]) =
                         (thr.as_slice().unwrap_or(&[]), dg.as_slice().unwrap_or(&[]))
                     {
-                        let sum = -dg.f64() * alive_signed_sum(grad, &w, *t);
+                        let sum = -dg.f64() * alive_signed_sum(&grad, &w, *t);
                         return Tensor::from_elem(sv.raw_dim(), F::c(sum));
                     }
                     let dg = dg.broadcast(w.raw_dim()).expect("checked in forward");
-                    Zip::from(grad)
+                    Zip::from(&grad)
                         .and(&*w)
                         .and(&thr_b)
                         .and(&dg)

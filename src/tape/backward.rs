@@ -48,8 +48,7 @@ impl<F: Float> Tape<F> {
                 .iter()
                 .map(|&i| nodes[i].requires_grad)
                 .collect();
-            let input_grads = backward(&grad, &needs);
-            drop(grad);
+            let input_grads = backward(grad, &needs);
             assert_eq!(
                 input_grads.len(),
                 node.inputs.len(),

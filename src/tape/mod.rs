@@ -34,6 +34,10 @@ pub use broadcast::{broadcast_shape, sum_to_shape};
 /// (output) shape; the engine reduces it to the input's shape.
 pub type BackwardFn<F> = Box<dyn FnOnce(&Tensor<F>, &[bool]) -> Vec<Option<Tensor<F>>>>;
 
+/// A [`BackwardFn`] that owns the gradient of its output ([`Tape::record_owned`]): it may
+/// return that buffer, overwritten, as an input's gradient. Every backward is stored this way.
+type OwnedBackwardFn<F> = Box<dyn FnOnce(Tensor<F>, &[bool]) -> Vec<Option<Tensor<F>>>>;
+
 enum Origin {
     /// A leaf created with [`Tape::leaf`]: its gradient is kept in [`Grads`].
     Leaf,
@@ -47,7 +51,7 @@ struct Node<F: Float> {
     op: &'static str,
     value: Arc<Tensor<F>>,
     inputs: Vec<usize>,
-    backward: Option<BackwardFn<F>>,
+    backward: Option<OwnedBackwardFn<F>>,
     requires_grad: bool,
     origin: Origin,
     /// Keep this value's gradient in [`Grads`] (see [`Tape::retain_grad`]).
@@ -189,9 +193,10 @@ impl<F: Float> Tape<F> {
         var
     }
 
-    /// Records an op's output. This is the one entry point every op uses; user-defined ops may use
-    /// it too. `backward` is dropped at once (freeing what it captured) if no input needs a gradient.
-    /// `value` may be an `Arc` the backward closure also holds (ops whose derivative uses their output).
+    /// Records an op's output. This is the one entry point every op uses (or
+    /// [`Tape::record_owned`]); user-defined ops may use it too. `backward` is dropped at once
+    /// (freeing what it captured) if no input needs a gradient. `value` may be an `Arc` the
+    /// backward closure also holds (ops whose derivative uses their output).
     pub fn record<B>(
         &self,
         op: &'static str,
@@ -201,6 +206,23 @@ impl<F: Float> Tape<F> {
     ) -> Var<'_, F>
     where
         B: FnOnce(&Tensor<F>, &[bool]) -> Vec<Option<Tensor<F>>> + 'static,
+    {
+        self.record_owned(op, value, inputs, move |g, needs| backward(&g, needs))
+    }
+
+    /// [`Tape::record`] with a backward that takes the output's gradient by value, so that an
+    /// elementwise op can write an input's gradient into that buffer instead of a new one (one
+    /// pass over memory fewer: a masked or thresholded weight's gradient, relu's). The buffer
+    /// is the op's alone: the engine hands over a retained gradient's copy, never the kept one.
+    pub fn record_owned<B>(
+        &self,
+        op: &'static str,
+        value: impl Into<Arc<Tensor<F>>>,
+        inputs: &[Var<'_, F>],
+        backward: B,
+    ) -> Var<'_, F>
+    where
+        B: FnOnce(Tensor<F>, &[bool]) -> Vec<Option<Tensor<F>>> + 'static,
     {
         let ids: Vec<usize> = inputs
             .iter()
@@ -216,15 +238,15 @@ impl<F: Float> Tape<F> {
             let nodes = self.nodes.borrow();
             ids.iter().any(|&i| nodes[i].requires_grad)
         };
+        let backward: Option<OwnedBackwardFn<F>> = match requires_grad {
+            true => Some(Box::new(backward)),
+            false => None,
+        };
         self.push(Node {
             op,
             value: value.into(),
             inputs: ids,
-            backward: if requires_grad {
-                Some(Box::new(backward))
-            } else {
-                None
-            },
+            backward,
             requires_grad,
             origin: Origin::Computed,
             retain: false,

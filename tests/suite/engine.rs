@@ -21,6 +21,28 @@ fn a_value_used_twice_accumulates_both_gradients() {
     assert_eq!(grads.wrt(x).unwrap(), &array![5.0, -1.0, 9.0].into_dyn());
 }
 
+/// Elementwise backwards write their input's gradient over the upstream one they own
+/// (`Tape::record_owned`): a retained gradient is the value before that overwrite, and a
+/// value used twice still gets both contributions.
+#[test]
+fn a_retained_gradient_is_not_overwritten_by_an_in_place_backward() {
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(array![1.0, -2.0, 3.0, -0.5].into_dyn());
+    let c = array![0.5, 7.0, -2.0, 4.0].into_dyn();
+    let h = x.mul_scalar(3.0);
+    tape.retain_grad(h);
+    let y = h.relu();
+    tape.retain_grad(y);
+    // h used twice: through relu and directly.
+    let loss = (y * tape.constant(c.clone())).sum() + h.sum();
+    let grads = loss.backward();
+    let gate = array![1.0, 0.0, 1.0, 0.0].into_dyn();
+    assert_eq!(grads.wrt(y).unwrap(), &c);
+    let dh = &c * &gate + 1.0;
+    assert_eq!(grads.wrt(h).unwrap(), &dh);
+    assert_eq!(grads.wrt(x).unwrap(), &(dh * 3.0));
+}
+
 #[test]
 fn a_broadcast_operand_gets_the_gradient_summed_to_its_shape() {
     let tape = Tape::<f64>::new();
