@@ -80,26 +80,26 @@ pub fn map_slices<F: Float, const N: usize>(
         "map_slices: operands of different lengths"
     );
     let mut out: Vec<F> = Vec::with_capacity(len);
-    let spare = &mut out.spare_capacity_mut()[..len];
-    let at = |start: usize| slices.map(|s| &s[start..]);
-    if worth_splitting(len) {
-        spare
-            .par_chunks_mut(PARALLEL_CHUNK)
-            .enumerate()
-            .for_each(|(i, out)| {
-                let inputs = at(i * PARALLEL_CHUNK);
-                widest(MapSlices { inputs, out, op })
-            });
-    } else {
-        widest(MapSlices {
-            inputs: slices,
-            out: spare,
-            op,
-        });
-    }
+    in_chunks(&mut out.spare_capacity_mut()[..len], |start, out| {
+        let inputs = slices.map(|s| &s[start..]);
+        widest(MapSlices { inputs, out, op })
+    });
     // SAFETY: the kernel wrote every element of `0..len`.
     unsafe { out.set_len(len) };
     out
+}
+
+/// `body(offset, chunk)` over `target`: in fixed chunks of [`PARALLEL_CHUNK`] over threads when
+/// [`worth_splitting`], else as one chunk on the calling thread.
+fn in_chunks<T: Send>(target: &mut [T], body: impl Fn(usize, &mut [T]) + Sync) {
+    if worth_splitting(target.len()) {
+        target
+            .par_chunks_mut(PARALLEL_CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| body(i * PARALLEL_CHUNK, chunk));
+    } else {
+        body(0, target);
+    }
 }
 
 /// `target[i] = op(target[i], [s[0][i], ...])` in place: [`map_slices`] writing into an
@@ -115,21 +115,10 @@ pub fn update_slices<F: Float, const N: usize>(
         slices.iter().all(|s| s.len() == len),
         "update_slices: operands of different lengths"
     );
-    if worth_splitting(len) {
-        target
-            .par_chunks_mut(PARALLEL_CHUNK)
-            .enumerate()
-            .for_each(|(i, target)| {
-                let inputs = slices.map(|s| &s[i * PARALLEL_CHUNK..]);
-                widest(UpdateSlices { target, inputs, op })
-            });
-    } else {
-        widest(UpdateSlices {
-            target,
-            inputs: slices,
-            op,
-        });
-    }
+    in_chunks(target, |start, target| {
+        let inputs = slices.map(|s| &s[start..]);
+        widest(UpdateSlices { target, inputs, op })
+    });
 }
 
 /// The loop of [`update_slices`] over one chunk (`target`'s length; the inputs may be longer).
