@@ -51,6 +51,12 @@ pub(crate) use map_collect;
 
 /// `acc += g` elementwise (same shape), split over threads when large.
 pub fn add_assign<F: Float>(acc: &mut Tensor<F>, g: &Tensor<F>) {
+    // Contiguous operands of one shape (the usual case): the slice loop the elementwise ops use.
+    if acc.shape() == g.shape()
+        && let (Some(sum), Some(gs)) = (acc.as_slice_mut(), g.as_slice())
+    {
+        return update_slices(sum, [gs], |a, [b]| a + b);
+    }
     let zip = Zip::from(acc).and(g);
     if worth_splitting(zip.size()) {
         zip.par_for_each(|a, &b| *a += b);
