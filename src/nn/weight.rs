@@ -22,6 +22,14 @@ pub trait WeightTransform<F: Float>: Any {
     /// The effective weight, recorded on `raw`'s tape.
     fn apply<'t>(&self, raw: Var<'t, F>) -> Var<'t, F>;
 
+    /// [`WeightTransform::apply`] to a raw weight known to be +0.0 wherever
+    /// [`WeightTransform::mask`] is 0 ([`Weight`] knows when: see [`Weight::note_pruned_zeroed`]).
+    /// A fixed mask then passes the raw weight through without computing W ⊙ m (same bits). The
+    /// default is `apply`.
+    fn apply_prezeroed<'t>(&self, raw: Var<'t, F>) -> Var<'t, F> {
+        self.apply(raw)
+    }
+
     /// The effective weight as a plain array (no tape): reports and export.
     fn effective(&self, raw: &Tensor<F>) -> Tensor<F>;
 
@@ -88,6 +96,11 @@ pub struct Weight<F: Float> {
     effective_var: Cell<Option<usize>>,
     /// Sparse-kernel setting and cached pattern (see `nn::sparse`).
     pub(crate) sparse: crate::nn::sparse::SparseState<F>,
+    /// The raw weight's version ([`Param::version`]) at which its pruned entries were last set to
+    /// +0.0, and the mask they were pruned by (held, so a changed mask is a different pointer).
+    /// While both still match, the forward pass skips the mask's multiply
+    /// ([`WeightTransform::apply_prezeroed`]).
+    pruned_zeroed_at: Option<(u64, Arc<Tensor<F>>)>,
     /// When `Some`, Linear and Conv2d layers add the squared norms of their inputs to it on
     /// every forward pass (activation-aware pruning scores such as Wanda's; see
     /// [`InputNorms`](crate::nn::input_norms::InputNorms)).
@@ -104,6 +117,7 @@ impl<F: Float> Weight<F> {
             retain_effective_grad: false,
             effective_var: Cell::new(None),
             sparse: Default::default(),
+            pruned_zeroed_at: None,
             input_norms: None,
         }
     }
@@ -134,6 +148,7 @@ impl<F: Float> Weight<F> {
     pub fn on<'t>(&self, tape: &'t crate::tape::Tape<F>) -> Var<'t, F> {
         let raw = tape.param(&self.raw);
         let effective = match &self.transform {
+            Some(t) if self.pruned_still_zeroed(t.as_ref()) => t.apply_prezeroed(raw),
             Some(t) => t.apply(raw),
             None => raw,
         };
@@ -179,9 +194,28 @@ impl<F: Float> Weight<F> {
     /// changed the mask): a select ([`zero_pruned`]), so negative entries do not
     /// become -0.0.
     pub fn reapply_mask(&mut self) {
-        if let Some(mask) = self.transform.as_ref().and_then(|t| t.mask()) {
-            let mask = mask.clone();
+        if let Some(mask) = self.transform.as_ref().and_then(|t| t.mask_shared()) {
             zero_pruned(self.raw.value_mut(), &mask);
+            self.note_pruned_zeroed();
+        }
+    }
+
+    /// Records that the raw weight, as it is now, is +0.0 wherever the transform's mask is 0 (the
+    /// caller has just made it so: [`Weight::reapply_mask`], or the optimiser's masked update,
+    /// whose contract ends with the same select). Any later change to the raw weight or the mask
+    /// voids the record.
+    pub(crate) fn note_pruned_zeroed(&mut self) {
+        let mask = self.transform.as_ref().and_then(|t| t.mask_shared());
+        self.pruned_zeroed_at = mask.map(|m| (self.raw.version(), m));
+    }
+
+    /// Whether the record of [`Weight::note_pruned_zeroed`] still holds for `transform`.
+    fn pruned_still_zeroed(&self, transform: &dyn WeightTransform<F>) -> bool {
+        match (&self.pruned_zeroed_at, transform.mask_shared()) {
+            (Some((version, noted)), Some(mask)) => {
+                *version == self.raw.version() && Arc::ptr_eq(noted, &mask)
+            }
+            _ => false,
         }
     }
 }

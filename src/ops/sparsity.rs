@@ -11,11 +11,16 @@
 //!   the threshold gradient (eq. 14) goes through a [`Surrogate`] for dM/dt.
 //! - [`Var::sparsity_rate`]: FCPTS's bridge r(t) = fraction of |w| <= t (eq. 10), exact forward,
 //!   backward dr/dt = p(t) + p(-t) (eq. 11) with p a [`Density`] estimate (eq. 12).
+//! - [`Var::mask_prezeroed`]: a fixed mask W ⊙ m applied to a W already zero where m is 0
+//!   (the state the optimiser keeps a masked weight in), passing W through without a copy.
 //! - the L0 gates of Louizos et al. 2018 ([`HardConcrete`]) are in `ops::hard_concrete`.
+
+use std::sync::Arc;
 
 use ndarray::Zip;
 
 use crate::float::Float;
+use crate::kernels::parallel::update_slices;
 pub use crate::ops::density::{Bandwidth, Density, DensityEstimate};
 use crate::ops::elementwise::sign_scalar;
 use crate::ops::soft_threshold_loops::{
@@ -80,6 +85,28 @@ fn scalar_of<F: Float>(op: &str, t: &Tensor<F>) -> F {
 }
 
 impl<'t, F: Float> Var<'t, F> {
+    /// W ⊙ m for a W whose entries are +0.0 wherever the 0/1 mask `m` is 0: the value is W's own
+    /// buffer, shared rather than computed, which for such a W has the bits of `self * m`
+    /// (w · 1 = w, +0 · 0 = +0). The caller vouches for the zeros: `nn::Weight` uses this only
+    /// while its raw weight is unchanged since the optimiser's masked update or
+    /// `Weight::reapply_mask` zeroed the pruned entries. Gradient, as `mul`'s: dL/dW = g ⊙ m,
+    /// written over g; none to the mask.
+    pub fn mask_prezeroed(self, mask: Arc<Tensor<F>>) -> Self {
+        assert_eq!(
+            self.shape(),
+            mask.shape(),
+            "op `mask_prezeroed`: mask shape differs from the weight's"
+        );
+        self.tape()
+            .record_owned("mask_prezeroed", self.value(), &[self], move |mut g, _| {
+                match (g.as_slice_mut(), mask.as_slice()) {
+                    (Some(gs), Some(ms)) => update_slices(gs, [ms], |g, [m]| g * m),
+                    _ => Zip::from(&mut g).and(&*mask).for_each(|g, &m| *g = *g * m),
+                }
+                vec![Some(g)]
+            })
+    }
+
     /// STR's soft threshold S_g(w, s) = sign(w) relu(|w| - g(s)).
     ///
     /// `s` broadcasts against `w` (numpy rules) and must not enlarge it: per layer (shape [] or

@@ -116,7 +116,11 @@ pub fn step<F: Float, O: Optimizer<F> + ?Sized>(
         let Weight { raw, transform, .. } = w;
         if let Some(mask) = transform.as_ref().and_then(|t| t.mask()) {
             masked.insert(name.to_string());
-            update_param(opt, name, raw, grads, Some(mask));
+            // The masked update ends by zeroing the pruned entries: the next forward pass may
+            // use the raw weight as its own masked value.
+            if update_param(opt, name, raw, grads, Some(mask)) {
+                w.note_pruned_zeroed();
+            }
         }
     });
     model.visit_mut("", &mut |name, p| {
@@ -132,21 +136,24 @@ pub fn step<F: Float, O: Optimizer<F> + ?Sized>(
     });
 }
 
-/// Updates one parameter (if trainable, not frozen, and given a gradient). With a mask, the
-/// pruned entries get a zero gradient, zeroed optimiser state, and are re-zeroed after the update.
+/// Updates one parameter (if trainable, not frozen, and given a gradient) and says whether it did.
+/// With a mask, the pruned entries get a zero gradient, zeroed optimiser state, and are re-zeroed
+/// after the update.
 fn update_param<F: Float, O: Optimizer<F> + ?Sized>(
     opt: &mut O,
     name: &str,
     p: &mut Param<F>,
     grads: &Grads<F>,
     mask: Option<&Tensor<F>>,
-) {
+) -> bool {
     if !p.trainable() {
-        return;
+        return false;
     }
-    let Some(grad) = grads.of(p) else { return };
+    let Some(grad) = grads.of(p) else {
+        return false;
+    };
     let Some(hyper) = opt.hyper_for(name, p.shape()) else {
-        return;
+        return false;
     };
     assert_eq!(
         grad.shape(),
@@ -157,6 +164,7 @@ fn update_param<F: Float, O: Optimizer<F> + ?Sized>(
         None => opt.update(name, p.value_mut(), grad, hyper),
         Some(mask) => opt.update_masked(name, p.value_mut(), grad, hyper, mask),
     }
+    true
 }
 
 /// [`Optimizer::update_masked`] as separate passes: mask the gradient, update, mask the state,

@@ -22,7 +22,7 @@ pub struct Mask<F: Float> {
 impl<F: Float> Mask<F> {
     /// A mask from a tensor of zeros and ones; any other value is an error.
     pub fn from_tensor(mask: Tensor<F>) -> Result<Self> {
-        check_binary(&mask)?;
+        let mask = binary(mask)?;
         Ok(Mask {
             mask: Param::buffer(mask),
         })
@@ -74,7 +74,7 @@ impl<F: Float> Mask<F> {
                 self.mask.shape()
             )));
         }
-        check_binary(&mask)?;
+        let mask = binary(mask)?;
         self.mask.set_value(mask);
         Ok(())
     }
@@ -143,9 +143,15 @@ impl<F: Float> Mask<F> {
     }
 }
 
-fn check_binary<F: Float>(mask: &Tensor<F>) -> Result<()> {
+/// `mask` with every zero made +0.0, or an error naming the first entry that is neither 0 nor 1.
+/// (A -0.0 would make W ⊙ m a -0.0 where the optimiser leaves W at +0.0, so the raw weight could
+/// not stand for its masked value: `WeightTransform::apply_prezeroed`.)
+fn binary<F: Float>(mut mask: Tensor<F>) -> Result<Tensor<F>> {
     match mask.iter().position(|&m| m != F::zero() && m != F::one()) {
-        None => Ok(()),
+        None => {
+            mask.mapv_inplace(|m| if m == F::zero() { F::zero() } else { m });
+            Ok(mask)
+        }
         Some(i) => Err(Error::invalid(format!(
             "mask: entry {i} (flat index) is {}, but a mask holds only 0 and 1",
             mask.iter().nth(i).expect("found above")
@@ -190,6 +196,11 @@ impl<F: Float> WeightTransform<F> for Mask<F> {
         );
         // A buffer enters the tape as a constant: no gradient to the mask.
         raw * raw.tape().param(&self.mask)
+    }
+
+    /// The raw weight is already +0.0 at every pruned entry: it is its own masked value.
+    fn apply_prezeroed<'t>(&self, raw: Var<'t, F>) -> Var<'t, F> {
+        raw.mask_prezeroed(self.mask.shared())
     }
 
     fn effective(&self, raw: &Tensor<F>) -> Tensor<F> {

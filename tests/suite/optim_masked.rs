@@ -3,12 +3,15 @@
 //! mask the momentum, mask the value), bit for bit, over random values, masks that change
 //! between steps (so pruned entries start with nonzero value and momentum), binary and scaling
 //! masks, and every SGD variant. Sizes include one above the parallel split, run on 1 and 3
-//! threads.
+//! threads. Then the forward pass's use of that zeroing (`Var::mask_prezeroed`).
 
-use ndarray::IxDyn;
+use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
-use sparsegrad::optim::{Hyper, Optimizer, Sgd, SgdConfig, update_masked_in_passes};
-use sparsegrad::tape::Tensor;
+use sparsegrad::nn::{Linear, Module};
+use sparsegrad::optim::{Hyper, Optimizer, Sgd, SgdConfig, step, update_masked_in_passes};
+use sparsegrad::rng::{seeded, standard_normal, uniform};
+use sparsegrad::sparsity::Mask;
+use sparsegrad::tape::{Tape, Tensor};
 
 /// One step's gradient and mask.
 type Step = (Vec<f32>, Vec<f32>);
@@ -124,4 +127,73 @@ fn fused_masked_sgd_matches_the_separate_passes_when_split_over_threads() {
             }
         });
     }
+}
+
+/// Whether `layer`'s effective weight on a fresh tape is the raw weight's own buffer, and its
+/// value.
+fn effective_on_tape(layer: &Linear<f32>) -> (bool, Tensor<f32>) {
+    let tape = Tape::<f32>::new();
+    let effective = layer.weight.on(&tape);
+    let shared = std::ptr::eq(&*effective.value(), layer.weight.raw.value());
+    (shared, (*effective.value()).clone())
+}
+
+/// After the optimiser's masked update (or `reapply_mask`) the forward pass uses the raw weight as
+/// its own masked value, the same buffer (`Var::mask_prezeroed`); a change to the raw weight or
+/// the mask since then makes it compute W ⊙ m again. The value is W ⊙ m's bits throughout.
+#[test]
+fn masked_forward_shares_the_zeroed_raw_weight_until_it_changes() {
+    let mut rng = seeded(3);
+    let mut layer = Linear::<f32>::new(12, 4, false, &mut rng);
+    let coin = |rng: &mut _| if uniform(rng, 0.0, 1.0) < 0.5 { 0.0 } else { 1.0 };
+    let mask = ArrayD::from_shape_simple_fn(IxDyn(&[4, 12]), || coin(&mut rng));
+    let pruned = mask.iter().position(|&m| m == 0.0).expect("a pruned entry");
+    layer.weight.transform = Some(Box::new(Mask::from_tensor(mask.clone()).expect("0/1")));
+    let masked_bits = |layer: &Linear<f32>| bits(&layer.weight.effective());
+
+    // A fresh mask on an unmasked raw weight: computed.
+    let (shared, value) = effective_on_tape(&layer);
+    assert!(!shared);
+    assert_eq!(bits(&value), masked_bits(&layer));
+
+    layer.weight.reapply_mask();
+    let (shared, value) = effective_on_tape(&layer);
+    assert!(shared, "re-masked raw weight not passed through");
+    assert_eq!(bits(&value), masked_bits(&layer));
+
+    // One SGD step with momentum and weight decay: the masked update leaves it zeroed.
+    let mut opt = Sgd::new(SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        ..SgdConfig::default()
+    });
+    let x = ArrayD::from_shape_simple_fn(IxDyn(&[8, 12]), || standard_normal(&mut rng) as f32);
+    let labels: Vec<usize> = (0..8).map(|i| i % 4).collect();
+    for _ in 0..2 {
+        let tape = Tape::<f32>::new();
+        let loss = layer.forward(tape.constant(x.clone())).cross_entropy(&labels, 0.0);
+        step(&mut opt, &mut layer, &loss.backward());
+        let (shared, value) = effective_on_tape(&layer);
+        assert!(shared, "raw weight after a masked step not passed through");
+        assert_eq!(bits(&value), masked_bits(&layer));
+    }
+
+    // The raw weight written at a pruned entry, not re-masked: computed, the entry stays 0.
+    layer.weight.raw.value_mut().as_slice_mut().expect("contiguous")[pruned] = 5.0;
+    let (shared, value) = effective_on_tape(&layer);
+    assert!(!shared, "a changed raw weight was passed through");
+    assert_eq!(value.as_slice().expect("contiguous")[pruned], 0.0);
+    assert_eq!(bits(&value), masked_bits(&layer));
+    layer.weight.reapply_mask();
+    assert!(effective_on_tape(&layer).0);
+
+    // A new mask, not yet applied to the raw weight: computed.
+    let flipped = mask.mapv(|m| 1.0 - m);
+    let transform = layer.weight.transform.as_mut().expect("mask");
+    let new_mask = transform.as_any_mut().downcast_mut::<Mask<f32>>().expect("a Mask");
+    new_mask.set(flipped).expect("0/1");
+    let (shared, value) = effective_on_tape(&layer);
+    assert!(!shared, "a raw weight zeroed for the old mask was passed through");
+    assert_eq!(bits(&value), masked_bits(&layer));
 }

@@ -5,6 +5,8 @@
 //! rows of `docs/gradients.md` ("Sparsity primitives") name these; `sparsity_rate` is tested in
 //! `sparsity_ops_rate.rs` and the hard concrete (L0) ops in `sparsity_ops_l0.rs`.
 
+use std::sync::Arc;
+
 use ndarray::{ArrayD, IxDyn, Zip, array};
 use proptest::prelude::*;
 use sparsegrad::check::strategies::{away_from, shape, tensor};
@@ -266,4 +268,66 @@ fn sign_mask_prunes_weights_at_the_threshold() {
     );
     // Clipped identity: every |x| < 1, so dL/dt = -0.5 sum w = -0.5 * 0.2.
     assert!((grads.wrt(t).unwrap()[[]] + 0.1).abs() < 1e-15);
+}
+
+// ---------------------------------------------------------------------------------------------
+// mask_prezeroed
+
+/// A tensor and a 0/1 mask of its shape (zeros +0.0, as `Mask` stores them).
+fn weight_and_mask() -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>)> {
+    (shape(4, 5), any::<u64>()).prop_flat_map(|(dims, seed)| {
+        tensor(dims.clone(), -2.0, 2.0).prop_map(move |w| {
+            let mut rng = seeded(seed);
+            let mask = w.mapv(|_| f64::from(uniform(&mut rng, 0.0, 1.0) < 0.6));
+            (w, mask)
+        })
+    })
+}
+
+/// `w` with the entries `mask` prunes set to +0.0: the state the optimiser keeps a masked raw
+/// weight in, and the only input `mask_prezeroed` is defined for.
+fn zeroed(w: &Tensor<f64>, mask: &Tensor<f64>) -> Tensor<f64> {
+    Zip::from(w)
+        .and(mask)
+        .map_collect(|&w, &m| if m == 0.0 { 0.0 } else { w })
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// Checked through `W -> (W * m).mask_prezeroed(m)`, so every perturbed input of the op is
+    /// still zero where m is 0 (its domain); the composition's derivative is m ⊙ m ⊙ g = m ⊙ g.
+    /// The forward on a zeroed weight is that weight exactly.
+    #[test]
+    fn grad_mask_prezeroed((w, mask) in weight_and_mask()) {
+        let m = Arc::new(mask.clone());
+        let y = forward(|v| v[0].mask_prezeroed(m.clone()), &[zeroed(&w, &mask)]);
+        prop_assert_eq!(&y, &zeroed(&w, &mask));
+        assert_grad(
+            |v| (v[0] * v[0].tape().constant(mask.clone())).mask_prezeroed(m.clone()),
+            &[w],
+        );
+    }
+
+    /// On a zeroed weight, value and gradient have the bits of `w * m` (f32, as trained).
+    #[test]
+    fn mask_prezeroed_has_the_bits_of_mul((w, mask) in weight_and_mask(), seed in any::<u64>()) {
+        let (w, mask) = (zeroed(&w, &mask).mapv(|v| v as f32), mask.mapv(|v| v as f32));
+        let mut rng = seeded(seed);
+        let upstream = w.mapv(|_| uniform(&mut rng, -1.0, 1.0) as f32);
+        let run = |prezeroed: bool| {
+            let tape = Tape::<f32>::new();
+            let leaf = tape.leaf(w.clone());
+            let y = if prezeroed {
+                leaf.mask_prezeroed(Arc::new(mask.clone()))
+            } else {
+                leaf * tape.constant(mask.clone())
+            };
+            let value = (*y.value()).clone();
+            let grads = (y * tape.constant(upstream.clone())).sum().backward();
+            let bits = |t: &Tensor<f32>| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            (bits(&value), bits(grads.wrt(leaf).expect("gradient")))
+        };
+        prop_assert_eq!(run(true), run(false));
+    }
 }
