@@ -99,8 +99,8 @@ pub struct Weight<F: Float> {
     /// The raw weight's version ([`Param::version`]) at which its pruned entries were last set to
     /// +0.0, and the mask they were pruned by (held, so a changed mask is a different pointer).
     /// While both still match, the forward pass skips the mask's multiply
-    /// ([`WeightTransform::apply_prezeroed`]).
-    pruned_zeroed_at: Option<(u64, Arc<Tensor<F>>)>,
+    /// ([`WeightTransform::apply_prezeroed`]). Boxed: a `Weight` sits in enums of layers.
+    pruned_zeroed_at: Option<Box<(u64, Arc<Tensor<F>>)>>,
     /// When `Some`, Linear and Conv2d layers add the squared norms of their inputs to it on
     /// every forward pass (activation-aware pruning scores such as Wanda's; see
     /// [`InputNorms`](crate::nn::input_norms::InputNorms)).
@@ -206,12 +206,12 @@ impl<F: Float> Weight<F> {
     /// voids the record.
     pub(crate) fn note_pruned_zeroed(&mut self) {
         let mask = self.transform.as_ref().and_then(|t| t.mask_shared());
-        self.pruned_zeroed_at = mask.map(|m| (self.raw.version(), m));
+        self.pruned_zeroed_at = mask.map(|m| Box::new((self.raw.version(), m)));
     }
 
     /// Whether the record of [`Weight::note_pruned_zeroed`] still holds for `transform`.
     fn pruned_still_zeroed(&self, transform: &dyn WeightTransform<F>) -> bool {
-        match (&self.pruned_zeroed_at, transform.mask_shared()) {
+        match (self.pruned_zeroed_at.as_deref(), transform.mask_shared()) {
             (Some((version, noted)), Some(mask)) => {
                 *version == self.raw.version() && Arc::ptr_eq(noted, &mask)
             }

@@ -101,7 +101,7 @@ impl<'t, F: Float> Var<'t, F> {
             .record_owned("mask_prezeroed", self.value(), &[self], move |mut g, _| {
                 match (g.as_slice_mut(), mask.as_slice()) {
                     (Some(gs), Some(ms)) => update_slices(gs, [ms], |g, [m]| g * m),
-                    _ => Zip::from(&mut g).and(&*mask).for_each(|g, &m| *g = *g * m),
+                    _ => Zip::from(&mut g).and(&*mask).for_each(|g, &m| *g *= m),
                 }
                 vec![Some(g)]
             })

@@ -145,7 +145,13 @@ fn effective_on_tape(layer: &Linear<f32>) -> (bool, Tensor<f32>) {
 fn masked_forward_shares_the_zeroed_raw_weight_until_it_changes() {
     let mut rng = seeded(3);
     let mut layer = Linear::<f32>::new(12, 4, false, &mut rng);
-    let coin = |rng: &mut _| if uniform(rng, 0.0, 1.0) < 0.5 { 0.0 } else { 1.0 };
+    let coin = |rng: &mut _| {
+        if uniform(rng, 0.0, 1.0) < 0.5 {
+            0.0
+        } else {
+            1.0
+        }
+    };
     let mask = ArrayD::from_shape_simple_fn(IxDyn(&[4, 12]), || coin(&mut rng));
     let pruned = mask.iter().position(|&m| m == 0.0).expect("a pruned entry");
     layer.weight.transform = Some(Box::new(Mask::from_tensor(mask.clone()).expect("0/1")));
@@ -172,7 +178,9 @@ fn masked_forward_shares_the_zeroed_raw_weight_until_it_changes() {
     let labels: Vec<usize> = (0..8).map(|i| i % 4).collect();
     for _ in 0..2 {
         let tape = Tape::<f32>::new();
-        let loss = layer.forward(tape.constant(x.clone())).cross_entropy(&labels, 0.0);
+        let loss = layer
+            .forward(tape.constant(x.clone()))
+            .cross_entropy(&labels, 0.0);
         step(&mut opt, &mut layer, &loss.backward());
         let (shared, value) = effective_on_tape(&layer);
         assert!(shared, "raw weight after a masked step not passed through");
@@ -180,7 +188,12 @@ fn masked_forward_shares_the_zeroed_raw_weight_until_it_changes() {
     }
 
     // The raw weight written at a pruned entry, not re-masked: computed, the entry stays 0.
-    layer.weight.raw.value_mut().as_slice_mut().expect("contiguous")[pruned] = 5.0;
+    layer
+        .weight
+        .raw
+        .value_mut()
+        .as_slice_mut()
+        .expect("contiguous")[pruned] = 5.0;
     let (shared, value) = effective_on_tape(&layer);
     assert!(!shared, "a changed raw weight was passed through");
     assert_eq!(value.as_slice().expect("contiguous")[pruned], 0.0);
@@ -191,9 +204,15 @@ fn masked_forward_shares_the_zeroed_raw_weight_until_it_changes() {
     // A new mask, not yet applied to the raw weight: computed.
     let flipped = mask.mapv(|m| 1.0 - m);
     let transform = layer.weight.transform.as_mut().expect("mask");
-    let new_mask = transform.as_any_mut().downcast_mut::<Mask<f32>>().expect("a Mask");
+    let new_mask = transform
+        .as_any_mut()
+        .downcast_mut::<Mask<f32>>()
+        .expect("a Mask");
     new_mask.set(flipped).expect("0/1");
     let (shared, value) = effective_on_tape(&layer);
-    assert!(!shared, "a raw weight zeroed for the old mask was passed through");
+    assert!(
+        !shared,
+        "a raw weight zeroed for the old mask was passed through"
+    );
     assert_eq!(bits(&value), masked_bits(&layer));
 }
