@@ -20,4 +20,5 @@ pub mod sparse_linear;
 pub mod sparse_micro;
 pub mod sparse_pattern;
 pub mod sparse_select;
+pub mod spin;
 pub mod transpose;

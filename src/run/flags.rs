@@ -2,6 +2,7 @@
 //! the value it refuses.
 
 use crate::error::{Error, Result};
+use crate::kernels::spin::with_spinning_workers;
 
 /// `value` in (0, 1) (`lo_open`) or [0, 1).
 pub fn fraction(flag: &str, value: f64, lo_open: bool) -> Result<()> {
@@ -85,8 +86,10 @@ pub fn at_least_one(flag: &str, value: usize) -> Result<()> {
 /// threads (all cores when `None`). Why on a worker, not on the calling thread: from outside
 /// the pool, every parallel loop hands its data to a worker, so the serial and the parallel
 /// parts of a training step run on different threads and the data moves between cores; with
-/// one thread that measured 14-20% slower steps (ResNet-20, LeNet-5-Caffe). The thread count
-/// never changes a result (every split is fixed by the shapes).
+/// one thread that measured 14-20% slower steps (ResNet-20, LeNet-5-Caffe). The other workers
+/// spin for jobs while `work` runs instead of sleeping between parallel regions
+/// ([`with_spinning_workers`]). The thread count never changes a result (every split is fixed by
+/// the shapes).
 pub fn on_threads<R: Send>(
     value: Option<usize>,
     work: impl FnOnce() -> Result<R> + Send,
@@ -99,5 +102,5 @@ pub fn on_threads<R: Send>(
     let pool = builder
         .build()
         .map_err(|e| Error::invalid(format!("--threads: {e}")))?;
-    pool.install(work)
+    pool.install(|| with_spinning_workers(work))
 }

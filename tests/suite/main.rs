@@ -68,6 +68,7 @@ mod sparsity_ops;
 mod sparsity_ops_l0;
 mod sparsity_ops_rate;
 mod sparsity_transforms;
+mod spin;
 mod survey_support;
 mod sweep;
 mod train_best;
