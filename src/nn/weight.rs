@@ -23,7 +23,8 @@ pub trait WeightTransform<F: Float>: Any {
     fn apply<'t>(&self, raw: Var<'t, F>) -> Var<'t, F>;
 
     /// [`WeightTransform::apply`] to a raw weight known to be +0.0 wherever
-    /// [`WeightTransform::mask`] is 0 ([`Weight`] knows when: see [`Weight::note_pruned_zeroed`]).
+    /// [`WeightTransform::mask`] is 0 ([`Weight`] knows when: after the optimiser's masked update
+    /// or [`Weight::reapply_mask`], until the raw weight or the mask changes).
     /// A fixed mask then passes the raw weight through without computing W ⊙ m (same bits). The
     /// default is `apply`.
     fn apply_prezeroed<'t>(&self, raw: Var<'t, F>) -> Var<'t, F> {
