@@ -97,11 +97,12 @@ pub struct Weight<F: Float> {
     effective_var: Cell<Option<usize>>,
     /// Sparse-kernel setting and cached pattern (see `nn::sparse`).
     pub(crate) sparse: crate::nn::sparse::SparseState<F>,
-    /// The raw weight's version ([`Param::version`]) at which its pruned entries were last set to
-    /// +0.0, and the mask they were pruned by (held, so a changed mask is a different pointer).
-    /// While both still match, the forward pass skips the mask's multiply
-    /// ([`WeightTransform::apply_prezeroed`]). Boxed: a `Weight` sits in enums of layers.
-    pruned_zeroed_at: Option<Box<(u64, Arc<Tensor<F>>)>>,
+    /// The raw weight (its identity, since `raw` is a public field that can be replaced, and its
+    /// [`Param::version`]) whose pruned entries were last set to +0.0, and the mask they were
+    /// pruned by (held, so a changed mask is a different pointer). While all still match, the
+    /// forward pass skips the mask's multiply ([`WeightTransform::apply_prezeroed`]). Boxed: a
+    /// `Weight` sits in enums of layers.
+    pruned_zeroed_at: Option<Box<PrunedZeroed<F>>>,
     /// When `Some`, Linear and Conv2d layers add the squared norms of their inputs to it on
     /// every forward pass (activation-aware pruning scores such as Wanda's; see
     /// [`InputNorms`](crate::nn::input_norms::InputNorms)).
@@ -207,18 +208,33 @@ impl<F: Float> Weight<F> {
     /// voids the record.
     pub(crate) fn note_pruned_zeroed(&mut self) {
         let mask = self.transform.as_ref().and_then(|t| t.mask_shared());
-        self.pruned_zeroed_at = mask.map(|m| Box::new((self.raw.version(), m)));
+        self.pruned_zeroed_at = mask.map(|mask| {
+            Box::new(PrunedZeroed {
+                raw: self.raw.id(),
+                version: self.raw.version(),
+                mask,
+            })
+        });
     }
 
     /// Whether the record of [`Weight::note_pruned_zeroed`] still holds for `transform`.
     fn pruned_still_zeroed(&self, transform: &dyn WeightTransform<F>) -> bool {
         match (self.pruned_zeroed_at.as_deref(), transform.mask_shared()) {
-            (Some((version, noted)), Some(mask)) => {
-                *version == self.raw.version() && Arc::ptr_eq(noted, &mask)
+            (Some(noted), Some(mask)) => {
+                noted.raw == self.raw.id()
+                    && noted.version == self.raw.version()
+                    && Arc::ptr_eq(&noted.mask, &mask)
             }
             _ => false,
         }
     }
+}
+
+/// See [`Weight::note_pruned_zeroed`].
+struct PrunedZeroed<F: Float> {
+    raw: crate::param::ParamId,
+    version: u64,
+    mask: Arc<Tensor<F>>,
 }
 
 /// Sets the entries of `t` where `mask` is 0 to +0.0 (others are multiplied by the mask). A select,

@@ -9,6 +9,7 @@ use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use sparsegrad::nn::{Linear, Module};
 use sparsegrad::optim::{Hyper, Optimizer, Sgd, SgdConfig, step, update_masked_in_passes};
+use sparsegrad::param::Param;
 use sparsegrad::rng::{seeded, standard_normal, uniform};
 use sparsegrad::sparsity::Mask;
 use sparsegrad::tape::{Tape, Tensor};
@@ -199,6 +200,19 @@ fn masked_forward_shares_the_zeroed_raw_weight_until_it_changes() {
     assert_eq!(value.as_slice().expect("contiguous")[pruned], 0.0);
     assert_eq!(bits(&value), masked_bits(&layer));
     layer.weight.reapply_mask();
+    assert!(effective_on_tape(&layer).0);
+
+    // A new raw parameter brought to the recorded version without re-masking: computed.
+    let version = layer.weight.raw.version();
+    let mut replacement = Param::new(layer.weight.raw.value().mapv(|_| 1.0f32));
+    while replacement.version() < version {
+        replacement.value_mut();
+    }
+    let kept = std::mem::replace(&mut layer.weight.raw, replacement);
+    let (shared, value) = effective_on_tape(&layer);
+    assert!(!shared, "a replaced raw weight was passed through");
+    assert_eq!(bits(&value), masked_bits(&layer));
+    layer.weight.raw = kept;
     assert!(effective_on_tape(&layer).0);
 
     // A new mask, not yet applied to the raw weight: computed.
