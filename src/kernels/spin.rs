@@ -10,7 +10,8 @@
 //!
 //! The other workers each run a keeper job that calls `rayon::yield_now` (which runs any job it
 //! can find or steal) until the work is done, yielding the CPU to the OS between polls once idle
-//! for a while, and none when the pool has more threads than the machine has cores. Who runs a
+//! for a while and napping once idle for milliseconds, and none when the pool has more threads
+//! than the machine has cores. Who runs a
 //! job never changes a result (every split is fixed by the shapes), so this changes only the
 //! time.
 
@@ -20,6 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Empty polls (a few microseconds in all) before an idle keeper also yields its CPU to the OS
 /// on every poll, as rayon's own idle loop does before it sleeps.
 const SPINS_BEFORE_YIELDING: u32 = 1000;
+/// Yielding polls (some milliseconds: far longer than any gap between a training step's parallel
+/// regions) before an idle keeper naps between polls, so a long serial stretch (loading data,
+/// writing a checkpoint) does not keep a core busy. A job pushed while it naps is not lost: the
+/// thread that pushed it runs it itself if no one has taken it.
+const YIELDS_BEFORE_NAPPING: u32 = 10_000;
+const NAP: std::time::Duration = std::time::Duration::from_micros(200);
 
 thread_local! {
     /// Whether this thread is already running a keeper (a second one stolen onto it returns).
@@ -69,13 +76,17 @@ fn keep(caller: usize, done: &AtomicBool) {
     while !done.load(Ordering::Acquire) {
         match rayon::yield_now() {
             Some(rayon::Yield::Executed) => idle = 0,
-            _ if idle < SPINS_BEFORE_YIELDING => {
-                idle += 1;
-                std::hint::spin_loop();
+            _ => {
+                idle = idle.saturating_add(1);
+                if idle < SPINS_BEFORE_YIELDING {
+                    std::hint::spin_loop();
+                } else if idle < SPINS_BEFORE_YIELDING + YIELDS_BEFORE_NAPPING {
+                    // Let the OS run anything else waiting for this CPU.
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(NAP);
+                }
             }
-            // Idle for a while: let the OS run anything else waiting for this CPU (another
-            // process, or this one's own threads when the machine is shared).
-            _ => std::thread::yield_now(),
         }
     }
     KEEPING.with(|k| k.set(false));
