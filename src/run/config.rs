@@ -84,7 +84,8 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Worker threads (results are identical for any count). While the run works, the threads
-    /// other than the main one wait for work by spinning, not sleeping: their cores show busy.
+    /// other than the main one wait for work by spinning, not sleeping (their cores show busy),
+    /// and nap once idle for some milliseconds.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Run masked layers on the sparse kernels: `auto` where the calibrated rule (layer shape,
