@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use ndarray::IxDyn;
+use ndarray::{IxDyn, Zip};
 
 use crate::float::{Float, sigmoid};
 use crate::kernels::parallel::{map_collect, map_slices, product, update_slices};
@@ -46,6 +46,17 @@ pub fn unary<'t, F: Float>(
 /// `values` in `like`'s shape.
 fn shaped<F: Float>(like: &Tensor<F>, values: Vec<F>) -> Tensor<F> {
     Tensor::from_shape_vec(like.raw_dim(), values).expect("one value per element")
+}
+
+/// `g * other` (same shape) written over `g`, a gradient the backward owns (`record_owned`): the
+/// vectorised slice loop when both are contiguous. The backward of `mul` and of
+/// `Var::mask_prezeroed`.
+pub(crate) fn times_into<F: Float>(mut g: Tensor<F>, other: &Tensor<F>) -> Tensor<F> {
+    match (g.as_slice_mut(), other.as_slice()) {
+        (Some(gs), Some(os)) => update_slices(gs, [os], |g, [o]| g * o),
+        _ => Zip::from(&mut g).and(other).for_each(|g, &o| *g *= o),
+    }
+    g
 }
 
 /// Records `y = f(a, b)` elementwise with numpy broadcasting and partial derivatives
@@ -125,14 +136,6 @@ impl<'t, F: Float> Var<'t, F> {
         let times = |g: &Tensor<F>, other: &Tensor<F>| match (g.as_slice(), other.as_slice()) {
             (Some(gs), Some(os)) => shaped(g, product(gs, os)),
             _ => map_collect!(|&g, &o| g * o; g, other),
-        };
-        // g * other written over g (which the backward owns) when both are contiguous.
-        let times_into = move |mut g: Tensor<F>, other: &Tensor<F>| {
-            match (g.as_slice_mut(), other.as_slice()) {
-                (Some(gs), Some(os)) => update_slices(gs, [os], |g, [o]| g * o),
-                _ => return times(&g, other),
-            }
-            g
         };
         let y = times(&av, &bv);
         self.tape()

@@ -20,9 +20,8 @@ use std::sync::Arc;
 use ndarray::Zip;
 
 use crate::float::Float;
-use crate::kernels::parallel::update_slices;
 pub use crate::ops::density::{Bandwidth, Density, DensityEstimate};
-use crate::ops::elementwise::sign_scalar;
+use crate::ops::elementwise::{sign_scalar, times_into};
 use crate::ops::soft_threshold_loops::{
     alive_signed_sum, one_threshold, one_threshold_backward, shrink,
 };
@@ -98,12 +97,8 @@ impl<'t, F: Float> Var<'t, F> {
             "op `mask_prezeroed`: mask shape differs from the weight's"
         );
         self.tape()
-            .record_owned("mask_prezeroed", self.value(), &[self], move |mut g, _| {
-                match (g.as_slice_mut(), mask.as_slice()) {
-                    (Some(gs), Some(ms)) => update_slices(gs, [ms], |g, [m]| g * m),
-                    _ => Zip::from(&mut g).and(&*mask).for_each(|g, &m| *g *= m),
-                }
-                vec![Some(g)]
+            .record_owned("mask_prezeroed", self.value(), &[self], move |g, _| {
+                vec![Some(times_into(g, &mask))]
             })
     }
 

@@ -230,3 +230,18 @@ fn masked_forward_shares_the_zeroed_raw_weight_until_it_changes() {
     );
     assert_eq!(bits(&value), masked_bits(&layer));
 }
+
+/// A mask's zeros are stored as +0.0 (a -0.0 would make W ⊙ m differ in sign from the raw weight
+/// the forward pass shares), whether given at construction or by `set`.
+#[test]
+fn masks_store_positive_zeros() {
+    let given = ArrayD::from_shape_vec(IxDyn(&[4]), vec![-0.0f32, 1.0, 0.0, -0.0]).expect("4");
+    let mut mask = Mask::from_tensor(given.clone()).expect("0/1");
+    assert_eq!(bits(mask.values()), bits(&given.mapv(|m| m + 0.0)));
+    mask.set(given.mapv(|m| if m == 0.0 { 1.0 } else { -0.0 }))
+        .expect("0/1");
+    assert_eq!(
+        bits(mask.values()),
+        [1.0f32, 0.0, 1.0, 1.0].map(f32::to_bits)
+    );
+}
